@@ -1,0 +1,35 @@
+# Thin wrapper over CMake. `make demo` and `make test` work on a fresh
+# Debian 12 machine: they install the missing Debian packages first.
+BUILD ?= build
+JOBS  ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build demo test asan tsan bench format clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@rm -rf $(BUILD)/demo
+	./$(BUILD)/sluice run examples/quickstart.yaml --set checkpoint.dir=$(BUILD)/demo/checkpoint
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+asan:
+	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSLUICE_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
+
+tsan:
+	@$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DSLUICE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-tsan

@@ -1,0 +1,56 @@
+/* util.c - see util.h. */
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t sl_mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t sl_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void oom(size_t n) {
+  fprintf(stderr, "sluice: error: out of memory allocating %zu bytes\n", n);
+  abort();
+}
+
+void *sl_malloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p)
+    oom(n);
+  return p;
+}
+
+void *sl_calloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p)
+    oom(n * size);
+  return p;
+}
+
+void *sl_realloc(void *p, size_t n) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q)
+    oom(n);
+  return q;
+}
+
+char *sl_strdup(const char *s) {
+  return sl_strndup(s, strlen(s));
+}
+
+char *sl_strndup(const char *s, size_t n) {
+  char *p = sl_malloc(n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
