@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#define SL_MIN_SZ(a, b) ((a) < (b) ? (a) : (b))
+
 void sl_error_clear(struct sl_error *err) {
   if (!err)
     return;
@@ -50,7 +52,18 @@ int sl_error_prefix(struct sl_error *err, const char *fmt, ...) {
   vsnprintf(prefix, sizeof(prefix), fmt, ap);
   va_end(ap);
   memcpy(old, err->msg, sizeof(old));
-  snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+  size_t np = strlen(prefix), nold = strnlen(old, sizeof(old) - 1);
+  size_t cap = sizeof(err->msg) - 1, pos = 0;
+  /* Manual concatenation: the prefix wins, the old message is truncated. */
+  memcpy(err->msg, prefix, SL_MIN_SZ(np, cap));
+  pos = SL_MIN_SZ(np, cap);
+  if (pos + 2 <= cap) {
+    memcpy(err->msg + pos, ": ", 2);
+    pos += 2;
+  }
+  memcpy(err->msg + pos, old, SL_MIN_SZ(nold, cap - pos));
+  pos += SL_MIN_SZ(nold, cap - pos);
+  err->msg[pos] = '\0';
   return err->code;
 }
 
