@@ -55,7 +55,12 @@ int sl_ckpt_scan(struct sl_ckpt *ck, struct sl_ckpt_state *st,
 
 /* Writes offsets/<plan->batch> durably. Refuses (SL_ERR_INVAL) to
  * overwrite an existing entry with different ranges (invariant 2);
- * rewriting identical ranges is a no-op success. */
+ * rewriting identical ranges is a no-op success. A new entry must be the
+ * batch after the newest commit (SL_ERR_INVAL otherwise; a sink that is
+ * ahead is adopted with sl_ckpt_roll_forward). Offsets, partitions,
+ * task_max_records and created_ms must be in [0, 2^53) (exact in JSON) and
+ * start <= end; each (topic, partition) at most once. Ranges are stored
+ * sorted by topic and partition (sl_plan_sort order). */
 int sl_ckpt_write_offsets(struct sl_ckpt *ck, const struct sl_plan *plan,
                           struct sl_error *err);
 /* Reads offsets/<batch> into out (out is cleared first).
@@ -67,10 +72,25 @@ int sl_ckpt_read_offsets(struct sl_ckpt *ck, uint64_t batch,
  * (SL_ERR_INVAL otherwise): a commit without its plan is a bug. */
 int sl_ckpt_write_commit(struct sl_ckpt *ck, uint64_t batch,
                          int64_t committed_ms, struct sl_error *err);
+/* Whether commits/<batch> exists (the file is not verified; sl_ckpt_scan
+ * and sl_ckpt_read_commit do that). */
 bool sl_ckpt_has_commit(struct sl_ckpt *ck, uint64_t batch);
+/* Reads and verifies commits/<batch>; committed_ms may be NULL.
+ * SL_ERR_NOTFOUND when absent, SL_ERR_CORRUPT when bad. */
+int sl_ckpt_read_commit(struct sl_ckpt *ck, uint64_t batch,
+                        int64_t *committed_ms, struct sl_error *err);
+
+/* SL_RECOVER_ROLL_FORWARD: adopts the sink's batch S = plan->batch (the
+ * plan's ends are the sink's end offsets) by writing offsets/S and then
+ * commits/S, skipping the batches between the newest commit and S. S must
+ * be newer than the newest commit. Re-running it after a crash between the
+ * two writes completes the pair (offsets/S is then an identical rewrite). */
+int sl_ckpt_roll_forward(struct sl_ckpt *ck, const struct sl_plan *plan,
+                         int64_t committed_ms, struct sl_error *err);
 
 /* Deletes offsets and commits older than the newest `retain` commits
- * (never the newest commit, nor any offsets entry newer than it). */
+ * (never the newest commit, nor any offsets entry newer than it).
+ * retain == 0 is treated as 1. */
 int sl_ckpt_prune(struct sl_ckpt *ck, unsigned retain, struct sl_error *err);
 
 /* Writes a human-readable summary of the directory to out (for
@@ -78,6 +98,12 @@ int sl_ckpt_prune(struct sl_ckpt *ck, unsigned retain, struct sl_error *err);
  * ranges, and any corrupt file. Returns 0, or an error when DIR is not a
  * checkpoint directory. */
 int sl_ckpt_show(const char *dir, FILE *out, struct sl_error *err);
+
+/* Debug builds (SL_DEBUG_INVARIANTS): aborts with a message unless the
+ * newest offsets entry is the newest commit or the one after it, and every
+ * commit has its offsets entry (checked on disk). Called after every
+ * successful write; a no-op in other builds. */
+void sl_ckpt_assert_invariants(struct sl_ckpt *ck);
 
 /* ------------------------------------------------------------ recovery */
 

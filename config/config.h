@@ -10,6 +10,9 @@
  *   ${VAR:?message}   value of VAR; error "message" when unset or empty
  *   $$                a literal '$'
  * Interpolation happens inside plain and quoted scalars, not inside keys.
+ * A default may itself hold references (${A:-${B}}); the :? message is
+ * used as written. A '$' not followed by '{' or '$' is kept as is. Error
+ * messages name variables, never their values.
  *
  * Binding walks a map node against a table of struct sl_cfg_field (the
  * config_map of a module or plugin): every key must be known (unknown keys
@@ -37,7 +40,8 @@ struct sl_cfg_node {
   int line, col;    /* 1-based position of the node's first character */
   /* SL_CFG_SCALAR: value after interpolation, NUL-terminated, owned. */
   char *scalar;
-  bool plain; /* true for an unquoted scalar (so `null` vs "null") */
+  bool plain; /* true for an unquoted scalar (so `null` vs "null");
+                 false for `!!str x` too */
   /* SL_CFG_MAP: keys[i] (scalar nodes) map to items[i].
    * SL_CFG_SEQ: items[i]. */
   struct sl_cfg_node **keys;
@@ -48,22 +52,30 @@ struct sl_cfg_node {
 /* Parses a YAML file into a tree. The document must be one mapping.
  * On error returns NULL and sets err (code SL_ERR_CONFIG) to
  * "path:line:col: message" (YAML syntax errors, duplicate keys, anchors
- * and aliases (rejected), unset variables). */
+ * and aliases (rejected), non-scalar keys, a second document, unset
+ * variables), "path: file is empty" (nothing, only comments, or null) or
+ * "path: cannot open: <strerror>". */
 struct sl_cfg_node *sl_cfg_load_file(const char *path, struct sl_error *err);
 
 /* Same, from memory; name is used as the file name in messages. */
 struct sl_cfg_node *sl_cfg_load_string(const char *name, const char *text,
                                        size_t len, struct sl_error *err);
 
-/* Frees a tree returned by the loaders. NULL is allowed. */
+/* Frees a tree returned by the loaders, including the file name its
+ * root owns (only call it on a root). NULL is allowed. */
 void sl_cfg_free(struct sl_cfg_node *root);
 
 /* Applies one "--set path=value" override to the tree. path is dotted keys
  * (a.b.c); missing intermediate maps are created. value is parsed as a YAML
  * flow value, so "[a, b]" is a list and "{k: v}" a map; values are
  * interpolated like file values. Nodes created get file "--set" with line 1
- * and the column inside the argument. Errors: no '=', empty path, a path
- * that goes through a scalar or a list. */
+ * and the column inside the argument. The value is parsed as the YAML
+ * text "v: <value>", so "host:9092" and "hello world" are strings and an
+ * empty value is the empty string. An existing key keeps its key node and
+ * gets the new value (the old value subtree is freed: bind after all
+ * overrides). Errors, "--set:1:COL: message": no '=', empty path or path
+ * segment, a path that goes through a scalar or a list, a bad value. On
+ * error the tree is unchanged. */
 int sl_cfg_apply_set(struct sl_cfg_node *root, const char *assignment,
                      struct sl_error *err);
 
@@ -82,8 +94,11 @@ enum sl_cfg_type {
   SL_CFG_T_INT,      /* int64_t; checked against [min, max]               */
   SL_CFG_T_BOOL,     /* bool; true/false/yes/no/on/off                    */
   SL_CFG_T_DURATION, /* int64_t nanoseconds; "250us" "100ms" "2s" "5m" "1h"
-                        "1d"; a bare number is an error (units required) */
-  SL_CFG_T_SIZE,     /* int64_t bytes; "512", "64KB" "64KiB" "1MB" "2GiB" */
+                        "1d", "1.5s", "1h30m"; a bare number is an error
+                        (units required) except "0"; never negative      */
+  SL_CFG_T_SIZE,     /* int64_t bytes; "512", "64KB" "64KiB" "1MB" "2GiB";
+                        KB/MB/GB/TB are 1000-based, K/M/G/T and KiB/MiB/
+                        GiB/TiB 1024-based; units ignore case; "1.5MiB" */
   SL_CFG_T_ENUM,     /* int: index into enum_values                       */
   SL_CFG_T_STRLIST,  /* struct sl_strlist; a YAML list of scalars, or one
                         scalar taken as a one-element list                */
@@ -101,7 +116,10 @@ struct sl_cfg_field {
   enum sl_cfg_type type;
   unsigned flags;
   const char *def;  /* default, written as YAML text would be ("1s",
-                       "true", "100"); NULL: zero value / no default */
+                       "true", "100", "[a, b]" for STRLIST, "{k: v}" for
+                       STRMAP); STR copies it as is; ignored for SECTION
+                       and NODE; NULL: zero value / no default. Defaults
+                       are converted and range-checked like values. */
   size_t offset;    /* offsetof the value in the bound struct        */
   const char *desc; /* one line for --help and docs                  */
   const char *const *enum_values;      /* SL_CFG_T_ENUM, NULL-ended  */
@@ -124,9 +142,16 @@ struct sl_strmap {
 /* Binds map (which must be a map node; NULL means "absent", so only
  * defaults apply and required keys are reported at where_absent, or
  * without a position when where_absent is NULL too) into the struct at
- * base. The first error wins: unknown key (with "did you mean 'x'?" when a
- * known key is within edit distance 2, or one differs only by '-'/'_' or
- * case), wrong type, out of range, missing required key.
+ * base. The first error wins: unknown keys are checked first (in file
+ * order), then the fields in table order: wrong type, out of range,
+ * missing required key. An unknown key gets "did you mean 'x'?" when a
+ * known key is within edit distance 2 (and closer than the typed key is
+ * long) or differs only by '-'/'_' or case; otherwise the message lists
+ * the known keys. A plain `null`/`~` value counts as absent (the default
+ * applies; a required key reports "a value is required, got null"),
+ * except for SL_CFG_T_NODE, which gets the null node.
+ * bind overwrites the fields without freeing what was there; on error it
+ * frees what it allocated, so only a successful bind needs an unbind.
  * Messages name the key path, for example
  *   "job.yaml:7:5: unknown key 'max_record_per_batch' in source.kafka; did
  *    you mean 'max_records_per_batch'?"

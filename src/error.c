@@ -14,8 +14,7 @@ void sl_error_clear(struct sl_error *err) {
   err->msg[0] = '\0';
 }
 
-int sl_error_vset(struct sl_error *err, int code, const char *fmt,
-                  va_list ap) {
+int sl_error_vset(struct sl_error *err, int code, const char *fmt, va_list ap) {
   if (!err)
     return code;
   err->code = code;

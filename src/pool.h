@@ -53,12 +53,12 @@ typedef int (*sl_worker_init_fn)(int worker, void *arg, void **wctx,
 typedef void (*sl_worker_fini_fn)(int worker, void *arg, void *wctx);
 
 struct sl_pool_config {
-  unsigned workers;    /* >= 1 */
-  unsigned ring_size;  /* per-worker ring capacity; power of two >= 4 */
-  sl_task_fn run;      /* required */
+  unsigned workers;       /* >= 1 */
+  unsigned ring_size;     /* per-worker ring capacity; power of two >= 4 */
+  sl_task_fn run;         /* required */
   sl_worker_init_fn init; /* optional */
   sl_worker_fini_fn fini; /* optional */
-  void *arg;           /* passed to run/init/fini */
+  void *arg;              /* passed to run/init/fini */
 };
 
 struct sl_pool;

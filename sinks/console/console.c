@@ -1,0 +1,147 @@
+/*
+ * console.c - prints each batch's output to stdout.
+ *
+ * At-least-once: stdout cannot take back what it printed, so a batch that
+ * is re-run after a crash is printed again. Stages keep at most `limit`
+ * records each (copied, since the source's bytes are released after each
+ * chunk); commit prints the batch in task order under a header, like
+ * Spark's console sink.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/plugin.h"
+#include "../../src/util.h"
+
+struct console_conf {
+  int64_t limit;
+};
+
+static const struct sl_cfg_field console_map[] = {
+    {.key = "limit",
+     .type = SL_CFG_T_INT,
+     .def = "20",
+     .offset = offsetof(struct console_conf, limit),
+     .desc = "records shown per batch (0: all)",
+     .min = 0,
+     .max = INT64_MAX},
+    {0}};
+
+struct console_stage {
+  int64_t limit; /* what this stage keeps (0: all) */
+  int64_t total; /* records staged, kept or not */
+  char *buf;     /* kept records, one per line */
+  size_t len, cap;
+};
+
+static int console_init(struct sl_sink *sink, struct sl_error *err) {
+  (void)sink;
+  (void)err;
+  return 0;
+}
+
+static int console_stage_open(struct sl_sink *sink, uint64_t batch,
+                              uint32_t task, void **stage,
+                              struct sl_error *err) {
+  const struct console_conf *c = sink->conf;
+  struct console_stage *s = sl_calloc(1, sizeof(*s));
+  (void)batch;
+  (void)task;
+  (void)err;
+  s->limit = c->limit;
+  *stage = s;
+  return 0;
+}
+
+static void append(struct console_stage *s, const char *p, size_t n) {
+  if (s->len + n + 1 > s->cap) {
+    s->cap = SL_MAX(s->cap * 2, s->len + n + 1024);
+    s->buf = sl_realloc(s->buf, s->cap);
+  }
+  memcpy(s->buf + s->len, p, n);
+  s->len += n;
+}
+
+static int console_stage_write(void *stage, const struct sl_batch *b,
+                               struct sl_error *err) {
+  struct console_stage *s = stage;
+  (void)err;
+  for (size_t i = 0; i < b->n; i++, s->total++) {
+    if (s->limit && s->total >= s->limit)
+      continue;
+    const struct sl_record *r = &b->recs[i];
+    if (r->value)
+      append(s, r->value, r->value_len);
+    else
+      append(s, "null", 4);
+    append(s, "\n", 1);
+  }
+  return 0;
+}
+
+static int console_stage_close(void *stage, struct sl_error *err) {
+  (void)stage;
+  (void)err;
+  return 0;
+}
+
+static int console_commit(struct sl_sink *sink, const struct sl_plan *plan,
+                          void *const *stages, size_t n, struct sl_error *err) {
+  const struct console_conf *c = sink->conf;
+  int64_t total = 0, shown = 0;
+  (void)err;
+  printf("-------------------------------------------\n");
+  printf("Batch: %llu\n", (unsigned long long)plan->batch);
+  printf("-------------------------------------------\n");
+  for (size_t i = 0; i < n; i++) {
+    const struct console_stage *s = stages[i];
+    const char *p = s->buf, *end = s->buf + s->len;
+    total += s->total;
+    while (p && p < end && (c->limit == 0 || shown < c->limit)) {
+      const char *nl = memchr(p, '\n', (size_t)(end - p));
+      fwrite(p, 1, (size_t)(nl - p) + 1, stdout);
+      p = nl + 1;
+      shown++;
+    }
+  }
+  if (total > shown)
+    printf("... %lld more records (sink.console.limit: %lld)\n",
+           (long long)(total - shown), (long long)c->limit);
+  fflush(stdout);
+  return 0;
+}
+
+static void console_stage_free(struct sl_sink *sink, void *stage) {
+  struct console_stage *s = stage;
+  (void)sink;
+  if (s)
+    free(s->buf);
+  free(s);
+}
+
+static const char *console_describe(struct sl_sink *sink) {
+  (void)sink;
+  return "Console (at-least-once)";
+}
+
+static void console_destroy(struct sl_sink *sink) {
+  (void)sink;
+}
+
+const struct sl_sink_plugin sl_sink_console = {
+    .name = "console",
+    .config_map = console_map,
+    .conf_size = sizeof(struct console_conf),
+    .flags = 0,
+    .init = console_init,
+    .last_committed = NULL,
+    .stage_open = console_stage_open,
+    .stage_write = console_stage_write,
+    .stage_close = console_stage_close,
+    .commit = console_commit,
+    .stage_free = console_stage_free,
+    .describe = console_describe,
+    .destroy = console_destroy,
+};

@@ -1,0 +1,54 @@
+/*
+ * kafka.h - what the Kafka source, the embedded cluster and the producer
+ * share: client configuration and the embedded (mock) cluster.
+ */
+#ifndef SL_KAFKA_H
+#define SL_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../config/config.h"
+#include "../../src/error.h"
+
+/* True for librdkafka properties whose values must never be printed. */
+bool sl_kafka_secret_property(const char *name);
+
+/* Sets one property; on failure fills err without ever echoing a secret
+ * value. */
+int sl_kafka_conf_set(rd_kafka_conf_t *conf, const char *name,
+                      const char *value, struct sl_error *err);
+
+/* Routes librdkafka's log lines into sluice's log (notices become debug
+ * lines so a healthy run stays quiet). */
+void sl_kafka_conf_logging(rd_kafka_conf_t *conf);
+
+/* ---- the embedded cluster: librdkafka's mock brokers on loopback */
+
+struct sl_mock;
+struct sl_mock *sl_mock_new(int brokers, struct sl_error *err);
+const char *sl_mock_bootstraps(const struct sl_mock *m);
+int sl_mock_topic_create(struct sl_mock *m, const char *topic, int partitions,
+                         struct sl_error *err);
+/* The librdkafka mock cluster, for error injection in tests. */
+void *sl_mock_cluster(struct sl_mock *m);
+void sl_mock_destroy(struct sl_mock *m);
+
+/* ---- producing generated clickstream records (clickgen.h) */
+
+struct sl_produce_opts {
+  const char *brokers;
+  const char *topic;
+  uint64_t count;
+  uint64_t first; /* id of the first record */
+  double rate;    /* records per second; 0 = as fast as possible */
+  uint64_t seed;
+  const struct sl_strmap *properties; /* extra librdkafka properties */
+};
+
+/* Produces opts->count records and waits until every one is acknowledged;
+ * fails when any delivery failed (with the first delivery error). */
+int sl_produce_clicks(const struct sl_produce_opts *opts, struct sl_error *err);
+
+#endif

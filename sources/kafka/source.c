@@ -1,0 +1,794 @@
+/*
+ * source.c - the Kafka source.
+ *
+ * The coordinator has one client of its own for metadata and watermarks.
+ * Every worker has its own consumer (reader), kept across batches: a
+ * partition is added to its assignment the first time the worker reads it,
+ * and read from its own partition queue, so that a worker that read
+ * [a, b) of a partition last batch finds [b, ...) already prefetched. No
+ * consumer-group subscription is used: the checkpoint, not Kafka, owns the
+ * offsets, and every read is of an exact range.
+ *
+ * Start-up is fast because offsets are always assigned as absolute numbers
+ * (a logical offset such as BEGINNING makes librdkafka run a timed offset
+ * query first).
+ */
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/clickgen.h"
+#include "../../src/job.h"
+#include "../../src/log.h"
+#include "../../src/util.h"
+#include "kafka.h"
+
+/* ------------------------------------------------------------- config */
+
+struct kafka_embedded {
+  int64_t brokers;
+  int64_t partitions;
+  int64_t records;
+  int64_t seed;
+};
+
+struct kafka_conf {
+  struct sl_source_common common; /* must stay first */
+  char *brokers;
+  struct sl_strlist topics;
+  const struct sl_cfg_node *starting_offsets;
+  bool fail_on_data_loss;
+  char *group_id;
+  int64_t connect_timeout_ns;
+  int64_t read_timeout_ns;
+  struct sl_strmap properties;
+  struct kafka_embedded embedded;
+};
+
+static const struct sl_cfg_field embedded_map[] = {
+    {.key = "brokers",
+     .type = SL_CFG_T_INT,
+     .def = "1",
+     .offset = offsetof(struct kafka_embedded, brokers),
+     .desc = "mock brokers to start",
+     .min = 1,
+     .max = 16},
+    {.key = "partitions",
+     .type = SL_CFG_T_INT,
+     .def = "4",
+     .offset = offsetof(struct kafka_embedded, partitions),
+     .desc = "partitions of each topic",
+     .min = 1,
+     .max = 1024},
+    {.key = "records",
+     .type = SL_CFG_T_INT,
+     .def = "0",
+     .offset = offsetof(struct kafka_embedded, records),
+     .desc = "generated clickstream records produced to each topic at start",
+     .min = 0,
+     .max = 100000000},
+    {.key = "seed",
+     .type = SL_CFG_T_INT,
+     .def = "1",
+     .offset = offsetof(struct kafka_embedded, seed),
+     .desc = "seed of the generated records"},
+    {0}};
+
+static const struct sl_cfg_field kafka_map[] = {
+    {.key = "brokers",
+     .type = SL_CFG_T_STR,
+     .flags = SL_CFG_REQUIRED,
+     .offset = offsetof(struct kafka_conf, brokers),
+     .desc = "bootstrap servers host:port,...; `embedded` starts an "
+             "in-process cluster on loopback"},
+    {.key = "topics",
+     .type = SL_CFG_T_STRLIST,
+     .flags = SL_CFG_REQUIRED,
+     .offset = offsetof(struct kafka_conf, topics),
+     .desc = "topics to read"},
+    {.key = "starting_offsets",
+     .type = SL_CFG_T_NODE,
+     .offset = offsetof(struct kafka_conf, starting_offsets),
+     .desc = "earliest (default), latest, or a map topic: {partition: "
+             "offset} (-2 earliest, -1 latest); used only when the "
+             "checkpoint has no position"},
+    {.key = "fail_on_data_loss",
+     .type = SL_CFG_T_BOOL,
+     .def = "true",
+     .offset = offsetof(struct kafka_conf, fail_on_data_loss),
+     .desc = "stop when records the job still needs were deleted by "
+             "retention; false: warn, count and go on"},
+    {.key = "group_id",
+     .type = SL_CFG_T_STR,
+     .offset = offsetof(struct kafka_conf, group_id),
+     .desc = "consumer group id (default sluice.<job>); offsets are kept "
+             "in the checkpoint, not in the group"},
+    {.key = "connect_timeout",
+     .type = SL_CFG_T_DURATION,
+     .def = "10s",
+     .offset = offsetof(struct kafka_conf, connect_timeout_ns),
+     .desc = "how long to wait for the brokers at start"},
+    {.key = "read_timeout",
+     .type = SL_CFG_T_DURATION,
+     .def = "30s",
+     .offset = offsetof(struct kafka_conf, read_timeout_ns),
+     .desc = "a task fails (and is retried) when its partition gives no "
+             "record for this long"},
+    {.key = "properties",
+     .type = SL_CFG_T_STRMAP,
+     .offset = offsetof(struct kafka_conf, properties),
+     .desc = "librdkafka properties, passed through (they win over "
+             "sluice's tuned defaults)"},
+    {.key = "embedded",
+     .type = SL_CFG_T_SECTION,
+     .offset = offsetof(struct kafka_conf, embedded),
+     .section = embedded_map,
+     .desc = "the in-process cluster of `brokers: embedded`"},
+    {0}};
+
+/* ----------------------------------------------------- starting offsets */
+
+struct start_spec {
+  int mode;          /* -2 earliest, -1 latest, 0 per partition */
+  struct sl_plan at; /* per partition: end = offset, -2 or -1 */
+};
+
+static int parse_starting(const struct sl_cfg_node *n, struct start_spec *s,
+                          struct sl_error *err) {
+  memset(s, 0, sizeof(*s));
+  s->mode = -2;
+  if (!n)
+    return 0;
+  if (n->kind == SL_CFG_SCALAR) {
+    if (strcmp(n->scalar, "earliest") == 0)
+      s->mode = -2;
+    else if (strcmp(n->scalar, "latest") == 0)
+      s->mode = -1;
+    else
+      return sl_cfg_error(err, n,
+                          "starting_offsets must be earliest, latest or a "
+                          "map topic: {partition: offset}, not '%s'",
+                          n->scalar);
+    return 0;
+  }
+  if (n->kind != SL_CFG_MAP)
+    return sl_cfg_error(err, n,
+                        "starting_offsets must be earliest, latest or a map "
+                        "topic: {partition: offset}");
+  s->mode = 0;
+  for (size_t i = 0; i < n->n; i++) {
+    const struct sl_cfg_node *t = n->items[i];
+    if (t->kind != SL_CFG_MAP) {
+      sl_plan_clear(&s->at);
+      return sl_cfg_error(err, t,
+                          "starting_offsets.%s must be a map {partition: "
+                          "offset}",
+                          n->keys[i]->scalar);
+    }
+    for (size_t j = 0; j < t->n; j++) {
+      int64_t part, off;
+      if (sl_cfg_int(t->keys[j], &part, err) ||
+          sl_cfg_int(t->items[j], &off, err)) {
+        sl_plan_clear(&s->at);
+        return err->code;
+      }
+      if (part < 0 || part > INT32_MAX || off < -2) {
+        sl_plan_clear(&s->at);
+        return sl_cfg_error(err, t->keys[j],
+                            "partition must be >= 0 and offset >= -2 "
+                            "(-2 earliest, -1 latest)");
+      }
+      sl_plan_add(&s->at, n->keys[i]->scalar, (int32_t)part, 0, off);
+    }
+  }
+  return 0;
+}
+
+static int kafka_validate(const void *vconf, const struct sl_cfg_node *node,
+                          struct sl_error *err) {
+  const struct kafka_conf *c = vconf;
+  struct start_spec s;
+  if (parse_starting(c->starting_offsets, &s, err))
+    return err->code;
+  for (size_t i = 0; i < s.at.n; i++) {
+    bool found = false;
+    for (size_t t = 0; t < c->topics.n; t++)
+      found |= strcmp(c->topics.v[t], s.at.ranges[i].topic) == 0;
+    if (!found) {
+      sl_cfg_error(err, c->starting_offsets,
+                   "starting_offsets names topic '%s', which is not in "
+                   "topics",
+                   s.at.ranges[i].topic);
+      sl_plan_clear(&s.at);
+      return err->code;
+    }
+  }
+  sl_plan_clear(&s.at);
+  if (c->topics.n == 0)
+    return sl_cfg_error(err, sl_cfg_get(node, "topics"),
+                        "topics must name at least one topic");
+  /* Every property must be one librdkafka knows, with a valid value. */
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  const struct sl_cfg_node *props = sl_cfg_get(node, "properties");
+  for (size_t i = 0; i < c->properties.n; i++) {
+    if (sl_kafka_conf_set(conf, c->properties.keys[i], c->properties.values[i],
+                          err)) {
+      const struct sl_cfg_node *at = props;
+      for (size_t k = 0; props && k < props->n; k++)
+        if (strcmp(props->keys[k]->scalar, c->properties.keys[i]) == 0)
+          at = props->keys[k];
+      char msg[sizeof(err->msg)];
+      snprintf(msg, sizeof(msg), "%s", err->msg);
+      rd_kafka_conf_destroy(conf);
+      return sl_cfg_error(err, at, "%s", msg);
+    }
+  }
+  rd_kafka_conf_destroy(conf);
+  return 0;
+}
+
+/* --------------------------------------------------------------- source */
+
+struct kafka_src {
+  const struct kafka_conf *conf;
+  const char *job_id;
+  struct sl_mock *mock;
+  char *brokers; /* resolved: the mock's bootstraps when embedded */
+  rd_kafka_t *meta;
+  char describe[256];
+};
+
+/* The consumer settings every client of the job starts from: tuned for
+ * throughput (the stock fetch.wait.max.ms of 500 ms idles a fetcher that
+ * has caught up), then the user's properties on top. */
+static rd_kafka_conf_t *make_conf(struct kafka_src *ks, const char *client,
+                                  struct sl_error *err) {
+  char group[300];
+  const struct kafka_conf *c = ks->conf;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  snprintf(group, sizeof(group), "sluice.%s", ks->job_id);
+  const char *kv[][2] = {
+      {"bootstrap.servers", ks->brokers},
+      {"group.id", c->group_id ? c->group_id : group},
+      {"client.id", client},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"auto.offset.reset", "error"},
+      {"enable.partition.eof", "true"},
+      {"fetch.wait.max.ms", "10"},
+      {"fetch.min.bytes", "1"},
+      {"fetch.message.max.bytes", "1048576"},
+      {"queued.min.messages", "20000"},
+      {"queued.max.messages.kbytes", "8192"},
+  };
+  sl_kafka_conf_logging(conf);
+  for (size_t i = 0; i < SL_ARRAY_LEN(kv); i++)
+    if (sl_kafka_conf_set(conf, kv[i][0], kv[i][1], err))
+      goto fail;
+  for (size_t i = 0; i < c->properties.n; i++)
+    if (sl_kafka_conf_set(conf, c->properties.keys[i], c->properties.values[i],
+                          err))
+      goto fail;
+  return conf;
+fail:
+  rd_kafka_conf_destroy(conf);
+  return NULL;
+}
+
+static rd_kafka_t *make_consumer(struct kafka_src *ks, const char *client,
+                                 struct sl_error *err) {
+  char errstr[512];
+  rd_kafka_conf_t *conf = make_conf(ks, client, err);
+  if (!conf)
+    return NULL;
+  rd_kafka_t *rk =
+      rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    sl_error_set(err, SL_ERR_SOURCE, "Kafka consumer: %s", errstr);
+  }
+  return rk;
+}
+
+static int start_embedded(struct kafka_src *ks, struct sl_error *err) {
+  const struct kafka_embedded *e = &ks->conf->embedded;
+  ks->mock = sl_mock_new((int)e->brokers, err);
+  if (!ks->mock)
+    return err->code;
+  ks->brokers = sl_strdup(sl_mock_bootstraps(ks->mock));
+  for (size_t t = 0; t < ks->conf->topics.n; t++) {
+    if (sl_mock_topic_create(ks->mock, ks->conf->topics.v[t],
+                             (int)e->partitions, err))
+      return err->code;
+    if (e->records > 0) {
+      struct sl_produce_opts o = {.brokers = ks->brokers,
+                                  .topic = ks->conf->topics.v[t],
+                                  .count = (uint64_t)e->records,
+                                  .seed = (uint64_t)e->seed};
+      if (sl_produce_clicks(&o, err))
+        return sl_error_prefix(err, "embedded Kafka");
+    }
+  }
+  sl_info("embedded Kafka cluster at %s: %zu topic(s) x %lld partitions, "
+          "%lld records each",
+          ks->brokers, ks->conf->topics.n, (long long)e->partitions,
+          (long long)e->records);
+  return 0;
+}
+
+/* Reads the metadata of every topic within connect_timeout: an
+ * unreachable cluster or a missing topic is a clear error, not a hang. */
+static int fetch_metadata(struct kafka_src *ks,
+                          const struct rd_kafka_metadata **md,
+                          struct sl_error *err) {
+  int timeout_ms = (int)(ks->conf->connect_timeout_ns / 1000000);
+  rd_kafka_resp_err_t e =
+      rd_kafka_metadata(ks->meta, 0, NULL, md, timeout_ms > 0 ? timeout_ms : 1);
+  if (e)
+    return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                         "cannot reach Kafka at %s within %d ms: %s",
+                         ks->brokers, timeout_ms, rd_kafka_err2str(e));
+  return 0;
+}
+
+static const struct rd_kafka_metadata_topic *
+find_topic(const struct rd_kafka_metadata *md, const char *name) {
+  for (int i = 0; i < md->topic_cnt; i++)
+    if (strcmp(md->topics[i].topic, name) == 0)
+      return &md->topics[i];
+  return NULL;
+}
+
+static int kafka_init(struct sl_source *src, struct sl_error *err) {
+  struct kafka_src *ks = sl_calloc(1, sizeof(*ks));
+  src->ctx = ks;
+  ks->conf = src->conf;
+  ks->job_id = src->job->id;
+  if (strcmp(ks->conf->brokers, "embedded") == 0) {
+    if (start_embedded(ks, err))
+      return err->code;
+  } else {
+    ks->brokers = sl_strdup(ks->conf->brokers);
+  }
+  ks->meta = make_consumer(ks, "sluice-coordinator", err);
+  if (!ks->meta)
+    return err->code;
+  const struct rd_kafka_metadata *md;
+  if (fetch_metadata(ks, &md, err))
+    return err->code;
+  int rc = 0;
+  for (size_t t = 0; t < ks->conf->topics.n && !rc; t++) {
+    const struct rd_kafka_metadata_topic *mt =
+        find_topic(md, ks->conf->topics.v[t]);
+    if (!mt || mt->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+        mt->partition_cnt == 0)
+      rc = sl_error_set(err, SL_ERR_SOURCE,
+                        "topic '%s' does not exist on Kafka at %s",
+                        ks->conf->topics.v[t], ks->brokers);
+    else if (mt->err)
+      rc = sl_error_set(err, SL_ERR_SOURCE, "topic '%s': %s",
+                        ks->conf->topics.v[t], rd_kafka_err2str(mt->err));
+  }
+  rd_kafka_metadata_destroy(md);
+  size_t off = (size_t)snprintf(ks->describe, sizeof(ks->describe), "Kafka[");
+  for (size_t t = 0; t < ks->conf->topics.n && off < sizeof(ks->describe); t++)
+    off += (size_t)snprintf(ks->describe + off, sizeof(ks->describe) - off,
+                            "%s%s", t ? "," : "", ks->conf->topics.v[t]);
+  if (off < sizeof(ks->describe) - 1)
+    strcat(ks->describe, "]");
+  return rc;
+}
+
+static int kafka_watermarks(struct sl_source *src, struct sl_plan *out,
+                            struct sl_error *err) {
+  struct kafka_src *ks = src->ctx;
+  const struct rd_kafka_metadata *md;
+  int timeout_ms = (int)(ks->conf->connect_timeout_ns / 1000000);
+  if (fetch_metadata(ks, &md, err))
+    return err->code;
+  int rc = 0;
+  for (size_t t = 0; t < ks->conf->topics.n && !rc; t++) {
+    const struct rd_kafka_metadata_topic *mt =
+        find_topic(md, ks->conf->topics.v[t]);
+    if (!mt || mt->partition_cnt == 0) {
+      rc = sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                         "topic '%s' is missing from the metadata of %s",
+                         ks->conf->topics.v[t], ks->brokers);
+      break;
+    }
+    for (int p = 0; p < mt->partition_cnt; p++) {
+      int64_t lo, hi;
+      rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+          ks->meta, mt->topic, mt->partitions[p].id, &lo, &hi, timeout_ms);
+      if (e) {
+        rc = sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                           "watermarks of %s[%d]: %s", mt->topic,
+                           mt->partitions[p].id, rd_kafka_err2str(e));
+        break;
+      }
+      sl_plan_add(out, mt->topic, mt->partitions[p].id, lo, hi);
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  sl_plan_sort(out);
+  return rc;
+}
+
+static int kafka_start_offset(struct sl_source *src, const struct sl_range *wm,
+                              int64_t *out, struct sl_error *err) {
+  struct kafka_src *ks = src->ctx;
+  struct start_spec s;
+  if (parse_starting(ks->conf->starting_offsets, &s, err))
+    return err->code;
+  int64_t want = s.mode;
+  if (s.mode == 0) {
+    struct sl_range *r = sl_plan_find(&s.at, wm->topic, wm->partition);
+    want = r ? r->end : -2;
+  }
+  sl_plan_clear(&s.at);
+  if (want == -2)
+    *out = wm->start;
+  else if (want == -1)
+    *out = wm->end;
+  else if (want < wm->start || want > wm->end)
+    return sl_error_set(err, SL_ERR_DATALOSS,
+                        "starting offset %lld of %s[%d] is outside the "
+                        "partition's offsets %lld..%lld",
+                        (long long)want, wm->topic, wm->partition,
+                        (long long)wm->start, (long long)wm->end);
+  else
+    *out = want;
+  return 0;
+}
+
+static const char *kafka_describe(struct sl_source *src) {
+  struct kafka_src *ks = src->ctx;
+  return ks ? ks->describe : "Kafka";
+}
+
+static void kafka_destroy(struct sl_source *src) {
+  struct kafka_src *ks = src->ctx;
+  if (!ks)
+    return;
+  if (ks->meta)
+    rd_kafka_destroy(ks->meta);
+  sl_mock_destroy(ks->mock);
+  free(ks->brokers);
+  free(ks);
+  src->ctx = NULL;
+}
+
+/* --------------------------------------------------------------- reader */
+
+#define CHUNK 4096
+
+struct kpart {
+  char *topic;
+  int32_t partition;
+  rd_kafka_queue_t *q;
+  int64_t next; /* offset the queue delivers next, as far as we know */
+  /* Messages fetched past the end of the last range, kept in order for
+   * the range that starts there. */
+  rd_kafka_message_t **carry;
+  size_t ncarry, carry_off, carry_cap;
+};
+
+struct kreader {
+  struct kafka_src *ks;
+  rd_kafka_t *rk;
+  struct kpart *parts;
+  size_t nparts;
+  rd_kafka_message_t *held[CHUNK]; /* backing the last chunk's records */
+  size_t nheld;
+  int64_t lost;
+};
+
+static void release_held(struct kreader *r) {
+  for (size_t i = 0; i < r->nheld; i++)
+    rd_kafka_message_destroy(r->held[i]);
+  r->nheld = 0;
+}
+
+static void drop_carry(struct kpart *p) {
+  for (size_t i = p->carry_off; i < p->ncarry; i++)
+    rd_kafka_message_destroy(p->carry[i]);
+  p->ncarry = p->carry_off = 0;
+}
+
+static void carry_push(struct kpart *p, rd_kafka_message_t *m) {
+  if (p->ncarry == p->carry_cap) {
+    p->carry_cap = p->carry_cap ? p->carry_cap * 2 : 256;
+    p->carry = sl_realloc(p->carry, p->carry_cap * sizeof(*p->carry));
+  }
+  p->carry[p->ncarry++] = m;
+}
+
+static void kafka_reader_free(void *reader);
+
+static int kafka_reader_new(struct sl_source *src, int worker, void **out,
+                            struct sl_error *err) {
+  struct kafka_src *ks = src->ctx;
+  char client[64];
+  snprintf(client, sizeof(client), "sluice-worker-%d", worker);
+  struct kreader *r = sl_calloc(1, sizeof(*r));
+  r->ks = ks;
+  r->rk = make_consumer(ks, client, err);
+  if (!r->rk) {
+    free(r);
+    return err->code;
+  }
+  /* Learn the topics' leaders (and connect) now: a partition assigned
+   * before its leader is known waits for a metadata refresh, which was
+   * seen to delay the first fetch by a whole second. */
+  int timeout_ms = (int)(ks->conf->connect_timeout_ns / 1000000);
+  for (size_t t = 0; t < ks->conf->topics.n; t++) {
+    rd_kafka_topic_t *rkt =
+        rd_kafka_topic_new(r->rk, ks->conf->topics.v[t], NULL);
+    const struct rd_kafka_metadata *md;
+    rd_kafka_resp_err_t e =
+        rd_kafka_metadata(r->rk, 0, rkt, &md, timeout_ms > 0 ? timeout_ms : 1);
+    rd_kafka_topic_destroy(rkt);
+    if (e) {
+      sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                    "worker %d cannot reach Kafka at %s: %s", worker,
+                    ks->brokers, rd_kafka_err2str(e));
+      kafka_reader_free(r);
+      return err->code;
+    }
+    rd_kafka_metadata_destroy(md);
+  }
+  *out = r;
+  return 0;
+}
+
+static struct kpart *get_part(struct kreader *r, const char *topic,
+                              int32_t partition) {
+  for (size_t i = 0; i < r->nparts; i++)
+    if (r->parts[i].partition == partition &&
+        strcmp(r->parts[i].topic, topic) == 0)
+      return &r->parts[i];
+  return NULL;
+}
+
+/* Adds (topic, partition) to this reader's assignment at offset `at`. */
+static struct kpart *add_part(struct kreader *r, const char *topic,
+                              int32_t partition, int64_t at,
+                              struct sl_error *err) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, partition)->offset = at;
+  rd_kafka_queue_t *q = rd_kafka_queue_get_partition(r->rk, topic, partition);
+  rd_kafka_error_t *e = NULL;
+  if (q) {
+    /* Read this partition from its own queue, not the consumer's. */
+    rd_kafka_queue_forward(q, NULL);
+    e = rd_kafka_incremental_assign(r->rk, l);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  if (!q || e) {
+    sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                  "cannot assign %s[%d]: %s", topic, partition,
+                  e ? rd_kafka_error_string(e) : "no partition queue");
+    if (e)
+      rd_kafka_error_destroy(e);
+    if (q)
+      rd_kafka_queue_destroy(q);
+    return NULL;
+  }
+  r->parts = sl_realloc(r->parts, (r->nparts + 1) * sizeof(*r->parts));
+  struct kpart *p = &r->parts[r->nparts++];
+  memset(p, 0, sizeof(*p));
+  p->topic = sl_strdup(topic);
+  p->partition = partition;
+  p->q = q;
+  p->next = at;
+  return p;
+}
+
+static int seek_part(struct kreader *r, struct kpart *p, int64_t at,
+                     struct sl_error *err) {
+  drop_carry(p);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = at;
+  rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, l, 10000);
+  rd_kafka_resp_err_t pe = l->elems[0].err;
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e || pe) {
+    sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                  "cannot seek %s[%d] to %lld: %s", p->topic, p->partition,
+                  (long long)at,
+                  e ? rd_kafka_error_string(e) : rd_kafka_err2str(pe));
+    if (e)
+      rd_kafka_error_destroy(e);
+    return err->code;
+  }
+  p->next = at;
+  return 0;
+}
+
+/* The records at *pos were deleted by retention (the broker answered
+ * offset-out-of-range). Fail, or skip to the low watermark and count. */
+static int handle_lost(struct kreader *r, struct kpart *p,
+                       const struct sl_range *rg, int64_t *pos,
+                       struct sl_error *err) {
+  int64_t lo = 0, hi = 0;
+  int timeout_ms = (int)(r->ks->conf->connect_timeout_ns / 1000000);
+  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+      r->rk, p->topic, p->partition, &lo, &hi, timeout_ms);
+  if (e)
+    return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                         "%s[%d]: offset %lld is out of range and the "
+                         "watermarks cannot be read: %s",
+                         p->topic, p->partition, (long long)*pos,
+                         rd_kafka_err2str(e));
+  if (*pos >= lo && *pos <= hi) /* a transient answer: read again */
+    return seek_part(r, p, *pos, err);
+  if (r->ks->conf->fail_on_data_loss || *pos > hi)
+    return sl_error_setf(
+        err, SL_ERR_DATALOSS, SL_ERR_FATAL,
+        "data loss on %s[%d]: offsets %lld..%lld of batch range "
+        "%lld..%lld are no longer in Kafka (partition now holds "
+        "%lld..%lld; deleted by retention?); set fail_on_data_loss: false "
+        "to skip lost records",
+        p->topic, p->partition, (long long)*pos,
+        (long long)SL_MIN(lo, rg->end) - 1, (long long)rg->start,
+        (long long)rg->end, (long long)lo, (long long)hi);
+  int64_t skip_to = SL_MIN(lo, rg->end);
+  sl_warn("data loss on %s[%d]: skipping %lld records deleted by retention "
+          "(offsets %lld..%lld)",
+          p->topic, p->partition, (long long)(skip_to - *pos), (long long)*pos,
+          (long long)skip_to - 1);
+  r->lost += skip_to - *pos;
+  *pos = skip_to;
+  if (skip_to >= rg->end)
+    return 0;
+  return seek_part(r, p, skip_to, err);
+}
+
+static void push_record(struct sl_batch *out, const rd_kafka_message_t *m,
+                        const char *topic) {
+  struct sl_record *rec = &out->recs[out->n++];
+  rd_kafka_timestamp_type_t tst;
+  rec->key = m->key;
+  rec->key_len = m->key_len;
+  rec->value = m->payload;
+  rec->value_len = m->len;
+  rec->topic = topic;
+  rec->partition = m->partition;
+  rec->offset = m->offset;
+  rec->timestamp = rd_kafka_message_timestamp(m, &tst);
+}
+
+static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
+                      struct sl_batch *out, struct sl_error *err) {
+  struct kreader *r = reader;
+  release_held(r);
+  out->n = 0;
+  if (*pos >= rg->end)
+    return 0;
+  struct kpart *p = get_part(r, rg->topic, rg->partition);
+  if (!p) {
+    p = add_part(r, rg->topic, rg->partition, *pos, err);
+    if (!p)
+      return err->code;
+  } else if (p->next != *pos && seek_part(r, p, *pos, err)) {
+    return err->code;
+  }
+  sl_batch_reserve(out, CHUNK);
+  int64_t deadline = sl_mono_ns() + r->ks->conf->read_timeout_ns;
+  while (out->n == 0 && *pos < rg->end) {
+    /* Messages carried over from the previous range come first. */
+    while (p->carry_off < p->ncarry && out->n < CHUNK) {
+      rd_kafka_message_t *m = p->carry[p->carry_off];
+      if (m->offset >= rg->end) {
+        *pos = rg->end; /* a gap up to the end: the range is complete */
+        break;
+      }
+      p->carry_off++;
+      if (m->offset < *pos) {
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      push_record(out, m, p->topic);
+      r->held[r->nheld++] = m;
+      *pos = m->offset + 1;
+    }
+    if (p->carry_off == p->ncarry)
+      p->ncarry = p->carry_off = 0;
+    if (out->n > 0 || *pos >= rg->end)
+      break;
+    rd_kafka_message_t *msgs[CHUNK];
+    /* consume_batch returns early only when it has as many messages as
+     * asked for: never ask for more than the range still holds, or the
+     * last chunk of every range would wait out the timeout. */
+    size_t want = (size_t)SL_MIN((int64_t)CHUNK, rg->end - *pos);
+    ssize_t n = rd_kafka_consume_batch_queue(p->q, 100, msgs, want);
+    if (n < 0)
+      return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                           "reading %s[%d]: %s", p->topic, p->partition,
+                           rd_kafka_err2str(rd_kafka_last_error()));
+    int rc = 0;
+    for (ssize_t i = 0; i < n; i++) {
+      rd_kafka_message_t *m = msgs[i];
+      if (rc) {
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        /* EOF at or past the end: whatever is missing was a gap. */
+        if (m->offset >= rg->end)
+          *pos = rg->end;
+        rd_kafka_message_destroy(m);
+      } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+                 m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        rd_kafka_message_destroy(m);
+        rc = handle_lost(r, p, rg, pos, err);
+      } else if (m->err) {
+        rc = sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                           "reading %s[%d]: %s", p->topic, p->partition,
+                           rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+      } else if (m->offset < *pos) {
+        rd_kafka_message_destroy(m); /* stale: fetched before a seek */
+      } else if (m->offset >= rg->end || *pos >= rg->end) {
+        /* Belongs to a later range: keep it for that range. */
+        carry_push(p, m);
+        *pos = rg->end;
+      } else {
+        push_record(out, m, p->topic);
+        r->held[r->nheld++] = m;
+        *pos = m->offset + 1;
+      }
+    }
+    if (rc)
+      return rc;
+    if (out->n == 0 && *pos < rg->end && sl_mono_ns() > deadline)
+      return sl_error_setf(err, SL_ERR_TIMEOUT, SL_ERR_RETRIABLE,
+                           "no records from %s[%d] for %lld ms at offset "
+                           "%lld (range ends at %lld)",
+                           p->topic, p->partition,
+                           (long long)(r->ks->conf->read_timeout_ns / 1000000),
+                           (long long)*pos, (long long)rg->end);
+  }
+  /* The carry, then the queue, continue exactly from *pos. */
+  p->next = *pos;
+  return 0;
+}
+
+static int64_t kafka_reader_lost(void *reader) {
+  return ((struct kreader *)reader)->lost;
+}
+
+static void kafka_reader_free(void *reader) {
+  struct kreader *r = reader;
+  if (!r)
+    return;
+  release_held(r);
+  for (size_t i = 0; i < r->nparts; i++) {
+    drop_carry(&r->parts[i]);
+    free(r->parts[i].carry);
+    rd_kafka_queue_destroy(r->parts[i].q);
+    free(r->parts[i].topic);
+  }
+  free(r->parts);
+  rd_kafka_consumer_close(r->rk);
+  rd_kafka_destroy(r->rk);
+  free(r);
+}
+
+const struct sl_source_plugin sl_source_kafka = {
+    .name = "kafka",
+    .config_map = kafka_map,
+    .conf_size = sizeof(struct kafka_conf),
+    .validate = kafka_validate,
+    .init = kafka_init,
+    .watermarks = kafka_watermarks,
+    .start_offset = kafka_start_offset,
+    .reader_new = kafka_reader_new,
+    .read = kafka_read,
+    .reader_lost = kafka_reader_lost,
+    .reader_free = kafka_reader_free,
+    .describe = kafka_describe,
+    .destroy = kafka_destroy,
+};

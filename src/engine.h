@@ -1,0 +1,39 @@
+/*
+ * engine.h - runs a job: the coordinator's trigger loop.
+ *
+ * One micro-batch (DESIGN.md section 2): plan capped ranges, write
+ * offsets/N (the WAL), run the tasks on the worker pool (each task reads
+ * its exact range and stages its output in the sink), commit the sink
+ * atomically with the end offsets, write commits/N, report progress.
+ */
+#ifndef SL_ENGINE_H
+#define SL_ENGINE_H
+
+#include <stdbool.h>
+
+#include "error.h"
+#include "job.h"
+
+enum sl_progress_format {
+  SL_PROGRESS_TEXT,
+  SL_PROGRESS_JSON,
+  SL_PROGRESS_NONE
+};
+
+struct sl_run_opts {
+  enum sl_progress_format progress;
+};
+
+/* Runs until the trigger says it is done (available-now), a stop is
+ * requested (sl_engine_request_stop, from the signal thread), or an error.
+ * Returns 0 or a negative sl_err with err filled. */
+int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
+                  struct sl_error *err);
+
+/* Asks a running engine to stop after the batch in progress.
+ * @locality any thread (async-signal-safe is not required: called from
+ * the signal-handling thread) */
+void sl_engine_request_stop(void);
+bool sl_engine_stop_requested(void);
+
+#endif

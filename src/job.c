@@ -1,0 +1,305 @@
+/* job.c - binds a job file (see job.h). */
+#include "job.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+const struct sl_cfg_field sl_source_common_map[] = {
+    {.key = "max_records_per_batch",
+     .type = SL_CFG_T_INT,
+     .def = "100000",
+     .offset = offsetof(struct sl_source_common, max_records_per_batch),
+     .desc = "most records one batch reads, shared by the partitions in "
+             "proportion to their backlog",
+     .min = 1,
+     .max = INT64_MAX},
+    {.key = "min_records_per_batch",
+     .type = SL_CFG_T_INT,
+     .def = "1",
+     .offset = offsetof(struct sl_source_common, min_records_per_batch),
+     .desc = "wait for at least this many new records before a batch ...",
+     .min = 1,
+     .max = INT64_MAX},
+    {.key = "max_batch_delay",
+     .type = SL_CFG_T_DURATION,
+     .def = "0s",
+     .offset = offsetof(struct sl_source_common, max_batch_delay_ns),
+     .desc = "... but never wait longer than this since the last batch"},
+    {.key = "task_max_records",
+     .type = SL_CFG_T_INT,
+     .def = "50000",
+     .offset = offsetof(struct sl_source_common, task_max_records),
+     .desc = "a partition range longer than this is split into several "
+             "tasks that run in parallel",
+     .min = 1,
+     .max = INT64_MAX},
+    {0}};
+
+static const struct sl_cfg_field trigger_map[] = {
+    {.key = "interval",
+     .type = SL_CFG_T_DURATION,
+     .def = "1s",
+     .offset = offsetof(struct sl_trigger_conf, interval_ns),
+     .desc = "start a batch every interval; an overrunning batch is "
+             "followed at once by the next"},
+    {.key = "available_now",
+     .type = SL_CFG_T_BOOL,
+     .def = "false",
+     .offset = offsetof(struct sl_trigger_conf, available_now),
+     .desc = "process what is available at start in capped batches, then "
+             "exit 0"},
+    {0}};
+
+static const struct sl_cfg_field checkpoint_map[] = {
+    {.key = "dir",
+     .type = SL_CFG_T_STR,
+     .offset = offsetof(struct sl_checkpoint_conf, dir),
+     .desc = "checkpoint directory (default ./checkpoints/<job>)"},
+    {.key = "retain",
+     .type = SL_CFG_T_INT,
+     .def = "100",
+     .offset = offsetof(struct sl_checkpoint_conf, retain),
+     .desc = "committed batches kept in the checkpoint",
+     .min = 1,
+     .max = 1000000},
+    {0}};
+
+static const struct sl_cfg_field job_map[] = {
+    {.key = "job",
+     .type = SL_CFG_T_STR,
+     .flags = SL_CFG_REQUIRED,
+     .offset = offsetof(struct sl_job, id),
+     .desc = "job id: names the checkpoint and the sink's keys"},
+    {.key = "source",
+     .type = SL_CFG_T_NODE,
+     .flags = SL_CFG_REQUIRED,
+     .offset = offsetof(struct sl_job, source_raw),
+     .desc = "where records come from: one of kafka"},
+    {.key = "sink",
+     .type = SL_CFG_T_NODE,
+     .flags = SL_CFG_REQUIRED,
+     .offset = offsetof(struct sl_job, sink_raw),
+     .desc = "where results go: one of console, file"},
+    {.key = "trigger",
+     .type = SL_CFG_T_SECTION,
+     .offset = offsetof(struct sl_job, trigger),
+     .section = trigger_map,
+     .desc = "when batches run"},
+    {.key = "checkpoint",
+     .type = SL_CFG_T_SECTION,
+     .offset = offsetof(struct sl_job, checkpoint),
+     .section = checkpoint_map,
+     .desc = "where progress is kept"},
+    {.key = "workers",
+     .type = SL_CFG_T_INT,
+     .def = "0",
+     .offset = offsetof(struct sl_job, workers),
+     .desc = "worker threads; 0 means one per core",
+     .min = 0,
+     .max = 1024},
+    {.key = "task_attempts",
+     .type = SL_CFG_T_INT,
+     .def = "3",
+     .offset = offsetof(struct sl_job, task_attempts),
+     .desc = "tries of a failing task before its batch fails",
+     .min = 1,
+     .max = 100},
+    {0}};
+
+static size_t table_len(const struct sl_cfg_field *t) {
+  size_t n = 0;
+  while (t && t[n].key)
+    n++;
+  return n;
+}
+
+/* A plugin's map is bound against its own keys plus, for sources, the
+ * batching keys every source shares (they sit at offset 0 of its conf). */
+static struct sl_cfg_field *merge_tables(const struct sl_cfg_field *a,
+                                         const struct sl_cfg_field *b) {
+  size_t na = table_len(a), nb = table_len(b);
+  struct sl_cfg_field *t = sl_calloc(na + nb + 1, sizeof(*t));
+  if (na)
+    memcpy(t, a, na * sizeof(*t));
+  if (nb)
+    memcpy(t + na, b, nb * sizeof(*t));
+  return t;
+}
+
+/* Resolves "source: {kafka: {...}}" to the plugin name and its map. */
+static int pick_plugin(const struct sl_cfg_node *node, const char *what,
+                       const char *const *names, const char **name,
+                       const struct sl_cfg_node **map, struct sl_error *err) {
+  char list[256] = "";
+  for (size_t i = 0; names[i]; i++) {
+    if (i)
+      strncat(list, ", ", sizeof(list) - strlen(list) - 1);
+    strncat(list, names[i], sizeof(list) - strlen(list) - 1);
+  }
+  if (node->kind != SL_CFG_MAP || node->n != 1)
+    return sl_cfg_error(err, node,
+                        "%s must be a map with exactly one of: %s "
+                        "(for example `%s: {%s: {...}}`)",
+                        what, list, what, names[0]);
+  *name = node->keys[0]->scalar;
+  *map = node->items[0];
+  for (size_t i = 0; names[i]; i++)
+    if (strcmp(names[i], *name) == 0)
+      return 0;
+  const char *best = NULL;
+  int bestd = 3;
+  for (size_t i = 0; names[i]; i++) {
+    int d = sl_edit_distance(*name, names[i], 2);
+    if (d < bestd) {
+      bestd = d;
+      best = names[i];
+    }
+  }
+  if (best)
+    return sl_cfg_error(err, node->keys[0],
+                        "unknown %s '%s'; did you mean '%s'? (known: %s)", what,
+                        *name, best, list);
+  return sl_cfg_error(err, node->keys[0], "unknown %s '%s' (known: %s)", what,
+                      *name, list);
+}
+
+static int valid_job_id(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0 || n > 200)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = id[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+      return 0;
+  }
+  return id[0] != '.';
+}
+
+static int bind_source(struct sl_job *job, struct sl_error *err) {
+  const char *names[16] = {0};
+  const char *name;
+  const struct sl_cfg_node *map;
+  for (size_t i = 0; sl_source_plugins[i] && i < 15; i++)
+    names[i] = sl_source_plugins[i]->name;
+  if (pick_plugin(job->source_raw, "source", names, &name, &map, err))
+    return err->code;
+  job->source_plugin = sl_source_find(name);
+  job->source_node = map;
+  job->source_table =
+      merge_tables(job->source_plugin->config_map, sl_source_common_map);
+  job->source_conf = sl_calloc(1, job->source_plugin->conf_size);
+  char ctx[64];
+  snprintf(ctx, sizeof(ctx), "source.%s", name);
+  if (map->kind != SL_CFG_MAP)
+    return sl_cfg_error(err, map, "%s must be a map of settings", ctx);
+  if (sl_cfg_bind(map, map, job->source_table, job->source_conf, ctx, err))
+    return err->code;
+  const struct sl_source_common *c = sl_job_batching(job);
+  if (c->min_records_per_batch > c->max_records_per_batch)
+    return sl_cfg_error(err, sl_cfg_get(map, "min_records_per_batch"),
+                        "min_records_per_batch (%lld) is larger than "
+                        "max_records_per_batch (%lld)",
+                        (long long)c->min_records_per_batch,
+                        (long long)c->max_records_per_batch);
+  if (job->source_plugin->validate &&
+      job->source_plugin->validate(job->source_conf, map, err))
+    return err->code;
+  return 0;
+}
+
+static int bind_sink(struct sl_job *job, struct sl_error *err) {
+  const char *names[16] = {0};
+  const char *name;
+  const struct sl_cfg_node *map;
+  for (size_t i = 0; sl_sink_plugins[i] && i < 15; i++)
+    names[i] = sl_sink_plugins[i]->name;
+  if (pick_plugin(job->sink_raw, "sink", names, &name, &map, err))
+    return err->code;
+  job->sink_plugin = sl_sink_find(name);
+  job->sink_node = map;
+  job->sink_conf = sl_calloc(1, job->sink_plugin->conf_size);
+  char ctx[64];
+  snprintf(ctx, sizeof(ctx), "sink.%s", name);
+  /* `console: {}` and a bare `console:` (null) both mean defaults. */
+  if (map->kind == SL_CFG_SCALAR && map->plain &&
+      (map->scalar[0] == '\0' || strcmp(map->scalar, "null") == 0 ||
+       strcmp(map->scalar, "~") == 0))
+    map = NULL;
+  else if (map->kind != SL_CFG_MAP)
+    return sl_cfg_error(err, map, "%s must be a map of settings", ctx);
+  if (sl_cfg_bind(map, job->sink_raw, job->sink_plugin->config_map,
+                  job->sink_conf, ctx, err))
+    return err->code;
+  if (job->sink_plugin->validate &&
+      job->sink_plugin->validate(job->sink_conf, map ? map : job->sink_raw,
+                                 err))
+    return err->code;
+  return 0;
+}
+
+int sl_job_load(const char *path, char *const *sets, size_t nsets,
+                struct sl_job *job, struct sl_error *err) {
+  memset(job, 0, sizeof(*job));
+  job->path = sl_strdup(path);
+  job->tree = sl_cfg_load_file(path, err);
+  if (!job->tree)
+    goto fail;
+  for (size_t i = 0; i < nsets; i++)
+    if (sl_cfg_apply_set(job->tree, sets[i], err))
+      goto fail;
+  if (sl_cfg_bind(job->tree, job->tree, job_map, job, "", err))
+    goto fail;
+  const struct sl_cfg_node *idn = sl_cfg_get(job->tree, "job");
+  if (!valid_job_id(job->id)) {
+    sl_cfg_error(err, idn,
+                 "job id '%s' must be 1-200 characters of letters, digits, "
+                 "'-', '_' and '.', not starting with '.'",
+                 job->id);
+    goto fail;
+  }
+  const struct sl_cfg_node *tn = sl_cfg_get(job->tree, "trigger");
+  if (tn && tn->kind == SL_CFG_MAP && sl_cfg_get(tn, "interval") &&
+      job->trigger.available_now) {
+    sl_cfg_error(err, tn,
+                 "trigger: choose either interval or available_now, not "
+                 "both");
+    goto fail;
+  }
+  if (!job->checkpoint.dir) {
+    char dir[512];
+    snprintf(dir, sizeof(dir), "./checkpoints/%s", job->id);
+    job->checkpoint.dir = sl_strdup(dir);
+  }
+  if (job->workers == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    job->workers = n > 0 ? n : 1;
+  }
+  if (bind_source(job, err) || bind_sink(job, err))
+    goto fail;
+  return 0;
+fail:
+  sl_job_free(job);
+  return err->code ? err->code : SL_ERR_CONFIG;
+}
+
+void sl_job_free(struct sl_job *job) {
+  if (job->source_conf) {
+    sl_cfg_unbind(job->source_table, job->source_conf);
+    free(job->source_conf);
+  }
+  free(job->source_table);
+  if (job->sink_conf) {
+    sl_cfg_unbind(job->sink_plugin->config_map, job->sink_conf);
+    free(job->sink_conf);
+  }
+  sl_cfg_unbind(job_map, job);
+  sl_cfg_free(job->tree);
+  free(job->path);
+  memset(job, 0, sizeof(*job));
+}

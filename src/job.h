@@ -1,0 +1,62 @@
+/*
+ * job.h - a job: one YAML file bound into typed settings.
+ *
+ * Top-level keys: job (id, required), source (one plugin), sink (one
+ * plugin), trigger, checkpoint, workers, task_attempts. Every key is known
+ * and typed (config/config.h); errors are "file:line:col: message".
+ */
+#ifndef SL_JOB_H
+#define SL_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../config/config.h"
+#include "plugin.h"
+
+struct sl_trigger_conf {
+  int64_t interval_ns; /* a batch every interval (processing time)     */
+  bool available_now;  /* run what is there at start, then exit        */
+};
+
+struct sl_checkpoint_conf {
+  char *dir;      /* default ./checkpoints/<job id>        */
+  int64_t retain; /* commits kept (older ones are pruned)  */
+};
+
+struct sl_job {
+  char *id;
+  char *path;               /* the job file */
+  struct sl_cfg_node *tree; /* kept: NODE fields point into it */
+
+  const struct sl_source_plugin *source_plugin;
+  void *source_conf; /* begins with struct sl_source_common */
+  const struct sl_cfg_node *source_node;
+  struct sl_cfg_field *source_table; /* common + plugin keys */
+
+  const struct sl_sink_plugin *sink_plugin;
+  void *sink_conf;
+  const struct sl_cfg_node *sink_node;
+
+  struct sl_trigger_conf trigger;
+  struct sl_checkpoint_conf checkpoint;
+  int64_t workers;       /* worker threads (default: cores) */
+  int64_t task_attempts; /* tries of a failing task before the batch fails */
+
+  /* raw NODE fields of the top-level table, checked by sl_job_load */
+  const struct sl_cfg_node *source_raw, *sink_raw;
+};
+
+/* Loads and validates path, applying the --set assignments in order.
+ * On error fills err ("file:line:col: message", code SL_ERR_CONFIG or
+ * SL_ERR_IO) and leaves job freed. */
+int sl_job_load(const char *path, char *const *sets, size_t nsets,
+                struct sl_job *job, struct sl_error *err);
+void sl_job_free(struct sl_job *job);
+
+static inline const struct sl_source_common *
+sl_job_batching(const struct sl_job *job) {
+  return (const struct sl_source_common *)job->source_conf;
+}
+
+#endif

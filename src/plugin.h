@@ -1,0 +1,140 @@
+/*
+ * plugin.h - the source and sink plugin interfaces.
+ *
+ * A plugin is one struct of callbacks filled with designated initializers
+ * and exported as one symbol from its folder (sources/<name>/,
+ * sinks/<name>/); src/registry.c lists them. Each plugin declares its
+ * config_map (keys, types, defaults, docs) and the size of the struct the
+ * loader binds it into; `conf` below points at that struct.
+ *
+ * Return values: 0, or a negative sl_err with the sl_error filled. The
+ * engine owns retries: a callback that may succeed when called again sets
+ * SL_ERR_RETRIABLE in err->flags; without it the job stops.
+ */
+#ifndef SL_PLUGIN_H
+#define SL_PLUGIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../config/config.h"
+#include "error.h"
+#include "offsets.h"
+#include "record.h"
+
+struct sl_job;
+
+/* ------------------------------------------------------------- sources */
+
+/* Keys every source has: how the coordinator cuts its backlog. They are
+ * accepted in the source's own map (source.kafka.max_records_per_batch). */
+struct sl_source_common {
+  int64_t max_records_per_batch; /* cap on one batch, all partitions */
+  int64_t min_records_per_batch; /* wait for this many ...           */
+  int64_t max_batch_delay_ns;    /* ... but never longer than this   */
+  int64_t task_max_records;      /* longer ranges are split in tasks */
+};
+extern const struct sl_cfg_field sl_source_common_map[];
+
+struct sl_source {
+  const struct sl_source_plugin *plugin;
+  void *conf; /* bound config; begins with struct sl_source_common */
+  const struct sl_job *job;
+  void *ctx; /* the plugin's state */
+};
+
+struct sl_source_plugin {
+  const char *name;
+  const struct sl_cfg_field *config_map;
+  size_t conf_size;
+  /* Extra checks of the bound config that need positions (node is the
+   * plugin's map in the job file). Optional. @locality coordinator */
+  int (*validate)(const void *conf, const struct sl_cfg_node *node,
+                  struct sl_error *err);
+  /* Connects; fails in bounded time. @locality coordinator */
+  int (*init)(struct sl_source *src, struct sl_error *err);
+  /* Fills out with one range per partition the job reads (start, end are
+   * the low and high watermarks). @locality coordinator */
+  int (*watermarks)(struct sl_source *src, struct sl_plan *out,
+                    struct sl_error *err);
+  /* Where a partition with no checkpointed position starts, given its
+   * watermarks (starting_offsets). @locality coordinator */
+  int (*start_offset)(struct sl_source *src, const struct sl_range *wm,
+                      int64_t *out, struct sl_error *err);
+  /* A reader for one worker: its own connection, kept across batches.
+   * @locality worker thread (created, used and freed there) */
+  int (*reader_new)(struct sl_source *src, int worker, void **reader,
+                    struct sl_error *err);
+  /* Reads the next chunk of [*pos, r->end) into out (replacing the
+   * previous chunk, whose memory is released) and advances *pos past it;
+   * the range is done when *pos >= r->end. Records before r->start or at
+   * or after r->end are never returned. Bounded wait: fails with a
+   * retriable SL_ERR_TIMEOUT when no progress is made in time.
+   * @locality worker thread */
+  int (*read)(void *reader, const struct sl_range *r, int64_t *pos,
+              struct sl_batch *out, struct sl_error *err);
+  /* Records lost to retention that the source skipped (fail_on_data_loss
+   * off), added up over the reader's life. Optional. @locality worker */
+  int64_t (*reader_lost)(void *reader);
+  void (*reader_free)(void *reader); /* @locality worker thread */
+  /* A short description for progress reports ("KafkaV2[clicks]"). */
+  const char *(*describe)(struct sl_source *src);
+  void (*destroy)(struct sl_source *src); /* @locality coordinator */
+};
+
+/* --------------------------------------------------------------- sinks */
+
+#define SL_SINK_EXACTLY_ONCE 0x1u /* commits are atomic and idempotent */
+
+struct sl_sink {
+  const struct sl_sink_plugin *plugin;
+  void *conf;
+  const struct sl_job *job;
+  void *ctx;
+};
+
+struct sl_sink_plugin {
+  const char *name;
+  const struct sl_cfg_field *config_map;
+  size_t conf_size;
+  unsigned flags;
+  int (*validate)(const void *conf, const struct sl_cfg_node *node,
+                  struct sl_error *err);
+  /* @locality coordinator */
+  int (*init)(struct sl_sink *sink, struct sl_error *err);
+  /* The sink's own record of its last committed batch and the end offsets
+   * it stored with it (*batch = 0 when none). NULL when the sink keeps no
+   * such record (console): the checkpoint alone then decides.
+   * @locality coordinator */
+  int (*last_committed)(struct sl_sink *sink, uint64_t *batch,
+                        struct sl_plan *end, struct sl_error *err);
+  /* Opens the staging area of one task of one batch. Outputs staged are
+   * invisible until commit. @locality worker thread */
+  int (*stage_open)(struct sl_sink *sink, uint64_t batch, uint32_t task,
+                    void **stage, struct sl_error *err);
+  /* @locality worker thread */
+  int (*stage_write)(void *stage, const struct sl_batch *b,
+                     struct sl_error *err);
+  /* Makes the staged outputs durable where that applies (file: fsync).
+   * @locality worker thread */
+  int (*stage_close)(void *stage, struct sl_error *err);
+  /* Makes all stages of batch plan->batch visible at once, with the end
+   * offsets of plan, atomically; committing a batch the sink already
+   * holds is a no-op success. stages are in task order.
+   * @locality coordinator */
+  int (*commit)(struct sl_sink *sink, const struct sl_plan *plan,
+                void *const *stages, size_t n, struct sl_error *err);
+  /* Frees a stage, committed or not. @locality any, one thread at a time */
+  void (*stage_free)(struct sl_sink *sink, void *stage);
+  const char *(*describe)(struct sl_sink *sink);
+  void (*destroy)(struct sl_sink *sink); /* @locality coordinator */
+};
+
+/* The registered plugins (src/registry.c). */
+const struct sl_source_plugin *sl_source_find(const char *name);
+const struct sl_sink_plugin *sl_sink_find(const char *name);
+/* NULL-terminated lists, for messages and --help. */
+extern const struct sl_source_plugin *const sl_source_plugins[];
+extern const struct sl_sink_plugin *const sl_sink_plugins[];
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * progress.h - the report written after every committed batch: one text
+ * line, or one JSON object with the fields of Spark's
+ * StreamingQueryProgress where they apply. Written to stderr (stdout
+ * belongs to the console sink's records).
+ */
+#ifndef SL_PROGRESS_H
+#define SL_PROGRESS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "engine.h"
+#include "offsets.h"
+
+struct sl_progress {
+  const char *job_id;
+  const char *run_id;
+  uint64_t batch;
+  int64_t timestamp_ms; /* batch start, wall clock */
+  int64_t records;
+  int64_t lost;          /* skipped: deleted by retention before read */
+  double input_rate;     /* records/s since the previous batch started */
+  double processed_rate; /* records / batch duration */
+  int64_t plan_ms, wal_ms, process_ms, sink_ms, commit_ms, total_ms;
+  const struct sl_plan *plan;   /* ranges of the batch */
+  const struct sl_plan *latest; /* watermarks seen when planning */
+  int64_t lag;                  /* records left after this batch */
+  const char *source_desc, *sink_desc;
+};
+
+void sl_progress_write(FILE *out, enum sl_progress_format fmt,
+                       const struct sl_progress *p);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * record.h - records and the chunk of records passed along a task.
+ *
+ * A task reads its range in chunks: the source fills an sl_batch, the
+ * pipeline and the sink's stage consume it, then the source releases it.
+ * Record bytes belong to the source and stay valid until the next read or
+ * release on the same reader: nothing on the hot path copies them.
+ */
+#ifndef SL_RECORD_H
+#define SL_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sl_record {
+  const char *key; /* NULL when the record has no key */
+  size_t key_len;
+  const char *value; /* NULL for a tombstone */
+  size_t value_len;
+  const char *topic;
+  int32_t partition;
+  int64_t offset;
+  int64_t timestamp; /* ms since the epoch, -1 when unknown */
+};
+
+struct sl_batch {
+  struct sl_record *recs;
+  size_t n, cap;
+};
+
+/* Makes room for at least n records (keeps the contents). */
+void sl_batch_reserve(struct sl_batch *b, size_t n);
+void sl_batch_free(struct sl_batch *b);
+
+#endif

@@ -1,0 +1,54 @@
+# lib.sh - shared by the integration tests. Sourced, not run.
+# Usage in a test: source "$(dirname "$0")/lib.bash" "$@"
+set -euo pipefail
+SLUICE=$(readlink -f "$1")
+SRC=$(readlink -f "$2")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-it.XXXXXX")
+MOCK_PID=""
+BROKERS=""
+
+cleanup() {
+  if [ -n "$MOCK_PID" ]; then
+    kill "$MOCK_PID" 2>/dev/null || true
+    wait "$MOCK_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+# start_mock ARGS...: runs `sluice mock-kafka ARGS` in the background and
+# sets BROKERS from the line it prints (waits for that line, bounded).
+start_mock() {
+  mkfifo "$WORK/mock.fifo"
+  "$SLUICE" mock-kafka "$@" >"$WORK/mock.fifo" 2>"$WORK/mock.err" &
+  MOCK_PID=$!
+  exec 3<"$WORK/mock.fifo"
+  read -r -t 30 -u 3 BROKERS || fail "mock-kafka printed no bootstrap servers: $(cat "$WORK/mock.err")"
+  [ -n "$BROKERS" ] || fail "mock-kafka printed an empty line"
+}
+
+# expect_exit CODE CMD...: runs CMD, fails unless it exits with CODE.
+# Leaves its stdout in $WORK/out.txt and stderr in $WORK/err.txt.
+expect_exit() {
+  local want=$1 got=0
+  shift
+  "$@" >"$WORK/out.txt" 2>"$WORK/err.txt" || got=$?
+  if [ "$got" != "$want" ]; then
+    echo "--- stdout" >&2; cat "$WORK/out.txt" >&2
+    echo "--- stderr" >&2; cat "$WORK/err.txt" >&2
+    fail "expected exit $want, got $got: $*"
+  fi
+}
+
+# expect_err REGEX: the last expect_exit's stderr matches REGEX.
+expect_err() {
+  grep -Eq -- "$1" "$WORK/err.txt" || {
+    cat "$WORK/err.txt" >&2
+    fail "stderr does not match: $1"
+  }
+}

@@ -1,0 +1,269 @@
+/* test_job.c - job files through the real schema: plugins, defaults,
+ * positioned errors, --set, interpolation, secrets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "src/job.h"
+
+static char path[512];
+
+/* Writes text to a fresh job file and loads it. */
+static int load(const char *text, char *const *sets, size_t nsets,
+                struct sl_job *job, struct sl_error *err) {
+  const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  snprintf(path, sizeof(path), "%s/test_job_%d.yaml", tmp, (int)getpid());
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  memset(err, 0, sizeof(*err));
+  return sl_job_load(path, sets, nsets, job, err);
+}
+
+/* err->msg must start with "<path>:line:col: " and contain `what`. */
+static void assert_error_at(const struct sl_error *err, int line, int col,
+                            const char *what) {
+  char want[600];
+  snprintf(want, sizeof(want), "%s:%d:%d: ", path, line, col);
+  if (strncmp(err->msg, want, strlen(want)) != 0)
+    fail_msg("expected error at %s, got: %s", want, err->msg);
+  if (!strstr(err->msg, what))
+    fail_msg("expected '%s' in: %s", what, err->msg);
+}
+
+static const char *good = "job: clicks\n"
+                          "source:\n"
+                          "  kafka:\n"
+                          "    brokers: localhost:9092\n"
+                          "    topics: [clicks, views]\n"
+                          "    max_records_per_batch: 5000\n"
+                          "sink:\n"
+                          "  file: { path: /tmp/out }\n"
+                          "trigger: { interval: 250ms }\n"
+                          "workers: 3\n";
+
+static void loads_a_valid_job_with_defaults(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  assert_int_equal(load(good, NULL, 0, &job, &err), 0);
+  assert_string_equal(job.id, "clicks");
+  assert_string_equal(job.source_plugin->name, "kafka");
+  assert_string_equal(job.sink_plugin->name, "file");
+  assert_int_equal(sl_job_batching(&job)->max_records_per_batch, 5000);
+  assert_int_equal(sl_job_batching(&job)->task_max_records, 50000);
+  assert_int_equal(job.trigger.interval_ns, 250000000LL);
+  assert_false(job.trigger.available_now);
+  assert_int_equal(job.workers, 3);
+  assert_string_equal(job.checkpoint.dir, "./checkpoints/clicks");
+  assert_int_equal(job.checkpoint.retain, 100);
+  sl_job_free(&job);
+}
+
+static void unknown_key_gets_did_you_mean(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  const char *t = "job: x\n"
+                  "source:\n"
+                  "  kafka:\n"
+                  "    brokers: b:1\n"
+                  "    topics: [t]\n"
+                  "    max_record_per_batch: 10\n"
+                  "sink: { console: {} }\n";
+  assert_int_equal(load(t, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 6, 5, "'max_record_per_batch'");
+  assert_non_null(strstr(err.msg, "did you mean 'max_records_per_batch'"));
+}
+
+static void unknown_plugin_gets_did_you_mean(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  const char *t = "job: x\n"
+                  "source: { kafka: { brokers: b, topics: [t] } }\n"
+                  "sink:\n"
+                  "  consle: {}\n";
+  assert_int_equal(load(t, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 4, 3, "unknown sink 'consle'");
+  assert_non_null(strstr(err.msg, "did you mean 'console'"));
+}
+
+static void missing_required_key_is_named(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  const char *t = "job: x\n"
+                  "source:\n"
+                  "  kafka:\n"
+                  "    topics: [t]\n"
+                  "sink: { console: {} }\n";
+  assert_int_equal(load(t, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_non_null(strstr(err.msg, "brokers"));
+  assert_non_null(strstr(err.msg, path));
+  const char *t2 = "source: { kafka: { brokers: b, topics: [t] } }\n"
+                   "sink: { console: {} }\n";
+  assert_int_equal(load(t2, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_non_null(strstr(err.msg, "'job'"));
+}
+
+static void bad_duration_and_type_are_positioned(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  const char *t = "job: x\n"
+                  "source: { kafka: { brokers: b, topics: [t] } }\n"
+                  "sink: { console: {} }\n"
+                  "trigger: { interval: 10 parsecs }\n";
+  assert_int_equal(load(t, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 4, 22, "interval");
+  const char *t2 = "job: x\n"
+                   "source: { kafka: { brokers: b, topics: [t] } }\n"
+                   "sink: { console: {} }\n"
+                   "workers: many\n";
+  assert_int_equal(load(t2, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 4, 10, "workers");
+}
+
+static void both_triggers_is_an_error(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  const char *t = "job: x\n"
+                  "source: { kafka: { brokers: b, topics: [t] } }\n"
+                  "sink: { console: {} }\n"
+                  "trigger: { interval: 1s, available_now: true }\n";
+  assert_int_equal(load(t, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_non_null(strstr(err.msg, "either interval or available_now"));
+}
+
+static void invalid_job_id_and_starting_offsets(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  const char *t = "job: ../etc\n"
+                  "source: { kafka: { brokers: b, topics: [t] } }\n"
+                  "sink: { console: {} }\n";
+  assert_int_equal(load(t, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 1, 6, "job id");
+  const char *t2 = "job: x\n"
+                   "source:\n"
+                   "  kafka:\n"
+                   "    brokers: b\n"
+                   "    topics: [t]\n"
+                   "    starting_offsets: oldest\n"
+                   "sink: { console: {} }\n";
+  assert_int_equal(load(t2, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 6, 23, "earliest, latest");
+  const char *t3 = "job: x\n"
+                   "source:\n"
+                   "  kafka:\n"
+                   "    brokers: b\n"
+                   "    topics: [t]\n"
+                   "    starting_offsets: { t: { 0: 5, 1: -2 } }\n"
+                   "sink: { console: {} }\n";
+  assert_int_equal(load(t3, NULL, 0, &job, &err), 0);
+  sl_job_free(&job);
+}
+
+static void set_overrides_and_creates_keys(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  char s1[] = "source.kafka.max_records_per_batch=777";
+  char s2[] = "checkpoint.dir=/tmp/elsewhere";
+  char s3[] = "trigger.available_now=true";
+  char s4[] = "trigger.interval=5s";
+  char *sets[] = {s1, s2, s3};
+  (void)state;
+  assert_int_equal(load(good, sets, 3, &job, &err), SL_ERR_CONFIG);
+  /* the file has an interval, so available_now conflicts with it */
+  assert_non_null(strstr(err.msg, "either interval or available_now"));
+  char *sets2[] = {s1, s2, s4};
+  assert_int_equal(load(good, sets2, 3, &job, &err), 0);
+  assert_int_equal(sl_job_batching(&job)->max_records_per_batch, 777);
+  assert_string_equal(job.checkpoint.dir, "/tmp/elsewhere");
+  assert_int_equal(job.trigger.interval_ns, 5000000000LL);
+  sl_job_free(&job);
+}
+
+static void env_interpolation(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  const char *t = "job: x\n"
+                  "source:\n"
+                  "  kafka:\n"
+                  "    brokers: ${SL_TEST_BROKERS:-fallback:9092}\n"
+                  "    topics: [t]\n"
+                  "sink: { console: {} }\n";
+  unsetenv("SL_TEST_BROKERS");
+  assert_int_equal(load(t, NULL, 0, &job, &err), 0);
+  sl_job_free(&job);
+  const char *t2 = "job: x\n"
+                   "source:\n"
+                   "  kafka:\n"
+                   "    brokers: ${SL_TEST_BROKERS}\n"
+                   "    topics: [t]\n"
+                   "sink: { console: {} }\n";
+  assert_int_equal(load(t2, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_non_null(strstr(err.msg, "SL_TEST_BROKERS"));
+  assert_non_null(strstr(err.msg, ":4:"));
+}
+
+static void secret_property_value_is_never_printed(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  const char *t = "job: x\n"
+                  "source:\n"
+                  "  kafka:\n"
+                  "    brokers: b\n"
+                  "    topics: [t]\n"
+                  "    properties:\n"
+                  "      sasl.password: hunter2-very-secret\n"
+                  "      no.such.property: 1\n"
+                  "sink: { console: {} }\n";
+  assert_int_equal(load(t, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 8, 7, "no.such.property");
+  assert_null(strstr(err.msg, "hunter2"));
+}
+
+static void malformed_yaml_is_positioned(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  const char *t = "job: x\n"
+                  "source: { kafka: { brokers: b, topics: [t] }\n"
+                  "sink: { console: {} }\n";
+  assert_int_equal(load(t, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  char want[600];
+  snprintf(want, sizeof(want), "%s:", path);
+  assert_memory_equal(err.msg, want, strlen(want));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(loads_a_valid_job_with_defaults),
+      cmocka_unit_test(unknown_key_gets_did_you_mean),
+      cmocka_unit_test(unknown_plugin_gets_did_you_mean),
+      cmocka_unit_test(missing_required_key_is_named),
+      cmocka_unit_test(bad_duration_and_type_are_positioned),
+      cmocka_unit_test(both_triggers_is_an_error),
+      cmocka_unit_test(invalid_job_id_and_starting_offsets),
+      cmocka_unit_test(set_overrides_and_creates_keys),
+      cmocka_unit_test(env_interpolation),
+      cmocka_unit_test(secret_property_value_is_never_printed),
+      cmocka_unit_test(malformed_yaml_is_positioned),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  unlink(path);
+  return rc;
+}
