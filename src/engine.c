@@ -73,7 +73,6 @@ struct engine {
   struct sl_plan affinity; /* start = worker whose reader stands at end */
   uint64_t next_batch;
   uint64_t rerun; /* batch to re-run from offsets/, 0 none */
-  atomic_llong lost;
   char run_id[40];
   int64_t last_batch_start_ns;
   int64_t last_batch_end_ns;
@@ -89,6 +88,7 @@ struct task_ctx {
   struct sl_range slice; /* topic points into the batch's plan */
   void *stage;
   int64_t records;
+  int64_t lost; /* skipped: deleted by retention */
   int attempts;
   int64_t retry_at_ns;
 };
@@ -116,9 +116,6 @@ static void worker_fini(int worker, void *arg, void *wctx) {
   (void)worker;
   if (!w)
     return;
-  atomic_fetch_add(&e->lost, e->src.plugin->reader_lost
-                                 ? e->src.plugin->reader_lost(w->reader)
-                                 : 0);
   e->src.plugin->reader_free(w->reader);
   sl_batch_free(&w->chunk);
   free(w);
@@ -133,6 +130,8 @@ static int run_task(struct sl_task *t, int worker, void *wctx, void *arg) {
   const struct sl_sink_plugin *sp = e->sink.plugin;
   (void)worker;
   tc->records = 0;
+  int64_t lost0 =
+      e->src.plugin->reader_lost ? e->src.plugin->reader_lost(w->reader) : 0;
   int rc = sp->stage_open(&e->sink, t->batch, t->id, &tc->stage, &t->err);
   if (rc)
     return rc;
@@ -148,6 +147,8 @@ static int run_task(struct sl_task *t, int worker, void *wctx, void *arg) {
       return rc;
     tc->records += (int64_t)w->chunk.n;
   }
+  if (e->src.plugin->reader_lost)
+    tc->lost = e->src.plugin->reader_lost(w->reader) - lost0;
   return sp->stage_close(tc->stage, &t->err);
 }
 
@@ -241,10 +242,10 @@ static void free_stages(struct engine *e, struct task_ctx *tcs, size_t n) {
 
 /* Runs every task of plan and waits for all of them. A task that fails
  * with a retriable error runs again (after a growing pause) until
- * task_attempts is spent. Fills *records. */
+ * task_attempts is spent. Fills *records and *lost. */
 static int run_tasks(struct engine *e, const struct sl_plan *plan,
                      struct task_ctx **out_tcs, size_t *out_n, int64_t *records,
-                     struct sl_error *err) {
+                     int64_t *lost, struct sl_error *err) {
   struct sl_slice *sl;
   size_t n = sl_plan_slice(plan, plan->task_max_records, &sl);
   struct task_ctx *tcs = sl_calloc(n ? n : 1, sizeof(*tcs));
@@ -334,9 +335,11 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
   }
   free(retry);
   free(tasks);
-  *records = 0;
-  for (size_t i = 0; i < n; i++)
+  *records = *lost = 0;
+  for (size_t i = 0; i < n; i++) {
     *records += tcs[i].records;
+    *lost += tcs[i].lost;
+  }
   if (rc) {
     free_stages(e, tcs, n);
     free(tcs);
@@ -373,12 +376,11 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
   int64_t t0 = sl_mono_ns(), t1, t2, t3, t4;
   struct task_ctx *tcs = NULL;
   size_t n = 0;
-  int64_t records = 0;
-  int64_t lost_before = atomic_load(&e->lost);
+  int64_t records = 0, lost = 0;
   if (!rerun && sl_ckpt_write_offsets(e->ck, plan, err))
     return err->code;
   t1 = sl_mono_ns();
-  if (run_tasks(e, plan, &tcs, &n, &records, err))
+  if (run_tasks(e, plan, &tcs, &n, &records, &lost, err))
     return err->code;
   t2 = sl_mono_ns();
   int rc = commit_sink(e, plan, tcs, n, err);
@@ -410,7 +412,7 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
       .batch = plan->batch,
       .timestamp_ms = plan->created_ms,
       .records = records,
-      .lost = atomic_load(&e->lost) - lost_before,
+      .lost = lost,
       .processed_rate = total_ns > 0 ? (double)records * 1e9 / total_ns : 0,
       .input_rate = 0,
       .plan_ms = plan_ns / 1000000,

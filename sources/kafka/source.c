@@ -430,16 +430,16 @@ static int kafka_start_offset(struct sl_source *src, const struct sl_range *wm,
   sl_plan_clear(&s.at);
   if (want == -2)
     *out = wm->start;
-  else if (want == -1)
-    *out = wm->end;
-  else if (want < wm->start || want > wm->end)
-    return sl_error_set(err, SL_ERR_DATALOSS,
-                        "starting offset %lld of %s[%d] is outside the "
-                        "partition's offsets %lld..%lld",
-                        (long long)want, wm->topic, wm->partition,
-                        (long long)wm->start, (long long)wm->end);
+  else if (want == -1 || want > wm->end)
+    *out = want == -1 ? wm->end : -1;
   else
-    *out = want;
+    *out = want; /* below the low watermark: the reader reports the loss */
+  if (*out < 0)
+    return sl_error_set(err, SL_ERR_CONFIG,
+                        "starting offset %lld of %s[%d] is past the end of "
+                        "the partition (%lld)",
+                        (long long)want, wm->topic, wm->partition,
+                        (long long)wm->end);
   return 0;
 }
 
@@ -607,6 +607,23 @@ static int seek_part(struct kreader *r, struct kpart *p, int64_t at,
   return 0;
 }
 
+/* Drops a partition from this reader: after an offset-out-of-range error
+ * librdkafka stops fetching it and refuses seeks, so it is assigned again
+ * from scratch by the next read. */
+static void forget_part(struct kreader *r, struct kpart *p) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+  rd_kafka_error_t *e = rd_kafka_incremental_unassign(r->rk, l);
+  if (e)
+    rd_kafka_error_destroy(e);
+  rd_kafka_topic_partition_list_destroy(l);
+  drop_carry(p);
+  free(p->carry);
+  rd_kafka_queue_destroy(p->q);
+  free(p->topic);
+  *p = r->parts[--r->nparts];
+}
+
 /* The records at *pos were deleted by retention (the broker answered
  * offset-out-of-range). Fail, or skip to the low watermark and count. */
 static int handle_lost(struct kreader *r, struct kpart *p,
@@ -641,9 +658,8 @@ static int handle_lost(struct kreader *r, struct kpart *p,
           (long long)skip_to - 1);
   r->lost += skip_to - *pos;
   *pos = skip_to;
-  if (skip_to >= rg->end)
-    return 0;
-  return seek_part(r, p, skip_to, err);
+  forget_part(r, p);
+  return 0;
 }
 
 static void push_record(struct sl_batch *out, const rd_kafka_message_t *m,
@@ -723,7 +739,18 @@ static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
       } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
                  m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
         rd_kafka_message_destroy(m);
+        for (ssize_t k = i + 1; k < n; k++)
+          rd_kafka_message_destroy(msgs[k]);
         rc = handle_lost(r, p, rg, pos, err);
+        if (rc)
+          return rc;
+        /* The partition was dropped: assign it again where to go on. */
+        if (out->n > 0 || *pos >= rg->end)
+          return 0;
+        p = add_part(r, rg->topic, rg->partition, *pos, err);
+        if (!p)
+          return err->code;
+        break;
       } else if (m->err) {
         rc = sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
                            "reading %s[%d]: %s", p->topic, p->partition,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the output of the file sink against generated input.
 
-usage: check_file_sink.py OUT_DIR COUNT
+usage: check_file_sink.py OUT_DIR COUNT [FIRST]
 
 Reads only what the manifest lists (what a reader may trust), and checks
 that the records with ids 0..COUNT-1 are there exactly once each, that
@@ -29,6 +29,7 @@ def unseal(path):
 
 def main():
     out, count = sys.argv[1], int(sys.argv[2])
+    first = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     mdir = os.path.join(out, "_manifest")
     batches = sorted(int(n) for n in os.listdir(mdir) if n.isdigit())
     if not batches:
@@ -51,17 +52,17 @@ def main():
             for line in lines:
                 rec = json.loads(line)
                 i = rec["id"]
-                if not 0 <= i < count:
+                if not first <= i < count:
                     raise SystemExit(f"unexpected id {i}")
                 if seen[i]:
                     dup += 1
                 seen[i] = 1
                 total += 1
-    missing = count - sum(seen)
+    missing = count - first - sum(seen)
     if dup or missing:
         raise SystemExit(
             f"not exactly once: {total} records, {dup} duplicates, {missing} missing")
-    print(f"ok: {count} records exactly once in {len(batches)} batches")
+    print(f"ok: {count - first} records exactly once in {len(batches)} batches")
 
 
 main()
