@@ -76,6 +76,7 @@ struct engine {
   char run_id[40];
   int64_t last_batch_start_ns;
   int64_t last_batch_end_ns;
+  int64_t started_ns;
 };
 
 struct worker_ctx {
@@ -581,12 +582,15 @@ static int loop(struct engine *e, struct sl_error *err) {
     }
     int64_t records = sl_plan_records(&plan);
     int64_t backlog = records + lag_after(&plan, &latest);
-    bool go = records > 0;
-    /* Wait for min_records_per_batch, but not past max_batch_delay. */
-    if (go && !tr->available_now && backlog < bc->min_records_per_batch &&
-        (e->last_batch_end_ns == 0 ||
-         t0 - e->last_batch_end_ns < bc->max_batch_delay_ns))
-      go = false;
+    /* Wait for min_records_per_batch, but not past max_batch_delay since
+     * the previous batch (or since start). */
+    int64_t since =
+        t0 - (e->last_batch_end_ns ? e->last_batch_end_ns : e->started_ns);
+    bool go = tr->available_now
+                  ? records > 0
+                  : records > 0 &&
+                        sl_plan_should_run(backlog, bc->min_records_per_batch,
+                                           since, bc->max_batch_delay_ns);
     if (go)
       rc = run_batch(e, &plan, &latest, false, sl_mono_ns() - t0, err);
     sl_plan_clear(&plan);
@@ -612,6 +616,7 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   int rc;
   e.job = job;
   e.opts = opts;
+  e.started_ns = sl_mono_ns();
   e.src = (struct sl_source){
       .plugin = job->source_plugin, .conf = job->source_conf, .job = job};
   e.sink = (struct sl_sink){

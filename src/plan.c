@@ -60,3 +60,12 @@ size_t sl_plan_slice(const struct sl_plan *p, int64_t task_max,
   *out = v;
   return n;
 }
+
+int sl_plan_should_run(int64_t backlog, int64_t min_records,
+                       int64_t since_last_ns, int64_t max_delay_ns) {
+  if (backlog <= 0)
+    return 0;
+  if (backlog >= min_records)
+    return 1;
+  return since_last_ns >= max_delay_ns;
+}

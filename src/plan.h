@@ -30,4 +30,12 @@ struct sl_slice {
 size_t sl_plan_slice(const struct sl_plan *p, int64_t task_max,
                      struct sl_slice **out);
 
+/* Whether a trigger that found `backlog` new records runs a batch:
+ * never without records; with fewer than min_records only once
+ * max_delay_ns has passed since the previous batch ended (the first batch
+ * after start, since_last_ns < 0, waits for min_records too, counted from
+ * start). */
+int sl_plan_should_run(int64_t backlog, int64_t min_records,
+                       int64_t since_last_ns, int64_t max_delay_ns);
+
 #endif

@@ -10,22 +10,36 @@
  * ck_ring_trydequeue_spmc gives up on contention, which a thief does not
  * want). A ck ring of size S holds S - 1 entries, so each worker ring is
  * created with 2 * ring_size slots and the coordinator itself keeps the
- * occupancy at or below ring_size. Finished tasks come back on one MPSC
- * ring (ck_ring_enqueue_mpsc from the workers, ck_ring_dequeue_mpsc by the
- * coordinator). Everything in that ring is pending, and submit refuses to
- * make more tasks pending than the ring can hold, so it never overflows.
+ * occupancy at or below ring_size.
  *
- * Sleeping. Two ck_ec event counts. "work" is bumped after every submit and
- * by the start/stop state changes; idle workers sleep on it. "done" is
- * bumped after every completion and every init report; the coordinator
- * sleeps on it. A sleeper snapshots the count, looks at the rings, and waits
- * only while the count still equals the snapshot, so a wake-up between the
- * look and the wait is never lost. Both counts use the multiple-producer
- * mode: "done" has many producers, and for "work" (one producer) the
- * single-producer mode would save a locked instruction per submit but
- * relies on x86-TSO store forwarding and timed re-checks to notice a
- * silently lost waiter flag; one locked add per task is cheaper than that
- * latency risk. The futex-based ck_ec_ops live below.
+ * Completions. Each worker also owns an SPSC completion ring (the worker
+ * produces, the coordinator consumes). DESIGN.md asks for one MPSC ring,
+ * but ck 0.7.1's multi-producer enqueue publishes in ticket order: a
+ * producer that took a ticket spins (without yielding) until every earlier
+ * ticket holder has published. A worker preempted between the two steps
+ * stalls all others, and with more workers than cores that convoy is
+ * permanent: 4 workers on 2 cores took minutes of spinning for 100000 tiny
+ * tasks that take about a second otherwise. SPSC enqueues never wait on
+ * another thread. The coordinator scans the completion rings round-robin.
+ * A worker takes a task only while its completion ring has room, so a push
+ * never fails; if the ring is full it sleeps on its "room" event count,
+ * which the coordinator bumps for every task it collects from that ring.
+ * Backpressure therefore reaches submit through the task rings: a worker
+ * whose completions are not collected stops taking work, its ring fills up,
+ * submit returns SL_ERR_AGAIN.
+ *
+ * Sleeping. ck_ec event counts. "work" is bumped after every submit and by
+ * the start/stop state changes; idle workers sleep on it. "done" is bumped
+ * after every completion and every init report; the coordinator sleeps on
+ * it. "room" (one per worker) is described above. A sleeper snapshots the
+ * count, looks at the rings, and waits only while the count still equals
+ * the snapshot, so a wake-up between the look and the wait is never lost.
+ * All counts use the multiple-producer mode: "done" has many producers, and
+ * for the others (only the coordinator bumps them) the single-producer mode
+ * would save a locked instruction per task but relies on x86-TSO store
+ * forwarding and timed re-checks to notice a silently lost waiter flag; one
+ * locked add is cheaper than that latency risk. The futex-based ck_ec_ops
+ * live below.
  *
  * Stealing. An idle worker drains its own ring, then scans the others
  * starting at self + 1. It steals only from a worker that is busy (running
@@ -51,11 +65,9 @@
  */
 #include "pool.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -67,9 +79,6 @@
 
 #include <ck_ec.h>
 #include <ck_ring.h>
-
-#include "log.h"
-#include "util.h"
 
 /* ---- ThreadSanitizer annotations ---------------------------------------- */
 
@@ -196,25 +205,41 @@ static const struct ck_ec_mode sl_ec_mode = {
     .single_producer = false,
 };
 
+/* ck_ec sleeps in growing steps (2 ms, 16 ms, 128 ms, then about 1 s) and
+ * does not cut a step at the caller's deadline: a 200 ms timeout would
+ * sleep about a second. As a ck_ec_wait_pred predicate this clamps each
+ * step to the deadline in state->data (moving a step earlier is allowed).
+ * @locality any thread */
+static int sl_ec_clamp_step(const struct ck_ec_wait_state *state,
+                            struct timespec *step) {
+  const struct timespec *deadline = state->data;
+  if (step->tv_sec > deadline->tv_sec ||
+      (step->tv_sec == deadline->tv_sec && step->tv_nsec > deadline->tv_nsec))
+    *step = *deadline;
+  return 0;
+}
+
 /* ---- pool structures ---------------------------------------------------- */
 
 #define SL_POOL_MAX_WORKERS 4096u
 #define SL_POOL_MAX_RING    (1u << 20)
-#define SL_POOL_MAX_SLOTS   (1u << 26) /* workers * ring_size */
 
 enum sl_pool_state {
   SL_POOL_STARTING = 0, /* workers run init, then wait for the verdict */
   SL_POOL_RUNNING = 1,
   SL_POOL_ABORTED = 2, /* some init failed: fini and exit */
-  SL_POOL_STOPPING = 3 /* destroy: drain the rings, fini and exit */
+  SL_POOL_STOPPING = 3 /* destroy: run what is queued, fini and exit */
 };
 
 enum sl_init_state { SL_INIT_PENDING = 0, SL_INIT_OK = 1, SL_INIT_FAILED = 2 };
 
 struct sl_worker {
-  /* The ring first: ck pads its consumer and producer halves apart. */
-  struct ck_ring ring;
+  /* ck pads the consumer and producer halves of a ring apart. */
+  struct ck_ring ring; /* tasks: coordinator -> owner and thieves */
+  struct ck_ring done; /* finished tasks: owner -> coordinator */
+  sl_ec_t room_ec __attribute__((aligned(64)));
   struct ck_ring_buffer *slots;
+  struct ck_ring_buffer *done_slots;
   struct sl_pool *pool;
   unsigned index;
   bool started; /* thread created (coordinator only) */
@@ -222,29 +247,27 @@ struct sl_worker {
   void *wctx;               /* worker thread only */
   struct sl_error init_err; /* written before init_state is published */
   _Atomic int init_state;   /* enum sl_init_state */
-  _Atomic bool busy;        /* owner is running or taking a task */
+  _Atomic bool busy;        /* owner is running or taking tasks */
   _Atomic uint64_t tasks_run;
   _Atomic uint64_t tasks_stolen;
 } __attribute__((aligned(64)));
 
 struct sl_pool {
-  struct ck_ring done;
-  struct ck_ring_buffer *done_slots;
   sl_ec_t work_ec __attribute__((aligned(64)));
   sl_ec_t done_ec __attribute__((aligned(64)));
   _Atomic int state __attribute__((aligned(64))); /* enum sl_pool_state */
   struct sl_pool_config cfg;
   struct sl_worker *workers;
   unsigned nworkers;
-  unsigned max_pending; /* usable capacity of the completion ring */
-  unsigned pending;     /* coordinator only */
-  unsigned rr;          /* coordinator only: where load ties start */
+  unsigned pending; /* coordinator only */
+  unsigned rr;      /* coordinator only: where submit's load ties start */
+  unsigned done_rr; /* coordinator only: completion ring to look at first */
 };
 
 /* ---- ring wrappers (opaque to TSan, see the header comment) ------------- */
 
 /* @locality coordinator thread */
-static bool sl_ring_push_spmc(struct sl_worker *w, struct sl_task *t) {
+static bool sl_ring_push_task(struct sl_worker *w, struct sl_task *t) {
   bool ok;
   SL_TSAN_RELEASE(t);
   SL_TSAN_OPAQUE_BEGIN();
@@ -254,7 +277,7 @@ static bool sl_ring_push_spmc(struct sl_worker *w, struct sl_task *t) {
 }
 
 /* @locality worker threads (owner and thieves) */
-static struct sl_task *sl_ring_pop_spmc(struct sl_worker *w) {
+static struct sl_task *sl_ring_pop_task(struct sl_worker *w) {
   struct sl_task *t = NULL;
   bool ok;
   SL_TSAN_OPAQUE_BEGIN();
@@ -266,22 +289,22 @@ static struct sl_task *sl_ring_pop_spmc(struct sl_worker *w) {
   return t;
 }
 
-/* @locality worker threads */
-static bool sl_ring_push_mpsc(struct sl_pool *p, struct sl_task *t) {
+/* @locality worker thread (owner of w) */
+static bool sl_ring_push_done(struct sl_worker *w, struct sl_task *t) {
   bool ok;
   SL_TSAN_RELEASE(t);
   SL_TSAN_OPAQUE_BEGIN();
-  ok = ck_ring_enqueue_mpsc(&p->done, p->done_slots, t);
+  ok = ck_ring_enqueue_spsc(&w->done, w->done_slots, t);
   SL_TSAN_OPAQUE_END();
   return ok;
 }
 
 /* @locality coordinator thread */
-static struct sl_task *sl_ring_pop_mpsc(struct sl_pool *p) {
+static struct sl_task *sl_ring_pop_done(struct sl_worker *w) {
   struct sl_task *t = NULL;
   bool ok;
   SL_TSAN_OPAQUE_BEGIN();
-  ok = ck_ring_dequeue_mpsc(&p->done, p->done_slots, &t);
+  ok = ck_ring_dequeue_spsc(&w->done, w->done_slots, &t);
   SL_TSAN_OPAQUE_END();
   if (!ok)
     return NULL;
@@ -289,11 +312,12 @@ static struct sl_task *sl_ring_pop_mpsc(struct sl_pool *p) {
   return t;
 }
 
-/* Tasks queued in w's ring. Exact for the coordinator's view of its own
- * enqueues, possibly stale (too high) about concurrent dequeues.
+/* Entries in ring. For the ring's producer: exact about its own enqueues,
+ * possibly too high about concurrent dequeues (so "has room" is safe). For
+ * anyone else only a hint.
  * @locality any thread */
-static unsigned sl_ring_len(const struct sl_worker *w) {
-  return ck_ring_size(&w->ring);
+static unsigned sl_ring_len(const struct ck_ring *ring) {
+  return ck_ring_size(ring);
 }
 
 /* ---- worker side -------------------------------------------------------- */
@@ -301,7 +325,7 @@ static unsigned sl_ring_len(const struct sl_worker *w) {
 /* May a thief take from victim? See "Stealing" above.
  * @locality worker thread (the thief) */
 static bool sl_pool_stealable(const struct sl_worker *victim) {
-  return atomic_load(&victim->busy) || sl_ring_len(victim) > 1;
+  return atomic_load(&victim->busy) || sl_ring_len(&victim->ring) > 1;
 }
 
 /* Next task for worker self: its own ring first, then the others from
@@ -309,7 +333,7 @@ static bool sl_pool_stealable(const struct sl_worker *victim) {
  * @locality worker thread */
 static struct sl_task *sl_pool_take(struct sl_pool *p, unsigned self,
                                     bool *stolen) {
-  struct sl_task *t = sl_ring_pop_spmc(&p->workers[self]);
+  struct sl_task *t = sl_ring_pop_task(&p->workers[self]);
   if (t) {
     *stolen = false;
     return t;
@@ -318,13 +342,30 @@ static struct sl_task *sl_pool_take(struct sl_pool *p, unsigned self,
     struct sl_worker *victim = &p->workers[(self + k) % p->nworkers];
     if (!sl_pool_stealable(victim))
       continue;
-    t = sl_ring_pop_spmc(victim);
+    t = sl_ring_pop_task(victim);
     if (t) {
       *stolen = true;
       return t;
     }
   }
   return NULL;
+}
+
+/* Waits until w's completion ring has room for one more task, or the pool
+ * is stopping (destroy drops completions, they need no room then).
+ * @locality worker thread (owner of w) */
+static void sl_pool_await_room(struct sl_pool *p, struct sl_worker *w) {
+  const unsigned cap = ck_ring_capacity(&w->done) - 1;
+
+  if (sl_ring_len(&w->done) < cap)
+    return;
+  for (;;) {
+    uint64_t seen = ck_ec_value(&w->room_ec);
+    if (sl_ring_len(&w->done) < cap ||
+        atomic_load(&p->state) == SL_POOL_STOPPING)
+      return;
+    ck_ec_wait(&w->room_ec, &sl_ec_mode, seen, NULL);
+  }
 }
 
 /* Runs one task and hands it back to the coordinator.
@@ -343,13 +384,11 @@ static void sl_pool_run_task(struct sl_pool *p, struct sl_worker *w,
   if (stolen)
     atomic_fetch_add_explicit(&w->tasks_stolen, 1, memory_order_relaxed);
 
-  /* Cannot fail: submit keeps the number of pending tasks, and so the
-   * number of completions not yet collected, within the ring's capacity. */
-  if (!sl_ring_push_mpsc(p, t)) {
-    sl_error_log("pool: completion ring overflow (pending accounting bug)");
-    abort();
-  }
-  ck_ec_inc(&p->done_ec, &sl_ec_mode);
+  /* The room was checked before the task was taken, and only this thread
+   * pushes to w->done; a full ring means the pool is stopping and nobody
+   * will collect the task any more: destroy drops it anyway. */
+  if (sl_ring_push_done(w, t))
+    ck_ec_inc(&p->done_ec, &sl_ec_mode);
 }
 
 /* Waits until sl_pool_new has decided whether the pool starts or aborts;
@@ -381,8 +420,13 @@ static void sl_pool_work(struct sl_pool *p, struct sl_worker *w) {
     bool stolen = false;
 
     atomic_store(&w->busy, true);
-    while ((t = sl_pool_take(p, w->index, &stolen)))
+    for (;;) {
+      sl_pool_await_room(p, w);
+      t = sl_pool_take(p, w->index, &stolen);
+      if (!t)
+        break;
       sl_pool_run_task(p, w, t, stolen);
+    }
     atomic_store(&w->busy, false);
 
     if (stopping)
@@ -429,13 +473,6 @@ static bool sl_is_pow2(unsigned v) {
   return v && !(v & (v - 1));
 }
 
-static unsigned sl_next_pow2(unsigned v) {
-  unsigned r = 1;
-  while (r < v)
-    r <<= 1;
-  return r;
-}
-
 static int sl_pool_check_config(const struct sl_pool_config *cfg,
                                 struct sl_error *err) {
   if (!cfg)
@@ -452,14 +489,11 @@ static int sl_pool_check_config(const struct sl_pool_config *cfg,
                         "pool: ring_size must be a power of two between 4 "
                         "and %u, not %u",
                         SL_POOL_MAX_RING, cfg->ring_size);
-  if ((uint64_t)cfg->workers * cfg->ring_size > SL_POOL_MAX_SLOTS)
-    return sl_error_set(err, SL_ERR_INVAL,
-                        "pool: workers * ring_size must not exceed %u",
-                        SL_POOL_MAX_SLOTS);
   return 0;
 }
 
-/* aligned_alloc wants a size that is a multiple of the alignment. */
+/* Zeroed memory aligned to a cache line (aligned_alloc wants the size to
+ * be a multiple of the alignment). */
 static void *sl_pool_alloc(size_t size) {
   size_t rounded = (size + 63) & ~(size_t)63;
   void *m = aligned_alloc(64, rounded);
@@ -473,11 +507,12 @@ static void sl_pool_free(struct sl_pool *p) {
   if (!p)
     return;
   if (p->workers) {
-    for (unsigned i = 0; i < p->nworkers; i++)
+    for (unsigned i = 0; i < p->nworkers; i++) {
       free(p->workers[i].slots);
+      free(p->workers[i].done_slots);
+    }
     free(p->workers);
   }
-  free(p->done_slots);
   free(p);
 }
 
@@ -486,6 +521,9 @@ static void sl_pool_free(struct sl_pool *p) {
 static void sl_pool_set_state(struct sl_pool *p, int state) {
   atomic_store(&p->state, state);
   ck_ec_inc(&p->work_ec, &sl_ec_mode);
+  /* Workers waiting for room in their completion ring must see STOPPING. */
+  for (unsigned i = 0; i < p->nworkers; i++)
+    ck_ec_inc(&p->workers[i].room_ec, &sl_ec_mode);
 }
 
 /* @locality coordinator thread */
@@ -527,12 +565,15 @@ struct sl_pool *sl_pool_new(const struct sl_pool_config *cfg,
   struct sl_pool *p = NULL;
   struct sl_worker *failed;
   sigset_t all, old;
-  unsigned n, done_size;
+  unsigned n, slots;
   int rc;
 
   if (sl_pool_check_config(cfg, err) < 0)
     return NULL;
   n = cfg->workers;
+  /* A ck ring of 2 * ring_size slots holds 2 * ring_size - 1 entries: the
+   * task rings are kept at ring_size by submit, completion rings use all. */
+  slots = 2 * cfg->ring_size;
 
   p = sl_pool_alloc(sizeof(*p));
   if (!p)
@@ -546,20 +587,18 @@ struct sl_pool *sl_pool_new(const struct sl_pool_config *cfg,
     struct sl_worker *w = &p->workers[i];
     w->pool = p;
     w->index = i;
-    /* ring_size usable entries need ring_size + 1 slots at least. */
-    ck_ring_init(&w->ring, 2 * cfg->ring_size);
-    w->slots = sl_calloc(2 * cfg->ring_size, sizeof(*w->slots));
+    ck_ring_init(&w->ring, slots);
+    ck_ring_init(&w->done, slots);
+    w->slots = calloc(slots, sizeof(*w->slots));
+    w->done_slots = calloc(slots, sizeof(*w->done_slots));
+    if (!w->slots || !w->done_slots)
+      goto nomem;
+    ck_ec_init(&w->room_ec, 0);
     atomic_init(&w->init_state, SL_INIT_PENDING);
     atomic_init(&w->busy, false);
     atomic_init(&w->tasks_run, 0);
     atomic_init(&w->tasks_stolen, 0);
   }
-  /* Holds every task that can be pending: all rings full, one running per
-   * worker, and then some. */
-  done_size = sl_next_pow2(2 * n * cfg->ring_size);
-  ck_ring_init(&p->done, done_size);
-  p->done_slots = sl_calloc(done_size, sizeof(*p->done_slots));
-  p->max_pending = done_size - 1;
   ck_ec_init(&p->work_ec, 0);
   ck_ec_init(&p->done_ec, 0);
   atomic_init(&p->state, SL_POOL_STARTING);
@@ -611,11 +650,11 @@ static struct sl_worker *sl_pool_pick(struct sl_pool *p, int prefer) {
   unsigned best_len = p->cfg.ring_size;
 
   if (prefer >= 0 && (unsigned)prefer < p->nworkers &&
-      sl_ring_len(&p->workers[prefer]) < p->cfg.ring_size)
+      sl_ring_len(&p->workers[prefer].ring) < p->cfg.ring_size)
     return &p->workers[prefer];
   for (unsigned k = 0; k < p->nworkers; k++) {
     struct sl_worker *w = &p->workers[(p->rr + k) % p->nworkers];
-    unsigned len = sl_ring_len(w);
+    unsigned len = sl_ring_len(&w->ring);
     if (len < best_len) {
       best = w;
       best_len = len;
@@ -632,8 +671,6 @@ int sl_pool_submit(struct sl_pool *p, struct sl_task *task) {
 
   if (!p || !task)
     return SL_ERR_INVAL;
-  if (p->pending >= p->max_pending)
-    return SL_ERR_AGAIN;
   w = sl_pool_pick(p, task->prefer);
   if (!w)
     return SL_ERR_AGAIN;
@@ -641,13 +678,31 @@ int sl_pool_submit(struct sl_pool *p, struct sl_task *task) {
   task->worker = -1;
   task->rc = 0;
   sl_error_clear(&task->err);
-  /* Cannot fail: sl_pool_pick saw at most ring_size - 1 of 2 * ring_size - 1
-   * usable slots taken, and only this thread enqueues. */
-  if (!sl_ring_push_spmc(w, task))
+  /* Cannot fail: sl_pool_pick saw fewer than ring_size of the ring's
+   * 2 * ring_size - 1 entries taken, and only this thread enqueues. */
+  if (!sl_ring_push_task(w, task))
     return SL_ERR_AGAIN;
   p->pending++;
   ck_ec_inc(&p->work_ec, &sl_ec_mode);
   return 0;
+}
+
+/* Takes one finished task from the completion rings, scanning them
+ * round-robin, and tells its worker there is room again.
+ * @locality coordinator thread */
+static struct sl_task *sl_pool_collect(struct sl_pool *p) {
+  for (unsigned k = 0; k < p->nworkers; k++) {
+    unsigned i = (p->done_rr + k) % p->nworkers;
+    struct sl_worker *w = &p->workers[i];
+    struct sl_task *t = sl_ring_pop_done(w);
+    if (t) {
+      ck_ec_inc(&w->room_ec, &sl_ec_mode);
+      p->done_rr = (i + 1) % p->nworkers;
+      p->pending--;
+      return t;
+    }
+  }
+  return NULL;
 }
 
 struct sl_task *sl_pool_wait(struct sl_pool *p, int64_t timeout_ns) {
@@ -658,11 +713,9 @@ struct sl_task *sl_pool_wait(struct sl_pool *p, int64_t timeout_ns) {
     return NULL;
   for (;;) {
     uint64_t seen = ck_ec_value(&p->done_ec);
-    struct sl_task *t = sl_ring_pop_mpsc(p);
-    if (t) {
-      p->pending--;
+    struct sl_task *t = sl_pool_collect(p);
+    if (t)
       return t;
-    }
     if (timeout_ns == 0 || (timeout_ns < 0 && p->pending == 0))
       return NULL;
     if (timeout_ns > 0 && !have_deadline) {
@@ -672,9 +725,11 @@ struct sl_task *sl_pool_wait(struct sl_pool *p, int64_t timeout_ns) {
         return NULL;
       have_deadline = true;
     }
-    if (ck_ec_wait(&p->done_ec, &sl_ec_mode, seen,
-                   have_deadline ? &deadline : NULL) != 0)
-      timeout_ns = 0; /* one last look at the ring, then NULL */
+    if (!have_deadline)
+      ck_ec_wait(&p->done_ec, &sl_ec_mode, seen, NULL);
+    else if (ck_ec_wait_pred(&p->done_ec, &sl_ec_mode, seen, sl_ec_clamp_step,
+                             &deadline, &deadline) != 0)
+      timeout_ns = 0; /* one last look at the rings, then NULL */
   }
 }
 
@@ -706,7 +761,7 @@ void sl_pool_destroy(struct sl_pool *p) {
   sl_pool_set_state(p, SL_POOL_STOPPING);
   sl_pool_join(p);
   /* The workers are gone: drop what they finished (the caller owns it). */
-  while (sl_ring_pop_mpsc(p))
-    p->pending--;
+  while (sl_pool_collect(p))
+    ;
   sl_pool_free(p);
 }

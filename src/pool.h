@@ -8,9 +8,13 @@
  *  - a task names a preferred worker (the one whose source reader is
  *    already positioned at the task's start); the coordinator enqueues it
  *    there, an idle worker first drains its own ring and then steals from
- *    the others;
- *  - finished tasks come back on one MPSC ring that only the coordinator
- *    drains;
+ *    the others (starting at its right neighbour); it leaves a lone task
+ *    queued for an idle worker to that worker, so tasks stay where their
+ *    reader is unless the owner is busy;
+ *  - finished tasks come back on per-worker SPSC completion rings that only
+ *    the coordinator drains (not one MPSC ring: ck 0.7.1's multi-producer
+ *    enqueue makes producers spin on each other, see pool.c); a worker whose
+ *    completions are not collected stops taking tasks;
  *  - idle workers and a waiting coordinator sleep on ck_ec event counts
  *    (futex based), they never spin.
  *
@@ -46,7 +50,8 @@ typedef int (*sl_task_fn)(struct sl_task *task, int worker, void *wctx,
 
 /* Optional per-worker context, created and destroyed on the worker thread
  * itself (a source reader, a sink stage buffer...). init returns 0 or a
- * negative sl_err; a failing init fails sl_pool_new.
+ * negative sl_err; a failing init fails sl_pool_new (the workers whose
+ * init succeeded run fini first). fini runs after the worker's last task.
  * @locality worker thread */
 typedef int (*sl_worker_init_fn)(int worker, void *arg, void **wctx,
                                  struct sl_error *err);
@@ -69,24 +74,33 @@ struct sl_pool *sl_pool_new(const struct sl_pool_config *cfg,
                             struct sl_error *err);
 
 /* Enqueues task to task->prefer (or to the least-loaded worker when
- * prefer < 0 or out of range); if that ring is full, to any ring with room.
+ * prefer < 0 or out of range); if that ring is full, to the least-loaded
+ * ring with room. Resets task->worker (-1), task->rc (0) and task->err, so
+ * a task struct can be submitted again after it came back.
  * Returns 0, or SL_ERR_AGAIN when every ring is full (wait for a completion
- * and submit again).
+ * and submit again), or SL_ERR_INVAL for a NULL argument.
  * @locality coordinator thread only (single producer) */
 int sl_pool_submit(struct sl_pool *p, struct sl_task *task);
 
 /* Returns the next finished task, sleeping until one arrives or until
- * timeout_ns passes (NULL then; timeout_ns < 0 waits forever).
+ * timeout_ns passes (NULL then). timeout_ns == 0 only polls; timeout_ns < 0
+ * waits forever, except that it returns NULL at once when nothing is
+ * pending (nothing could ever arrive). With a positive timeout it sleeps
+ * even when nothing is pending, so it doubles as the coordinator's timed
+ * sleep.
  * @locality coordinator thread only */
 struct sl_task *sl_pool_wait(struct sl_pool *p, int64_t timeout_ns);
 
-/* Number of submitted tasks not yet returned by sl_pool_wait. */
+/* Number of submitted tasks not yet returned by sl_pool_wait.
+ * @locality coordinator thread only */
 unsigned sl_pool_pending(const struct sl_pool *p);
 
 unsigned sl_pool_workers(const struct sl_pool *p);
 
 /* Statistics, for tests and metrics: tasks run by each worker, and how
- * many of those it stole from another worker's ring. */
+ * many of those it stole from another worker's ring (0 for an index out of
+ * range). A task is counted once it has finished, before it is handed back.
+ * @locality any thread */
 uint64_t sl_pool_tasks_run(const struct sl_pool *p, unsigned worker);
 uint64_t sl_pool_tasks_stolen(const struct sl_pool *p, unsigned worker);
 

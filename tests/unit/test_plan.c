@@ -145,6 +145,17 @@ static void slice_is_deterministic_and_covers_exactly(void **state) {
   sl_plan_clear(&p);
 }
 
+static void should_run_waits_for_min_records_up_to_the_delay(void **state) {
+  const int64_t ms = 1000000;
+  (void)state;
+  assert_false(sl_plan_should_run(0, 1, 10 * ms, 0)); /* nothing new */
+  assert_true(sl_plan_should_run(5, 1, 0, 0));
+  assert_true(sl_plan_should_run(1000, 1000, 0, 500 * ms)); /* enough */
+  assert_false(sl_plan_should_run(999, 1000, 499 * ms, 500 * ms));
+  assert_true(sl_plan_should_run(999, 1000, 500 * ms, 500 * ms)); /* late */
+  assert_true(sl_plan_should_run(1, 1000, 2000 * ms, 500 * ms));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(cap_under_limit_keeps_everything),
@@ -154,6 +165,7 @@ int main(void) {
       cmocka_unit_test(cap_never_exceeds_a_partition_backlog),
       cmocka_unit_test(slice_splits_long_ranges),
       cmocka_unit_test(slice_is_deterministic_and_covers_exactly),
+      cmocka_unit_test(should_run_waits_for_min_records_up_to_the_delay),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
