@@ -101,19 +101,6 @@ struct sl_ckpt {
 
 /* ------------------------------------------------------------- helpers */
 
-static char *ck_asprintf(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static char *ck_asprintf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  char *s = sl_malloc((size_t)(n < 0 ? 0 : n) + 1);
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
 
 /* cJSON reports allocation failure with NULL; like sl_malloc, abort. */
 static void *json_ok(void *p) {
@@ -294,7 +281,7 @@ static int ckpt_refresh(struct sl_ckpt *ck, struct sl_error *err) {
 }
 
 static char *batch_path(const char *dir, uint64_t batch) {
-  return ck_asprintf("%s/%" PRIu64, dir, batch);
+  return sl_asprintf("%s/%" PRIu64, dir, batch);
 }
 
 /* ------------------------------------------------------ invariant check */
@@ -353,7 +340,7 @@ void sl_ckpt_assert_invariants(struct sl_ckpt *ck) {
  * other's batches. */
 static int metadata_check(struct sl_ckpt *ck, const char *job_id, bool *written,
                           struct sl_error *err) {
-  char *path = ck_asprintf("%s/metadata", ck->dir);
+  char *path = sl_asprintf("%s/metadata", ck->dir);
   cJSON *root = NULL;
   char *sealed = NULL;
   int rc;
@@ -409,8 +396,8 @@ static struct sl_ckpt *ckpt_new(const char *dir) {
   while (n > 1 && dir[n - 1] == '/')
     n--;
   ck->dir = sl_strndup(dir, n);
-  ck->offsets_dir = ck_asprintf("%s/offsets", ck->dir);
-  ck->commits_dir = ck_asprintf("%s/commits", ck->dir);
+  ck->offsets_dir = sl_asprintf("%s/offsets", ck->dir);
+  ck->commits_dir = sl_asprintf("%s/commits", ck->dir);
   return ck;
 }
 
@@ -433,7 +420,7 @@ const char *sl_ckpt_dir(const struct sl_ckpt *ck) {
  * commit. */
 static int probe_writable(const char *root, const char *dir,
                           struct sl_error *err) {
-  char *path = ck_asprintf("%s/.probe.tmp.%ld", dir, (long)getpid());
+  char *path = sl_asprintf("%s/.probe.tmp.%ld", dir, (long)getpid());
   int rc = 0;
   int fd = sl_fsio->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0 || sl_fsio->write(fd, "x", 1) != 1) {
@@ -475,7 +462,7 @@ static int remove_leftovers(const char *dir, struct sl_error *err) {
   while ((e = readdir(d)) != NULL) {
     if (!is_temp_name(e->d_name))
       continue;
-    char *path = ck_asprintf("%s/%s", dir, e->d_name);
+    char *path = sl_asprintf("%s/%s", dir, e->d_name);
     if (sl_fsio->unlink(path) < 0 && errno != ENOENT)
       rc = sl_error_set(err, SL_ERR_IO, "%s: cannot remove leftover: %s", path,
                         strerror(errno));
@@ -1028,7 +1015,7 @@ int sl_ckpt_show(const char *dir, FILE *out, struct sl_error *err) {
   struct sl_ckpt_state st;
   struct sl_error e;
   struct sl_plan plan = {0};
-  char *meta = ck_asprintf("%s/metadata", ck->dir);
+  char *meta = sl_asprintf("%s/metadata", ck->dir);
   cJSON *root = NULL;
   struct stat sb;
   int rc = 0;

@@ -37,20 +37,6 @@ const struct sl_fsio_ops sl_fsio_posix = {
 
 const struct sl_fsio_ops *sl_fsio = &sl_fsio_posix;
 
-/* printf into a fresh heap string (aborts on OOM like sl_malloc). */
-static char *fsio_asprintf(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static char *fsio_asprintf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  char *s = sl_malloc((size_t)(n < 0 ? 0 : n) + 1);
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
 
 /* Writes all of buf, retrying short writes and EINTR. Returns 0, or -1 with
  * errno set. A write that returns 0 for a non-empty buffer would loop
@@ -113,8 +99,8 @@ int sl_fsio_sync_dir(const char *dir, struct sl_error *err) {
  * failure the temp file is removed and the old dir/name is untouched. */
 int sl_fsio_write_atomic(const char *dir, const char *name, const void *data,
                          size_t len, struct sl_error *err) {
-  char *path = fsio_asprintf("%s/%s", dir, name);
-  char *tmp = fsio_asprintf("%s/.%s.tmp.%ld", dir, name, (long)getpid());
+  char *path = sl_asprintf("%s/%s", dir, name);
+  char *tmp = sl_asprintf("%s/.%s.tmp.%ld", dir, name, (long)getpid());
   const char *what;
   int fd, saved, rc = SL_ERR_IO;
 

@@ -19,6 +19,8 @@ void *sl_calloc(size_t n, size_t size);
 void *sl_realloc(void *p, size_t n);
 char *sl_strdup(const char *s);
 char *sl_strndup(const char *s, size_t n);
+/* printf into a fresh heap string (aborts on OOM like sl_malloc). */
+char *sl_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SL_MIN(a, b)    ((a) < (b) ? (a) : (b))
