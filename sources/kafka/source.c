@@ -141,6 +141,23 @@ static int parse_starting(const struct sl_cfg_node *n, struct start_spec *s,
   s->mode = -2;
   if (!n)
     return 0;
+  if (n->kind == SL_CFG_SCALAR && n->scalar[0] == '{') {
+    /* Spark's form: a JSON string {"topic": {"0": 23, "1": -2}}. JSON is
+     * YAML, so the config loader reads it; errors name the string. */
+    struct sl_cfg_node *j = sl_cfg_load_string("starting_offsets", n->scalar,
+                                               strlen(n->scalar), err);
+    if (!j)
+      return sl_cfg_error(err, n, "starting_offsets is not valid JSON: %s",
+                          err->msg);
+    int rc = parse_starting(j, s, err);
+    sl_cfg_free(j);
+    if (rc) {
+      char msg[sizeof(err->msg)];
+      snprintf(msg, sizeof(msg), "%s", err->msg);
+      return sl_cfg_error(err, n, "%s", msg);
+    }
+    return 0;
+  }
   if (n->kind == SL_CFG_SCALAR) {
     if (strcmp(n->scalar, "earliest") == 0)
       s->mode = -2;

@@ -172,6 +172,25 @@ static void invalid_job_id_and_starting_offsets(void **state) {
                    "sink: { console: {} }\n";
   assert_int_equal(load(t3, NULL, 0, &job, &err), 0);
   sl_job_free(&job);
+  /* Spark's JSON string form, and a bad one named at its place. */
+  const char *t4 = "job: x\n"
+                   "source:\n"
+                   "  kafka:\n"
+                   "    brokers: b\n"
+                   "    topics: [t]\n"
+                   "    starting_offsets: '{\"t\": {\"0\": 23, \"1\": -1}}'\n"
+                   "sink: { console: {} }\n";
+  assert_int_equal(load(t4, NULL, 0, &job, &err), 0);
+  sl_job_free(&job);
+  const char *t5 = "job: x\n"
+                   "source:\n"
+                   "  kafka:\n"
+                   "    brokers: b\n"
+                   "    topics: [t]\n"
+                   "    starting_offsets: '{\"t\": {\"0\": \"x\"}}'\n"
+                   "sink: { console: {} }\n";
+  assert_int_equal(load(t5, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 6, 23, "starting_offsets:1:");
 }
 
 static void set_overrides_and_creates_keys(void **state) {
