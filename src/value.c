@@ -1,0 +1,204 @@
+/* value.c - see value.h. */
+#include "value.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+const char *sl_vtype_name(const struct sl_value *v) {
+  switch (v->type) {
+  case SL_V_NULL:
+    return "null";
+  case SL_V_BOOL:
+    return "bool";
+  case SL_V_INT:
+    return "int";
+  case SL_V_FLOAT:
+    return "float";
+  case SL_V_STR:
+    return "string";
+  case SL_V_JSON:
+    return cJSON_IsArray(v->u.json) ? "array" : "object";
+  }
+  return "?";
+}
+
+struct sl_value sl_value_from_json(const cJSON *j) {
+  if (!j || cJSON_IsNull(j) || cJSON_IsInvalid(j))
+    return SL_NULL;
+  if (cJSON_IsBool(j))
+    return sl_bool(cJSON_IsTrue(j));
+  if (cJSON_IsNumber(j)) {
+    double d = j->valuedouble;
+    if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+      return sl_int((int64_t)d);
+    return sl_float(d);
+  }
+  if (cJSON_IsString(j))
+    return sl_str(j->valuestring, strlen(j->valuestring));
+  return (struct sl_value){.type = SL_V_JSON, .u.json = j};
+}
+
+cJSON *sl_value_to_json(const struct sl_value *v) {
+  switch (v->type) {
+  case SL_V_NULL:
+    return cJSON_CreateNull();
+  case SL_V_BOOL:
+    return cJSON_CreateBool(v->u.b);
+  case SL_V_INT:
+    return cJSON_CreateNumber((double)v->u.i);
+  case SL_V_FLOAT:
+    return cJSON_CreateNumber(v->u.f);
+  case SL_V_STR: {
+    char *s = sl_strndup(v->u.s.p, v->u.s.n);
+    cJSON *j = cJSON_CreateString(s);
+    free(s);
+    return j;
+  }
+  case SL_V_JSON:
+    return cJSON_Duplicate(v->u.json, 1);
+  }
+  return cJSON_CreateNull();
+}
+
+static bool is_num(const struct sl_value *v) {
+  return v->type == SL_V_INT || v->type == SL_V_FLOAT;
+}
+
+static double num(const struct sl_value *v) {
+  return v->type == SL_V_INT ? (double)v->u.i : v->u.f;
+}
+
+int sl_value_cmp(const struct sl_value *a, const struct sl_value *b) {
+  if (a->type == SL_V_INT && b->type == SL_V_INT)
+    return (a->u.i > b->u.i) - (a->u.i < b->u.i);
+  if (is_num(a) && is_num(b)) {
+    double x = num(a), y = num(b);
+    return (x > y) - (x < y);
+  }
+  if (a->type == SL_V_STR && b->type == SL_V_STR) {
+    size_t n = SL_MIN(a->u.s.n, b->u.s.n);
+    int c = memcmp(a->u.s.p, b->u.s.p, n);
+    if (c)
+      return c < 0 ? -1 : 1;
+    return (a->u.s.n > b->u.s.n) - (a->u.s.n < b->u.s.n);
+  }
+  if (a->type == SL_V_BOOL && b->type == SL_V_BOOL)
+    return (int)a->u.b - (int)b->u.b;
+  return -2;
+}
+
+bool sl_value_equal(const struct sl_value *a, const struct sl_value *b) {
+  if (a->type == SL_V_NULL || b->type == SL_V_NULL)
+    return a->type == b->type;
+  if (a->type == SL_V_JSON && b->type == SL_V_JSON)
+    return cJSON_Compare(a->u.json, b->u.json, 1);
+  return sl_value_cmp(a, b) == 0;
+}
+
+/* FNV-1a over bytes, then a final mix. */
+static uint64_t fnv(const void *p, size_t n, uint64_t h) {
+  const unsigned char *c = p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= c[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+uint64_t sl_value_hash(const struct sl_value *v, uint64_t seed) {
+  uint64_t h = seed ^ 0xcbf29ce484222325ULL;
+  unsigned char t = (unsigned char)v->type;
+  switch (v->type) {
+  case SL_V_NULL:
+    break;
+  case SL_V_BOOL:
+    h = fnv(&v->u.b, 1, fnv(&t, 1, h));
+    break;
+  case SL_V_INT:
+  case SL_V_FLOAT: {
+    /* 1 and 1.0 are equal, so hash numbers by their double value when
+     * that is exact, else by the int. */
+    t = SL_V_FLOAT;
+    double d = num(v);
+    if (v->type == SL_V_INT && (double)(int64_t)d != (double)v->u.i)
+      h = fnv(&v->u.i, sizeof(v->u.i), fnv(&t, 1, h));
+    else {
+      if (d == 0)
+        d = 0; /* -0.0 == 0.0 */
+      h = fnv(&d, sizeof(d), fnv(&t, 1, h));
+    }
+    break;
+  }
+  case SL_V_STR:
+    h = fnv(v->u.s.p, v->u.s.n, fnv(&t, 1, h));
+    break;
+  case SL_V_JSON: {
+    char *s = cJSON_PrintUnformatted(v->u.json);
+    h = fnv(s, strlen(s), fnv(&t, 1, h));
+    free(s);
+    break;
+  }
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
+}
+
+/* ---------------------------------------------------------------- arena */
+
+struct sl_arena_block {
+  struct sl_arena_block *next;
+  size_t size;
+  _Alignas(8) unsigned char data[];
+};
+
+void *sl_arena_alloc(struct sl_arena *a, size_t n) {
+  n = (n + 7) & ~(size_t)7;
+  if (!a->head || a->used + n > a->head->size) {
+    size_t size = SL_MAX(n, (size_t)64 * 1024);
+    struct sl_arena_block *b = sl_malloc(sizeof(*b) + size);
+    b->size = size;
+    b->next = a->head;
+    a->head = b;
+    a->used = 0;
+  }
+  void *p = a->head->data + a->used;
+  a->used += n;
+  return p;
+}
+
+char *sl_arena_strndup(struct sl_arena *a, const char *s, size_t n) {
+  char *p = sl_arena_alloc(a, n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+void sl_arena_reset(struct sl_arena *a) {
+  if (!a->head)
+    return;
+  /* Keep the newest block, free the rest. */
+  struct sl_arena_block *b = a->head->next;
+  while (b) {
+    struct sl_arena_block *next = b->next;
+    free(b);
+    b = next;
+  }
+  a->head->next = NULL;
+  a->used = 0;
+}
+
+void sl_arena_free(struct sl_arena *a) {
+  struct sl_arena_block *b = a->head;
+  while (b) {
+    struct sl_arena_block *next = b->next;
+    free(b);
+    b = next;
+  }
+  a->head = NULL;
+  a->used = 0;
+}
