@@ -3,7 +3,7 @@
 # only those missing. Uses sudo when not root.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config python3
-      librdkafka-dev libck-dev libyaml-dev liblz4-dev libcmocka-dev
+      kcat librdkafka-dev libck-dev libyaml-dev liblz4-dev libcmocka-dev
       libcjson-dev zlib1g-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -12,6 +12,7 @@
 
 int sl_cmd_run(int argc, char **argv);
 int sl_cmd_validate(int argc, char **argv);
+int sl_cmd_test(int argc, char **argv);
 int sl_cmd_mock_kafka(int argc, char **argv);
 int sl_cmd_produce(int argc, char **argv);
 int sl_cmd_checkpoint(int argc, char **argv);

@@ -2,8 +2,10 @@
  * clickgen.h - deterministic synthetic clickstream records.
  *
  * Record i of seed s is always the same JSON object:
- *   {"id":i,"user":"u0042","event":"view","amount":12.34,"ts":1700000000000}
+ *   {"id":i,"user":"u0042","page":"/p3","event":"view","amount":12.34,
+ *    "ts":1700000000000}
  * event is view (60%), click (30%) or buy (10%); user is one of 1000;
+ * page is one of /p0../p19, skewed towards low numbers;
  * ts = 1700000000000 + 10 * i (event time advances 10 ms per record).
  * The key of a record is its user. Used by `sluice produce`, the embedded
  * cluster of `brokers: embedded`, tests and benchmarks.

@@ -17,8 +17,10 @@
 #include <time.h>
 
 #include "../checkpoint/checkpoint.h"
+#include "../checkpoint/state.h"
 #include "log.h"
 #include "plan.h"
+#include "pipeline.h"
 #include "pool.h"
 #include "progress.h"
 #include "util.h"
@@ -64,6 +66,13 @@ struct engine {
   const struct sl_run_opts *opts;
   struct sl_source src;
   struct sl_sink sink;
+  struct sl_sink dl;          /* dead letters; dl.plugin NULL when none */
+  bool has_ops;               /* the pipeline does something */
+  struct sl_wstate *ws;       /* window state, NULL when stateless */
+  uint64_t *shard_batch;      /* per shard: batch whose file holds it */
+  struct sl_wpartial **parts; /* the batch's partials, while merging */
+  size_t nparts;
+  int64_t watermark; /* window watermark at the start of the batch */
   struct sl_ckpt *ck;
   struct sl_pool *pool;
   bool src_ready, sink_ready;
@@ -81,13 +90,29 @@ struct engine {
 
 struct worker_ctx {
   void *reader;
-  struct sl_batch chunk;
+  struct sl_batch chunk, out, dead;
+};
+
+enum task_kind { TASK_READ, TASK_MERGE, TASK_EMIT };
+
+/* The image of one shard, serialized by an emit task. */
+struct shard_image {
+  unsigned shard;
+  void *data;
+  size_t len;
 };
 
 struct task_ctx {
+  enum task_kind kind;
+  unsigned shard_lo, shard_hi; /* merge / emit: shards [lo, hi) */
+  struct shard_image *images;  /* emit: dirty shards serialized */
+  size_t nimages;
   struct engine *e;
   struct sl_range slice; /* topic points into the batch's plan */
-  void *stage;
+  void *stage;           /* opened on the first output */
+  void *dl_stage;        /* opened on the first dead letter */
+  struct sl_pipe_task *pipe;
+  struct sl_pipe_stats stats;
   int64_t records;
   int64_t lost; /* skipped: deleted by retention */
   int attempts;
@@ -119,38 +144,141 @@ static void worker_fini(int worker, void *arg, void *wctx) {
     return;
   e->src.plugin->reader_free(w->reader);
   sl_batch_free(&w->chunk);
+  sl_batch_free(&w->out);
+  sl_batch_free(&w->dead);
   free(w);
 }
 
-/* Reads the task's exact range and stages every record in the sink.
+/* Stages b in the sink (or in the dead letters), opening the stage on
+ * first use. @locality worker thread */
+static int stage(struct sl_sink *sink, void **st, const struct sl_task *t,
+                 const struct sl_batch *b, struct sl_error *err) {
+  if (b->n == 0)
+    return 0;
+  if (!*st && sink->plugin->stage_open(sink, t->batch, t->id, st, err))
+    return err->code;
+  return sink->plugin->stage_write(*st, b, err);
+}
+
+static int close_stage(struct sl_sink *sink, void *st, struct sl_error *err) {
+  return st ? sink->plugin->stage_close(st, err) : 0;
+}
+
+/* Reads the task's exact range, runs the pipeline, and stages the output
+ * in the sink and the dead letters in theirs (or, for a windowed job,
+ * pre-aggregates into the task's partial).
  * @locality worker thread */
-static int run_task(struct sl_task *t, int worker, void *wctx, void *arg) {
-  struct engine *e = arg;
-  struct worker_ctx *w = wctx;
+static int read_task(struct sl_task *t, struct worker_ctx *w,
+                     struct engine *e) {
   struct task_ctx *tc = t->payload;
-  const struct sl_sink_plugin *sp = e->sink.plugin;
-  (void)worker;
+  bool fail = e->job->on_error == SL_ON_ERROR_FAIL;
   tc->records = 0;
+  memset(&tc->stats, 0, sizeof(tc->stats));
+  if (e->has_ops)
+    tc->pipe = sl_pipe_task_new(e->job->pipeline);
   int64_t lost0 =
       e->src.plugin->reader_lost ? e->src.plugin->reader_lost(w->reader) : 0;
-  int rc = sp->stage_open(&e->sink, t->batch, t->id, &tc->stage, &t->err);
+  int64_t pos = tc->slice.start;
+  int rc = 0;
+  while (pos < tc->slice.end && !rc) {
+    rc = e->src.plugin->read(w->reader, &tc->slice, &pos, &w->chunk, &t->err);
+    if (rc || w->chunk.n == 0)
+      continue;
+    tc->records += (int64_t)w->chunk.n;
+    if (!tc->pipe) {
+      rc = stage(&e->sink, &tc->stage, t, &w->chunk, &t->err);
+      continue;
+    }
+    rc = sl_pipe_run(tc->pipe, &w->chunk, e->watermark, fail, sl_wall_ms(),
+                     &w->out, &w->dead, &t->err);
+    if (!rc)
+      rc = stage(&e->sink, &tc->stage, t, &w->out, &t->err);
+    if (!rc && w->dead.n)
+      rc = e->dl.plugin
+               ? stage(&e->dl, &tc->dl_stage, t, &w->dead, &t->err)
+               : sl_error_setf(&t->err, SL_ERR_INVAL, SL_ERR_FATAL,
+                               "a record failed and no dead_letter is set: "
+                               "%.*s",
+                               (int)w->dead.recs[0].value_len,
+                               w->dead.recs[0].value);
+  }
   if (rc)
     return rc;
-  int64_t pos = tc->slice.start;
-  while (pos < tc->slice.end) {
-    rc = e->src.plugin->read(w->reader, &tc->slice, &pos, &w->chunk, &t->err);
-    if (rc)
-      return rc;
-    if (w->chunk.n == 0)
-      continue;
-    rc = sp->stage_write(tc->stage, &w->chunk, &t->err);
-    if (rc)
-      return rc;
-    tc->records += (int64_t)w->chunk.n;
-  }
+  if (tc->pipe)
+    tc->stats = sl_pipe_task_stats(tc->pipe);
+  else
+    tc->stats.in = tc->stats.out = tc->records;
   if (e->src.plugin->reader_lost)
     tc->lost = e->src.plugin->reader_lost(w->reader) - lost0;
-  return sp->stage_close(tc->stage, &t->err);
+  if (close_stage(&e->sink, tc->stage, &t->err))
+    return t->err.code;
+  return close_stage(&e->dl, tc->dl_stage, &t->err);
+}
+
+static void push_row(cJSON *row, void *arg) {
+  cJSON_AddItemToArray(arg, row);
+}
+
+/* Emits the window rows of a range of shards, runs the operators after the
+ * window, stages the output, and serializes the shards that changed.
+ * @locality worker thread (one per shard range) */
+static int emit_task(struct sl_task *t, struct worker_ctx *w,
+                     struct engine *e) {
+  struct task_ctx *tc = t->payload;
+  cJSON *rows = cJSON_CreateArray();
+  for (unsigned s = tc->shard_lo; s < tc->shard_hi; s++)
+    sl_wstate_emit_shard(e->ws, s, false, push_row, rows);
+  size_t n = (size_t)cJSON_GetArraySize(rows);
+  cJSON **v = sl_calloc(n ? n : 1, sizeof(*v));
+  for (size_t i = 0; i < n; i++)
+    v[i] = cJSON_DetachItemFromArray(rows, 0);
+  cJSON_Delete(rows);
+  tc->pipe = sl_pipe_task_new(e->job->pipeline);
+  int rc = sl_pipe_post(tc->pipe, v, n, e->job->on_error == SL_ON_ERROR_FAIL,
+                        sl_wall_ms(), &w->out, &w->dead, &t->err);
+  free(v);
+  if (!rc)
+    rc = stage(&e->sink, &tc->stage, t, &w->out, &t->err);
+  if (!rc && w->dead.n)
+    rc = e->dl.plugin ? stage(&e->dl, &tc->dl_stage, t, &w->dead, &t->err)
+                      : sl_error_setf(&t->err, SL_ERR_INVAL, SL_ERR_FATAL,
+                                      "a window output row failed and no "
+                                      "dead_letter is set");
+  if (rc)
+    return rc;
+  tc->stats = sl_pipe_task_stats(tc->pipe);
+  tc->stats.in = 0;
+  for (unsigned s = tc->shard_lo; s < tc->shard_hi; s++) {
+    if (!sl_wstate_shard_dirty(e->ws, s))
+      continue;
+    tc->images =
+        sl_realloc(tc->images, (tc->nimages + 1) * sizeof(*tc->images));
+    struct shard_image *im = &tc->images[tc->nimages++];
+    im->shard = s;
+    if (sl_wstate_shard_serialize(e->ws, s, &im->data, &im->len, &t->err))
+      return t->err.code;
+  }
+  if (close_stage(&e->sink, tc->stage, &t->err))
+    return t->err.code;
+  return close_stage(&e->dl, tc->dl_stage, &t->err);
+}
+
+/* @locality worker thread */
+static int run_task(struct sl_task *t, int worker, void *wctx, void *arg) {
+  struct engine *e = arg;
+  struct task_ctx *tc = t->payload;
+  (void)worker;
+  switch (tc->kind) {
+  case TASK_READ:
+    return read_task(t, wctx, e);
+  case TASK_MERGE:
+    for (unsigned s = tc->shard_lo; s < tc->shard_hi; s++)
+      sl_wstate_merge_shard(e->ws, s, e->parts, e->nparts);
+    return 0;
+  case TASK_EMIT:
+    return emit_task(t, wctx, e);
+  }
+  return SL_ERR_INVAL;
 }
 
 /* ------------------------------------------------------------- planning */
@@ -233,12 +361,26 @@ static int prefer_for(struct engine *e, const struct sl_range *slice) {
   return a && a->end == slice->start ? (int)a->start : -1;
 }
 
+/* Frees what a task attempt left: stages (committed or not), the
+ * pipeline state. */
+static void task_reset(struct engine *e, struct task_ctx *tc) {
+  for (size_t i = 0; i < tc->nimages; i++)
+    free(tc->images[i].data);
+  free(tc->images);
+  tc->images = NULL;
+  tc->nimages = 0;
+  if (tc->stage)
+    e->sink.plugin->stage_free(&e->sink, tc->stage);
+  if (tc->dl_stage)
+    e->dl.plugin->stage_free(&e->dl, tc->dl_stage);
+  sl_pipe_task_free(tc->pipe);
+  tc->stage = tc->dl_stage = NULL;
+  tc->pipe = NULL;
+}
+
 static void free_stages(struct engine *e, struct task_ctx *tcs, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (tcs[i].stage)
-      e->sink.plugin->stage_free(&e->sink, tcs[i].stage);
-    tcs[i].stage = NULL;
-  }
+  for (size_t i = 0; i < n; i++)
+    task_reset(e, &tcs[i]);
 }
 
 /* Runs every task of plan and waits for all of them. A task that fails
@@ -246,7 +388,8 @@ static void free_stages(struct engine *e, struct task_ctx *tcs, size_t n) {
  * task_attempts is spent. Fills *records and *lost. */
 static int run_tasks(struct engine *e, const struct sl_plan *plan,
                      struct task_ctx **out_tcs, size_t *out_n, int64_t *records,
-                     int64_t *lost, struct sl_error *err) {
+                     int64_t *lost, struct sl_pipe_stats *stats,
+                     struct sl_error *err) {
   struct sl_slice *sl;
   size_t n = sl_plan_slice(plan, plan->task_max_records, &sl);
   struct task_ctx *tcs = sl_calloc(n ? n : 1, sizeof(*tcs));
@@ -260,6 +403,7 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
                                          .partition = r->partition,
                                          .start = sl[i].start,
                                          .end = sl[i].end}};
+    tcs[i].kind = TASK_READ;
     tasks[i] = (struct sl_task){.batch = plan->batch,
                                 .id = (uint32_t)i,
                                 .prefer = prefer_for(e, &tcs[i].slice),
@@ -301,10 +445,7 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
       note_affinity(e, &tc->slice, t->worker);
       continue;
     }
-    if (tc->stage) {
-      e->sink.plugin->stage_free(&e->sink, tc->stage);
-      tc->stage = NULL;
-    }
+    task_reset(e, tc);
     tc->attempts++;
     bool retriable =
         (t->err.flags & SL_ERR_RETRIABLE) && !(t->err.flags & SL_ERR_FATAL);
@@ -337,9 +478,15 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
   free(retry);
   free(tasks);
   *records = *lost = 0;
+  memset(stats, 0, sizeof(*stats));
   for (size_t i = 0; i < n; i++) {
     *records += tcs[i].records;
     *lost += tcs[i].lost;
+    stats->in += tcs[i].stats.in;
+    stats->filtered += tcs[i].stats.filtered;
+    stats->dead += tcs[i].stats.dead;
+    stats->late += tcs[i].stats.late;
+    stats->out += tcs[i].stats.out;
   }
   if (rc) {
     free_stages(e, tcs, n);
@@ -351,23 +498,185 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
   return 0;
 }
 
-/* Commits the sink, retrying retriable failures with a growing pause. */
-static int commit_sink(struct engine *e, const struct sl_plan *plan,
-                       struct task_ctx *tcs, size_t n, struct sl_error *err) {
+/* Commits one sink with the non-empty stages in task order, retrying
+ * retriable failures with a growing pause. */
+static int commit_one(struct engine *e, struct sl_sink *sink,
+                      const struct sl_plan *plan, struct task_ctx *tcs,
+                      size_t n, bool dead_letters, struct sl_error *err) {
   void **stages = sl_calloc(n ? n : 1, sizeof(*stages));
-  for (size_t i = 0; i < n; i++)
-    stages[i] = tcs[i].stage;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    void *st = dead_letters ? tcs[i].dl_stage : tcs[i].stage;
+    if (st)
+      stages[k++] = st;
+  }
   int rc = 0;
   for (int attempt = 1;; attempt++) {
-    rc = e->sink.plugin->commit(&e->sink, plan, stages, n, err);
+    rc = sink->plugin->commit(sink, plan, stages, k, err);
     if (!rc || !(err->flags & SL_ERR_RETRIABLE) ||
         attempt >= e->job->task_attempts)
       break;
-    sl_warn("sink commit of batch %" PRIu64 " failed (attempt %d): %s",
-            plan->batch, attempt, err->msg);
+    sl_warn("%s commit of batch %" PRIu64 " failed (attempt %d): %s",
+            dead_letters ? "dead-letter" : "sink", plan->batch, attempt,
+            err->msg);
     wait_until(sl_mono_ns() + (100000000LL << (attempt - 1)));
   }
   free(stages);
+  return rc;
+}
+
+/* Dead letters first: both commits are idempotent on the batch id, so a
+ * crash between them re-runs the batch and the first is a no-op. */
+static int commit_sink(struct engine *e, const struct sl_plan *plan,
+                       struct task_ctx *tcs, size_t n, struct sl_error *err) {
+  if (e->dl.plugin && commit_one(e, &e->dl, plan, tcs, n, true, err))
+    return sl_error_prefix(err, "dead letters");
+  return commit_one(e, &e->sink, plan, tcs, n, false, err);
+}
+
+/* Runs n tasks of one kind on the pool and waits for all (no retries: a
+ * failure fails the batch, which the restart re-runs from the state of the
+ * previous batch). */
+static int run_phase(struct engine *e, uint64_t batch, struct task_ctx *tcs,
+                     size_t n, uint32_t first_id, struct sl_error *err) {
+  struct sl_task *tasks = sl_calloc(n ? n : 1, sizeof(*tasks));
+  size_t submitted = 0, done = 0;
+  int rc = 0;
+  for (size_t i = 0; i < n; i++)
+    tasks[i] = (struct sl_task){.batch = batch,
+                                .id = first_id + (uint32_t)i,
+                                .prefer = (int)(i % sl_pool_workers(e->pool)),
+                                .payload = &tcs[i]};
+  while (done < submitted || submitted < n) {
+    while (submitted < n && !rc &&
+           sl_pool_submit(e->pool, &tasks[submitted]) == 0)
+      submitted++;
+    if (rc && done == submitted)
+      break;
+    struct sl_task *t = sl_pool_wait(e->pool, 100 * 1000000LL);
+    if (!t)
+      continue;
+    done++;
+    if (t->rc && !rc) {
+      *err = t->err;
+      rc = err->code ? err->code : SL_ERR_INVAL;
+    }
+  }
+  free(tasks);
+  return rc;
+}
+
+/* The window part of a batch: merge the tasks' partials into the state
+ * (shard ranges in parallel), advance the watermark, emit and snapshot
+ * (in parallel again), and write the snapshot before the sink commit
+ * (invariant 5). Emit tasks are appended to *tcs so that their stages
+ * commit with the batch. */
+static int run_window(struct engine *e, const struct sl_plan *plan,
+                      struct task_ctx **tcs, size_t *n,
+                      struct sl_pipe_stats *stats, struct sl_error *err) {
+  const struct sl_window_spec *spec = sl_wstate_spec(e->ws);
+  unsigned shards = spec->shards;
+  unsigned groups = SL_MIN(shards, sl_pool_workers(e->pool) * 4);
+  e->parts = sl_calloc(*n ? *n : 1, sizeof(*e->parts));
+  e->nparts = 0;
+  for (size_t i = 0; i < *n; i++)
+    if ((*tcs)[i].pipe && sl_pipe_task_partial((*tcs)[i].pipe))
+      e->parts[e->nparts++] = sl_pipe_task_partial((*tcs)[i].pipe);
+  struct task_ctx *m = sl_calloc(groups, sizeof(*m));
+  for (unsigned g = 0; g < groups; g++)
+    m[g] = (struct task_ctx){.kind = TASK_MERGE,
+                             .e = e,
+                             .shard_lo = g * shards / groups,
+                             .shard_hi = (g + 1) * shards / groups};
+  int rc = run_phase(e, plan->batch, m, groups, (uint32_t)*n, err);
+  free(m);
+  if (!rc)
+    sl_wstate_advance(e->ws, e->parts, e->nparts);
+  free(e->parts);
+  e->parts = NULL;
+  if (rc)
+    return rc;
+  size_t bytes = sl_wstate_bytes(e->ws);
+  if ((int64_t)bytes > e->job->state.max_bytes)
+    return sl_error_setf(
+        err, SL_ERR_INVAL, SL_ERR_FATAL,
+        "window state holds %zu bytes in %zu windows, more than "
+        "state.max_bytes (%lld): raise state.max_bytes, shorten the "
+        "watermark, or group by fewer keys",
+        bytes, sl_wstate_windows(e->ws), (long long)e->job->state.max_bytes);
+  *tcs = sl_realloc(*tcs, (*n + groups) * sizeof(**tcs));
+  struct task_ctx *em = *tcs + *n;
+  for (unsigned g = 0; g < groups; g++)
+    em[g] = (struct task_ctx){.kind = TASK_EMIT,
+                              .e = e,
+                              .shard_lo = g * shards / groups,
+                              .shard_hi = (g + 1) * shards / groups};
+  *n += groups;
+  if ((rc =
+           run_phase(e, plan->batch, em, groups, (uint32_t)(*n - groups), err)))
+    return rc;
+  for (unsigned g = 0; g < groups; g++) {
+    stats->out += em[g].stats.out;
+    stats->dead += em[g].stats.dead;
+    stats->filtered += em[g].stats.filtered;
+    for (size_t i = 0; i < em[g].nimages; i++) {
+      const struct shard_image *im = &em[g].images[i];
+      if ((rc = sl_ckpt_state_write_shard(e->ck, plan->batch, im->shard,
+                                          im->data, im->len, err)))
+        return rc;
+      e->shard_batch[im->shard] = plan->batch;
+    }
+  }
+  struct sl_state_index x = {.batch = plan->batch,
+                             .watermark = sl_wstate_watermark(e->ws),
+                             .max_event = sl_wstate_max_event(e->ws),
+                             .nshards = shards,
+                             .shard_batch = e->shard_batch};
+  return sl_ckpt_state_write_index(e->ck, &x, err);
+}
+
+/* Loads the window state as of batch `batch` (0: empty). */
+static int load_state(struct engine *e, uint64_t batch, struct sl_error *err) {
+  const struct sl_window_spec *spec = sl_wstate_spec(e->ws);
+  if (batch == 0)
+    return 0;
+  struct sl_state_index x;
+  int rc = sl_ckpt_state_read_index(e->ck, batch, &x, err);
+  if (rc == SL_ERR_NOTFOUND)
+    return sl_error_setf(err, SL_ERR_CORRUPT, SL_ERR_FATAL,
+                         "the checkpoint in %s has no window state for "
+                         "committed batch %" PRIu64 " (was the window added "
+                         "to a job that ran without one? use a new "
+                         "checkpoint directory)",
+                         e->job->checkpoint.dir, batch);
+  if (rc)
+    return rc;
+  if (x.nshards != spec->shards) {
+    sl_state_index_free(&x);
+    return sl_error_set(err, SL_ERR_CORRUPT,
+                        "window state of batch %" PRIu64 " has %u shards, "
+                        "expected %u",
+                        batch, x.nshards, spec->shards);
+  }
+  for (unsigned s = 0; s < x.nshards && !rc; s++) {
+    void *data;
+    size_t len;
+    e->shard_batch[s] = x.shard_batch[s];
+    if (!x.shard_batch[s])
+      continue;
+    if (!(rc = sl_ckpt_state_read_shard(e->ck, x.shard_batch[s], s, &data, &len,
+                                        err))) {
+      rc = sl_wstate_shard_restore(e->ws, s, data, len, err);
+      free(data);
+    }
+  }
+  if (!rc) {
+    sl_wstate_set_times(e->ws, x.max_event, x.watermark);
+    sl_info("window state restored from batch %" PRIu64 ": %zu windows, "
+            "watermark %lld",
+            batch, sl_wstate_windows(e->ws), (long long)x.watermark);
+  }
+  sl_state_index_free(&x);
   return rc;
 }
 
@@ -378,11 +687,18 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
   struct task_ctx *tcs = NULL;
   size_t n = 0;
   int64_t records = 0, lost = 0;
+  struct sl_pipe_stats stats;
   if (!rerun && sl_ckpt_write_offsets(e->ck, plan, err))
     return err->code;
   t1 = sl_mono_ns();
-  if (run_tasks(e, plan, &tcs, &n, &records, &lost, err))
+  e->watermark = e->ws ? sl_wstate_watermark(e->ws) : SL_WINDOW_NO_WATERMARK;
+  if (run_tasks(e, plan, &tcs, &n, &records, &lost, &stats, err))
     return err->code;
+  if (e->ws && run_window(e, plan, &tcs, &n, &stats, err)) {
+    free_stages(e, tcs, n);
+    free(tcs);
+    return err->code;
+  }
   t2 = sl_mono_ns();
   int rc = commit_sink(e, plan, tcs, n, err);
   free_stages(e, tcs, n);
@@ -395,6 +711,12 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
     return err->code;
   if (sl_ckpt_prune(e->ck, (unsigned)e->job->checkpoint.retain, err))
     sl_warn("pruning the checkpoint: %s", err->msg);
+  if (e->ws) {
+    uint64_t keep = (uint64_t)e->job->checkpoint.retain;
+    uint64_t oldest = plan->batch > keep ? plan->batch - keep + 1 : 1;
+    if (sl_ckpt_state_prune(e->ck, oldest, plan->batch, err))
+      sl_warn("pruning the window state: %s", err->msg);
+  }
   t4 = sl_mono_ns();
   /* The batch is committed: its ends are where the next one starts. */
   for (size_t i = 0; i < plan->n; i++) {
@@ -414,6 +736,10 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
       .timestamp_ms = plan->created_ms,
       .records = records,
       .lost = lost,
+      .out = stats.out,
+      .filtered = stats.filtered,
+      .dead = stats.dead,
+      .late = stats.late,
       .processed_rate = total_ns > 0 ? (double)records * 1e9 / total_ns : 0,
       .input_rate = 0,
       .plan_ms = plan_ns / 1000000,
@@ -469,6 +795,14 @@ static int recover(struct engine *e, struct sl_error *err) {
     goto out;
   positions_from(e, &p);
   sl_plan_clear(&p);
+  /* The window state is that of the batch the checkpoint (after the
+   * decision below) counts as committed. */
+  uint64_t state_batch = st.last_commit;
+  if (d.action == SL_RECOVER_COMPLETE || d.action == SL_RECOVER_ROLL_FORWARD)
+    state_batch = d.batch;
+  if (e->ws && d.action != SL_RECOVER_SINK_BEHIND &&
+      (rc = load_state(e, state_batch, err)))
+    goto out;
   switch (d.action) {
   case SL_RECOVER_FRESH:
     e->next_batch = d.batch;
@@ -633,6 +967,20 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   if ((rc = job->sink_plugin->init(&e.sink, err)))
     goto out;
   e.sink_ready = true;
+  if (job->dl_plugin) {
+    e.dl = (struct sl_sink){
+        .plugin = job->dl_plugin, .conf = job->dl_conf, .job = job};
+    if ((rc = job->dl_plugin->init(&e.dl, err))) {
+      sl_error_prefix(err, "dead letters");
+      goto out;
+    }
+  }
+  e.has_ops = sl_pipeline_ops(job->pipeline) > 0;
+  if (sl_pipeline_window(job->pipeline)) {
+    e.ws = sl_wstate_new(sl_pipeline_window(job->pipeline));
+    e.shard_batch = sl_calloc(sl_pipeline_window(job->pipeline)->shards,
+                              sizeof(*e.shard_batch));
+  }
   if ((rc = recover(&e, err)))
     goto out;
   struct sl_pool_config pc = {.workers = (unsigned)job->workers,
@@ -651,9 +999,13 @@ out:
   sl_pool_destroy(e.pool);
   if (e.sink_ready || e.sink.ctx)
     job->sink_plugin->destroy(&e.sink);
+  if (e.dl.ctx)
+    job->dl_plugin->destroy(&e.dl);
   if (e.src_ready || e.src.ctx)
     job->source_plugin->destroy(&e.src);
   sl_ckpt_close(e.ck);
+  sl_wstate_free(e.ws);
+  free(e.shard_batch);
   sl_plan_clear(&e.pos);
   sl_plan_clear(&e.target);
   sl_plan_clear(&e.affinity);

@@ -9,7 +9,8 @@
  *   a * b, a / b, a % b
  *   !a, -a
  *   literals: 42, -7, 3.14, 1e3, "text" or 'text' (\" \' \\ \n \t \uXXXX
- *   escapes), true, false, null, lists [1, 2] (only right of `in`)
+ *   escapes, also \r and \/; \u0000 is refused), true, false, null,
+ *   lists [1, 2] (only right of `in`; elements may be any expressions)
  *   fields: user, user.address.city, `odd name`.x (backticks quote a
  *   segment); a missing field is null
  *   record metadata: @key, @topic, @partition, @offset, @timestamp,
@@ -23,11 +24,14 @@
  * objects/arrays read from the row (usable with len, ==, to_string).
  *   int op int -> int for + - * % (overflow is a type error, never wraps);
  *   any float operand -> float; / always yields float; x / 0 and x % 0 are
- *   errors. Comparisons need two numbers, two strings or two bools.
+ *   errors. < <= > >= need two numbers, two strings or two bools; == and
+ *   != accept any two values (values of different types are unequal, 1 and
+ *   1.0 are equal). && || ! need bools.
  *
  * Nulls: arithmetic, comparison (< <= > >=) and functions other than
- * coalesce and to_string return null when an argument is null. == and !=
- * treat null as a value (null == null is true, 1 == null is false).
+ * coalesce return null when an argument is null (to_string(null) is
+ * null). == and != treat null as a value (null == null is true, 1 == null
+ * is false).
  * !null is null. && and || are three-valued (false && null = false,
  * true || null = true, otherwise null). A filter keeps a record only when
  * its expression is true; null and false drop it. `x in [...]` is null
@@ -38,7 +42,8 @@
  * functions, wrong argument counts, literal argument types) are reported
  * by sl_expr_parse; others happen at evaluation, per record, as an error
  * whose message names the operator and the types ("'-' needs numbers, got
- * string and int").
+ * string and int"). Subexpressions made only of literals are computed at
+ * parse time, so their errors (1 / 0, to_int("x")) are parse errors too.
  *
  * Thread-safety: a parsed expression is immutable; any number of threads
  * may evaluate it at once, each with its own context and arena.
@@ -54,7 +59,9 @@
 
 struct sl_expr;
 
-/* Reads header `name` of the record (NULL when absent). */
+/* Reads header `name` of the record: returns 0 and sets *value (not
+ * NUL-terminated) and *len when present; a nonzero return or *value left
+ * NULL means absent. Only called when ctx->rec is not NULL. */
 typedef int (*sl_header_fn)(const struct sl_record *rec, const char *name,
                             const char **value, size_t *len);
 
@@ -73,7 +80,10 @@ struct sl_expr *sl_expr_parse(const char *src, int *err_col,
 void sl_expr_free(struct sl_expr *e);
 
 /* The static result type when known from the expression alone, else -1
- * (for example a field). */
+ * (for example a field). It is the type of the result when that is not
+ * null: comparisons are SL_V_BOOL although `x < 1` is null for a null x;
+ * SL_V_NULL means always null (`null + 1`). Metadata types are known
+ * (@key is SL_V_STR, @offset SL_V_INT). */
 int sl_expr_static_type(const struct sl_expr *e);
 
 /* If the expression is a plain field path (a.b.c, no metadata), returns
@@ -83,7 +93,8 @@ const char *const *sl_expr_field_path(const struct sl_expr *e, size_t *n);
 
 /* Evaluates e against ctx into out. Returns 0, or SL_ERR_INVAL with a
  * message for a record-level error (type error, division by zero,
- * overflow). Strings in out point into the row or into ctx->arena. */
+ * overflow). Strings in out point into the row, the record, the
+ * expression's literals or ctx->arena (required for computed strings). */
 int sl_expr_eval(const struct sl_expr *e, const struct sl_eval_ctx *ctx,
                  struct sl_value *out, struct sl_error *err);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pipeline.h"
 #include "util.h"
 
 const struct sl_cfg_field sl_source_common_map[] = {
@@ -69,6 +70,17 @@ static const struct sl_cfg_field checkpoint_map[] = {
      .max = 1000000},
     {0}};
 
+static const struct sl_cfg_field state_map[] = {
+    {.key = "max_bytes",
+     .type = SL_CFG_T_SIZE,
+     .def = "1GiB",
+     .offset = offsetof(struct sl_state_conf, max_bytes),
+     .desc = "window state larger than this stops the job with a clear "
+             "message (instead of the system killing it)",
+     .min = 1,
+     .max = INT64_MAX},
+    {0}};
+
 static const struct sl_cfg_field job_map[] = {
     {.key = "job",
      .type = SL_CFG_T_STR,
@@ -85,6 +97,29 @@ static const struct sl_cfg_field job_map[] = {
      .flags = SL_CFG_REQUIRED,
      .offset = offsetof(struct sl_job, sink_raw),
      .desc = "where results go: one of console, file"},
+    {.key = "pipeline",
+     .type = SL_CFG_T_NODE,
+     .offset = offsetof(struct sl_job, pipeline_raw),
+     .desc = "operators: parse, filter, map, select, drop, window"},
+    {.key = "dead_letter",
+     .type = SL_CFG_T_NODE,
+     .offset = offsetof(struct sl_job, dead_letter_raw),
+     .desc = "where records that fail parsing or evaluation go: "
+             "{file: {path: DIR}}"},
+    {.key = "on_error",
+     .type = SL_CFG_T_STR,
+     .offset = offsetof(struct sl_job, on_error_raw),
+     .desc = "dead_letter (the default when dead_letter is set) or fail "
+             "(the default otherwise)"},
+    {.key = "state",
+     .type = SL_CFG_T_SECTION,
+     .offset = offsetof(struct sl_job, state),
+     .section = state_map,
+     .desc = "window state limits"},
+    {.key = "tests",
+     .type = SL_CFG_T_NODE,
+     .offset = offsetof(struct sl_job, tests_raw),
+     .desc = "in-memory tests of the pipeline, run by `sluice test`"},
     {.key = "trigger",
      .type = SL_CFG_T_SECTION,
      .offset = offsetof(struct sl_job, trigger),
@@ -243,6 +278,44 @@ static int bind_sink(struct sl_job *job, struct sl_error *err) {
   return 0;
 }
 
+/* The pipeline, dead letters and on_error. */
+static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
+  if (sl_pipeline_compile(job->pipeline_raw, &job->pipeline, err))
+    return err->code;
+  if (job->dead_letter_raw) {
+    const char *names[] = {"file", NULL};
+    const char *name;
+    const struct sl_cfg_node *map;
+    if (pick_plugin(job->dead_letter_raw, "dead_letter", names, &name, &map,
+                    err))
+      return err->code;
+    job->dl_plugin = sl_sink_find(name);
+    job->dl_conf = sl_calloc(1, job->dl_plugin->conf_size);
+    if (map->kind != SL_CFG_MAP)
+      return sl_cfg_error(err, map, "dead_letter.%s must be a map", name);
+    char ctx[64];
+    snprintf(ctx, sizeof(ctx), "dead_letter.%s", name);
+    if (sl_cfg_bind(map, map, job->dl_plugin->config_map, job->dl_conf, ctx,
+                    err))
+      return err->code;
+  }
+  const struct sl_cfg_node *oe = sl_cfg_get(job->tree, "on_error");
+  if (!job->on_error_raw) {
+    job->on_error = job->dl_plugin ? SL_ON_ERROR_DEAD_LETTER : SL_ON_ERROR_FAIL;
+  } else if (strcmp(job->on_error_raw, "fail") == 0) {
+    job->on_error = SL_ON_ERROR_FAIL;
+  } else if (strcmp(job->on_error_raw, "dead_letter") == 0) {
+    if (!job->dl_plugin)
+      return sl_cfg_error(err, oe,
+                          "on_error: dead_letter needs a dead_letter: "
+                          "{file: {path: DIR}} section");
+    job->on_error = SL_ON_ERROR_DEAD_LETTER;
+  } else {
+    return sl_cfg_error(err, oe, "on_error must be dead_letter or fail");
+  }
+  return 0;
+}
+
 int sl_job_load(const char *path, char *const *sets, size_t nsets,
                 struct sl_job *job, struct sl_error *err) {
   memset(job, 0, sizeof(*job));
@@ -280,7 +353,7 @@ int sl_job_load(const char *path, char *const *sets, size_t nsets,
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     job->workers = n > 0 ? n : 1;
   }
-  if (bind_source(job, err) || bind_sink(job, err))
+  if (bind_source(job, err) || bind_sink(job, err) || bind_pipeline(job, err))
     goto fail;
   return 0;
 fail:
@@ -298,6 +371,11 @@ void sl_job_free(struct sl_job *job) {
     sl_cfg_unbind(job->sink_plugin->config_map, job->sink_conf);
     free(job->sink_conf);
   }
+  if (job->dl_conf) {
+    sl_cfg_unbind(job->dl_plugin->config_map, job->dl_conf);
+    free(job->dl_conf);
+  }
+  sl_pipeline_free(job->pipeline);
   sl_cfg_unbind(job_map, job);
   sl_cfg_free(job->tree);
   free(job->path);

@@ -1,8 +1,10 @@
 /*
  * job.h - a job: one YAML file bound into typed settings.
  *
- * Top-level keys: job (id, required), source (one plugin), sink (one
- * plugin), trigger, checkpoint, workers, task_attempts. Every key is known
+ * Top-level keys: job (id, required), source (one plugin), pipeline
+ * (operators, pipeline.h), sink (one plugin), dead_letter (a file sink),
+ * on_error (dead_letter or fail), state, trigger, checkpoint, workers,
+ * task_attempts, tests (for `sluice test`). Every key is known
  * and typed (config/config.h); errors are "file:line:col: message".
  */
 #ifndef SL_JOB_H
@@ -24,6 +26,14 @@ struct sl_checkpoint_conf {
   int64_t retain; /* commits kept (older ones are pruned)  */
 };
 
+struct sl_state_conf {
+  int64_t max_bytes; /* window state larger than this fails the job */
+};
+
+enum sl_on_error { SL_ON_ERROR_DEAD_LETTER, SL_ON_ERROR_FAIL };
+
+struct sl_pipeline;
+
 struct sl_job {
   char *id;
   char *path;               /* the job file */
@@ -38,13 +48,23 @@ struct sl_job {
   void *sink_conf;
   const struct sl_cfg_node *sink_node;
 
+  struct sl_pipeline *pipeline; /* never NULL once loaded */
+
+  /* dead letters: a sink of their own (file), committed with the batch */
+  const struct sl_sink_plugin *dl_plugin; /* NULL: none configured */
+  void *dl_conf;
+  enum sl_on_error on_error;
+
+  struct sl_state_conf state;
   struct sl_trigger_conf trigger;
   struct sl_checkpoint_conf checkpoint;
   int64_t workers;       /* worker threads (default: cores) */
   int64_t task_attempts; /* tries of a failing task before the batch fails */
 
   /* raw NODE fields of the top-level table, checked by sl_job_load */
-  const struct sl_cfg_node *source_raw, *sink_raw;
+  const struct sl_cfg_node *source_raw, *sink_raw, *pipeline_raw,
+      *dead_letter_raw, *tests_raw;
+  char *on_error_raw;
 };
 
 /* Loads and validates path, applying the --set assignments in order.

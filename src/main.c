@@ -13,6 +13,7 @@ static const char usage[] =
     "verbs:\n"
     "  run JOB.yaml          run a job\n"
     "  validate JOB.yaml     check a job file (exit 0 valid, 78 invalid)\n"
+    "  test JOB.yaml         run the job file's tests: block in memory\n"
     "  mock-kafka            run an embedded Kafka cluster on loopback\n"
     "  produce               write generated clickstream records to Kafka\n"
     "  checkpoint show DIR   show what a checkpoint directory holds\n"
@@ -48,11 +49,9 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*fn)(int, char **);
-  } verbs[] = {{"run", sl_cmd_run},
-               {"validate", sl_cmd_validate},
-               {"mock-kafka", sl_cmd_mock_kafka},
-               {"produce", sl_cmd_produce},
-               {"checkpoint", sl_cmd_checkpoint}};
+  } verbs[] = {{"run", sl_cmd_run},         {"validate", sl_cmd_validate},
+               {"test", sl_cmd_test},       {"mock-kafka", sl_cmd_mock_kafka},
+               {"produce", sl_cmd_produce}, {"checkpoint", sl_cmd_checkpoint}};
   for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
     if (strcmp(verb, verbs[i].name) == 0)
       return verbs[i].fn(argc - 1, argv + 1);

@@ -39,6 +39,12 @@ void sl_progress_write(FILE *out, enum sl_progress_format fmt,
             "lag %lld",
             (unsigned long long)p->batch, (long long)p->records,
             (long long)p->total_ms, p->processed_rate, (long long)p->lag);
+    if (p->out != p->records)
+      fprintf(out, ", %lld out", (long long)p->out);
+    if (p->dead)
+      fprintf(out, ", %lld dead letters", (long long)p->dead);
+    if (p->late)
+      fprintf(out, " (%lld late)", (long long)p->late);
     if (p->lost)
       fprintf(out, ", %lld lost to retention", (long long)p->lost);
     fputc('\n', out);
@@ -77,7 +83,11 @@ void sl_progress_write(FILE *out, enum sl_progress_format fmt,
   cJSON_AddItemToArray(srcs, s);
   cJSON *k = cJSON_AddObjectToObject(o, "sink");
   cJSON_AddStringToObject(k, "description", p->sink_desc);
-  cJSON_AddNumberToObject(k, "numOutputRows", (double)p->records);
+  cJSON_AddNumberToObject(k, "numOutputRows", (double)p->out);
+  cJSON *ops = cJSON_AddObjectToObject(o, "pipeline");
+  cJSON_AddNumberToObject(ops, "numFilteredRows", (double)p->filtered);
+  cJSON_AddNumberToObject(ops, "numDeadLetterRows", (double)p->dead);
+  cJSON_AddNumberToObject(ops, "numLateRows", (double)p->late);
   char *txt = cJSON_PrintUnformatted(o);
   fprintf(out, "%s\n", txt);
   fflush(out);

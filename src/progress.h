@@ -19,7 +19,8 @@ struct sl_progress {
   uint64_t batch;
   int64_t timestamp_ms; /* batch start, wall clock */
   int64_t records;
-  int64_t lost;          /* skipped: deleted by retention before read */
+  int64_t lost; /* skipped: deleted by retention before read */
+  int64_t out, filtered, dead, late; /* what the pipeline did */
   double input_rate;     /* records/s since the previous batch started */
   double processed_rate; /* records / batch duration */
   int64_t plan_ms, wal_ms, process_ms, sink_ms, commit_ms, total_ms;

@@ -76,11 +76,15 @@ int sl_value_cmp(const struct sl_value *a, const struct sl_value *b) {
     return (a->u.i > b->u.i) - (a->u.i < b->u.i);
   if (is_num(a) && is_num(b)) {
     double x = num(a), y = num(b);
+    /* NaN (from inf - inf) equals itself and sorts above every number,
+     * as in PostgreSQL; plain comparisons would make it equal to all. */
+    if (isnan(x) || isnan(y))
+      return isnan(x) ? (isnan(y) ? 0 : 1) : -1;
     return (x > y) - (x < y);
   }
   if (a->type == SL_V_STR && b->type == SL_V_STR) {
     size_t n = SL_MIN(a->u.s.n, b->u.s.n);
-    int c = memcmp(a->u.s.p, b->u.s.p, n);
+    int c = n ? memcmp(a->u.s.p, b->u.s.p, n) : 0;
     if (c)
       return c < 0 ? -1 : 1;
     return (a->u.s.n > b->u.s.n) - (a->u.s.n < b->u.s.n);
@@ -108,44 +112,66 @@ static uint64_t fnv(const void *p, size_t n, uint64_t h) {
   return h;
 }
 
-uint64_t sl_value_hash(const struct sl_value *v, uint64_t seed) {
-  uint64_t h = seed ^ 0xcbf29ce484222325ULL;
-  unsigned char t = (unsigned char)v->type;
-  switch (v->type) {
-  case SL_V_NULL:
-    break;
-  case SL_V_BOOL:
-    h = fnv(&v->u.b, 1, fnv(&t, 1, h));
-    break;
-  case SL_V_INT:
-  case SL_V_FLOAT: {
-    /* 1 and 1.0 are equal, so hash numbers by their double value when
-     * that is exact, else by the int. */
-    t = SL_V_FLOAT;
-    double d = num(v);
-    if (v->type == SL_V_INT && (double)(int64_t)d != (double)v->u.i)
-      h = fnv(&v->u.i, sizeof(v->u.i), fnv(&t, 1, h));
-    else {
-      if (d == 0)
-        d = 0; /* -0.0 == 0.0 */
-      h = fnv(&d, sizeof(d), fnv(&t, 1, h));
-    }
-    break;
-  }
-  case SL_V_STR:
-    h = fnv(v->u.s.p, v->u.s.n, fnv(&t, 1, h));
-    break;
-  case SL_V_JSON: {
-    char *s = cJSON_PrintUnformatted(v->u.json);
-    h = fnv(s, strlen(s), fnv(&t, 1, h));
-    free(s);
-    break;
-  }
-  }
+static uint64_t mix(uint64_t h) {
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;
   h ^= h >> 33;
   return h;
+}
+
+static uint64_t hash_into(const struct sl_value *v, uint64_t h);
+
+/* JSON containers, consistent with cJSON_Compare: arrays in order, object
+ * members combined by a commutative sum because {"a":1,"b":2} equals
+ * {"b":2,"a":1}. No allocation (printing the node would). */
+static uint64_t hash_json(const cJSON *j, uint64_t h) {
+  unsigned char t = cJSON_IsArray(j) ? 'a' : 'o';
+  h = fnv(&t, 1, h);
+  if (cJSON_IsArray(j)) {
+    for (const cJSON *c = j->child; c; c = c->next) {
+      struct sl_value e = sl_value_from_json(c);
+      h = hash_into(&e, h);
+    }
+    return fnv(&t, 1, h);
+  }
+  uint64_t sum = 0;
+  for (const cJSON *c = j->child; c; c = c->next) {
+    struct sl_value e = sl_value_from_json(c);
+    const char *k = c->string ? c->string : "";
+    sum += mix(hash_into(&e, fnv(k, strlen(k) + 1, 0xcbf29ce484222325ULL)));
+  }
+  return fnv(&sum, sizeof(sum), h);
+}
+
+static uint64_t hash_into(const struct sl_value *v, uint64_t h) {
+  unsigned char t = (unsigned char)v->type;
+  switch (v->type) {
+  case SL_V_NULL:
+    return fnv(&t, 1, h);
+  case SL_V_BOOL:
+    return fnv(&v->u.b, 1, fnv(&t, 1, h));
+  case SL_V_INT:
+  case SL_V_FLOAT: {
+    /* 1 and 1.0 are equal (sl_value_cmp compares mixed numbers as
+     * doubles), so every number hashes by its double value. */
+    t = SL_V_FLOAT;
+    double d = num(v);
+    if (d == 0)
+      d = 0; /* -0.0 == 0.0 */
+    if (isnan(d))
+      d = NAN; /* one NaN bit pattern */
+    return fnv(&d, sizeof(d), fnv(&t, 1, h));
+  }
+  case SL_V_STR:
+    return fnv(v->u.s.p, v->u.s.n, fnv(&t, 1, h));
+  case SL_V_JSON:
+    return hash_json(v->u.json, h);
+  }
+  return h;
+}
+
+uint64_t sl_value_hash(const struct sl_value *v, uint64_t seed) {
+  return mix(hash_into(v, seed ^ 0xcbf29ce484222325ULL));
 }
 
 /* ---------------------------------------------------------------- arena */

@@ -73,21 +73,38 @@ struct sl_window_spec {
 
 #define SL_WINDOW_NO_WATERMARK INT64_MIN
 
+/* Checks a spec: size in 1..2^60 ms, slide in 1..size, at most 4096
+ * windows per record (ceil(size / slide)), lateness in 0..2^60 ms, at
+ * most 255 group keys and 255 aggregates, every name set, shards a power
+ * of two in 1..65536. SL_ERR_INVAL with a message when it is not; the
+ * planner calls it to report a bad window definition, since
+ * sl_wpartial_new and sl_wstate_new just return NULL for a bad spec.
+ * Event times must lie in [-2^62, 2^62] ms (sl_wpartial_add). */
+int sl_window_spec_check(const struct sl_window_spec *spec,
+                         struct sl_error *err);
+
 /* --------------------------------------------------------- the partial */
 
 struct sl_wpartial;
 
-/* @locality any one thread at a time (a task's worker) */
+/* NULL when the spec is invalid (sl_window_spec_check). The spec is
+ * copied. @locality any one thread at a time (a task's worker) */
 struct sl_wpartial *sl_wpartial_new(const struct sl_window_spec *spec);
 void sl_wpartial_free(struct sl_wpartial *p);
 
 /* Adds one record: its event time, its group key values (spec->ngroups)
- * and its aggregate arguments (spec->naggs; ignored for count()).
+ * and its aggregate arguments (spec->naggs; ignored for count(); args may
+ * be NULL when every aggregate is count()).
  * watermark is the state's watermark at the start of the batch.
  * Returns 0 when added, 1 when the record is late (every window it falls
  * in ends at or before the watermark: nothing added; the caller counts
  * and dead-letters it), or SL_ERR_INVAL with a message for a record-level
- * error (nothing added). Values are copied: the caller's memory may go. */
+ * error (nothing added). The arguments are checked before lateness, so a
+ * bad record is an error even when late. Group values that are JSON
+ * objects or arrays are keyed by a canonical JSON text (members sorted by
+ * name, so member order does not matter, as in sl_value_equal) and output
+ * with members in name order. Values are copied: the caller's memory may
+ * go. */
 int sl_wpartial_add(struct sl_wpartial *p, int64_t event_ms,
                     const struct sl_value *groups, const struct sl_value *args,
                     int64_t watermark, struct sl_error *err);
@@ -100,6 +117,8 @@ size_t sl_wpartial_keys(const struct sl_wpartial *p);
 
 struct sl_wstate;
 
+/* NULL when the spec is invalid (sl_window_spec_check). The spec is
+ * copied: sl_wstate_spec returns the copy. */
 struct sl_wstate *sl_wstate_new(const struct sl_window_spec *spec);
 void sl_wstate_free(struct sl_wstate *s);
 const struct sl_window_spec *sl_wstate_spec(const struct sl_wstate *s);
@@ -109,7 +128,10 @@ int64_t sl_wstate_watermark(const struct sl_wstate *s);
 
 /* Merges shard `shard` of every partial into the state. Calls for
  * different shards may run at the same time on different threads; no two
- * calls for the same shard may. Marks touched windows as changed.
+ * calls for the same shard may. Marks touched windows as changed. The
+ * partials are only read (free them after the last merge). Entries of
+ * windows that already ended at the state's watermark are dropped (only
+ * possible for a partial filled with an older watermark).
  * @locality any (one thread per shard) */
 void sl_wstate_merge_shard(struct sl_wstate *s, unsigned shard,
                            struct sl_wpartial *const *parts, size_t nparts);
@@ -129,7 +151,9 @@ void sl_wstate_advance(struct sl_wstate *s, struct sl_wpartial *const *parts,
 void sl_wstate_emit_shard(struct sl_wstate *s, unsigned shard, bool flush,
                           void (*emit)(cJSON *row, void *arg), void *arg);
 
-/* Windows and bytes held (an estimate of memory: keys, values, tables). */
+/* Windows held, counted per (window, group key), and bytes held (an
+ * estimate of memory: keys, values, tables). Both may be read while
+ * shards are merged or emitted (per-shard counters, relaxed atomics). */
 size_t sl_wstate_windows(const struct sl_wstate *s);
 size_t sl_wstate_bytes(const struct sl_wstate *s);
 

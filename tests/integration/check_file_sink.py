@@ -65,4 +65,5 @@ def main():
     print(f"ok: {count - first} records exactly once in {len(batches)} batches")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+/*
+ * pipeline.h - the operators of a job: parse, filter, map, select, drop,
+ * window, compiled from the job file's `pipeline:` list.
+ *
+ *   pipeline:
+ *     - parse: json                  # records become JSON objects
+ *     - filter: 'event == "buy"'     # keep a record when true
+ *     - map: { cents: 'amount * 100', user: 'lower(user)' }
+ *     - select: [user, cents]        # keep only these fields
+ *     - drop: [debug]                # remove these fields
+ *     - window: {...}                # event-time aggregation (window.h)
+ *
+ * Operators after a window apply to the rows the window emits. Without
+ * `parse: json` a record stays raw bytes: only filter (on @ metadata) is
+ * possible, and the output is the value bytes unchanged. With it, the
+ * output is each row serialized as compact JSON.
+ *
+ * map evaluates all its expressions against the row as it came in, then
+ * sets the fields (so `{a: b, b: a}` swaps). Field names of map, select and
+ * drop are top-level names or dotted paths (a.b sets/keeps/removes the
+ * nested field).
+ *
+ * A record whose parsing or evaluation fails becomes a dead letter: the
+ * reason, the source coordinates and the raw bytes.
+ */
+#ifndef SL_PIPELINE_H
+#define SL_PIPELINE_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../config/config.h"
+#include "error.h"
+#include "expr.h"
+#include "record.h"
+#include "window.h"
+
+struct sl_pipeline;
+
+/* Compiles the `pipeline:` node (NULL: no operators). Errors are
+ * "file:line:col: message"; an expression error also gives the column in
+ * the expression ("filter: column 9: ..."). */
+int sl_pipeline_compile(const struct sl_cfg_node *list,
+                        struct sl_pipeline **out, struct sl_error *err);
+void sl_pipeline_free(struct sl_pipeline *p);
+
+bool sl_pipeline_parses_json(const struct sl_pipeline *p);
+/* The window's spec, or NULL for a stateless pipeline. */
+const struct sl_window_spec *sl_pipeline_window(const struct sl_pipeline *p);
+size_t sl_pipeline_ops(const struct sl_pipeline *p);
+
+/* What one task did, added up per batch for progress and metrics. */
+struct sl_pipe_stats {
+  int64_t in;       /* records read */
+  int64_t filtered; /* dropped by a filter */
+  int64_t dead;     /* dead letters (parse or evaluation errors) */
+  int64_t late;     /* behind the watermark (also dead letters) */
+  int64_t out;      /* output rows */
+};
+
+/* The per-task state: arena, output buffers, the window partial.
+ * @locality one thread at a time (a worker) */
+struct sl_pipe_task;
+
+struct sl_pipe_task *sl_pipe_task_new(const struct sl_pipeline *p);
+void sl_pipe_task_free(struct sl_pipe_task *t);
+
+/* Runs a chunk of records through the operators before the window.
+ * Fills out (records for the sink: for stateless pipelines) and dead
+ * (dead-letter records), both valid until the next call; windowed
+ * pipelines add to the task's partial instead of out. watermark is the
+ * window state's watermark at the start of the batch. With fail_on_error,
+ * the first record error returns SL_ERR_INVAL (fatal) instead of a dead
+ * letter. */
+int sl_pipe_run(struct sl_pipe_task *t, const struct sl_batch *in,
+                int64_t watermark, bool fail_on_error, int64_t now_ms,
+                struct sl_batch *out, struct sl_batch *dead,
+                struct sl_error *err);
+
+/* The task's window partial (NULL when stateless); the task keeps owning
+ * it. */
+struct sl_wpartial *sl_pipe_task_partial(struct sl_pipe_task *t);
+
+struct sl_pipe_stats sl_pipe_task_stats(const struct sl_pipe_task *t);
+
+/* Runs window output rows through the operators after the window and
+ * serializes them into out (valid until the next call on t). Takes
+ * ownership of the rows. Record errors of those operators become dead
+ * letters (with the row as raw bytes) or fail as in sl_pipe_run. */
+int sl_pipe_post(struct sl_pipe_task *t, cJSON **rows, size_t n,
+                 bool fail_on_error, int64_t now_ms, struct sl_batch *out,
+                 struct sl_batch *dead, struct sl_error *err);
+
+#endif

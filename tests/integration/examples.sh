@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Every job in examples/ is valid and passes its own tests: block; each
+# also runs end to end on its embedded cluster.
+source "$(dirname "$0")/lib.bash" "$@"
+unset KAFKA_BROKERS
+n=0
+for f in "$SRC"/examples/*.yaml; do
+  name=$(basename "$f" .yaml)
+  grep -q '^tests:' "$f" || fail "$name has no tests: block"
+  expect_exit 0 "$SLUICE" validate "$f"
+  expect_exit 0 "$SLUICE" test "$f"
+  grep -q ' passed, 0 failed$' "$WORK/out.txt" || fail "$name: $(cat "$WORK/out.txt")"
+  # End to end, with outputs and checkpoints under $WORK.
+  sets=(--set "checkpoint.dir=$WORK/$name-ckpt")
+  grep -q '  file: { path: ./out/' "$f" && sets+=(--set "sink.file.path=$WORK/$name-out")
+  grep -q '^dead_letter:' "$f" && sets+=(--set "dead_letter.file.path=$WORK/$name-dead")
+  (cd "$WORK" && expect_exit 0 "$SLUICE" run "$f" "${sets[@]}" --progress json)
+  n=$((n + 1))
+done
+[ "$n" -ge 4 ] || fail "only $n examples"
+# A failing test prints a diff and exits 1.
+sed 's/revenue: 15.5, orders: 2/revenue: 15, orders: 2/' \
+  "$SRC/examples/revenue_per_user.yaml" >"$WORK/broken.yaml"
+expect_exit 1 "$SLUICE" test "$WORK/broken.yaml"
+grep -q '^FAIL .*sums the buys' "$WORK/out.txt" || fail "no FAIL line"
+grep -q -- '- {"window_start":0,"window_end":10000,"user":"a","revenue":15,' "$WORK/out.txt" || fail "no - line in the diff"
+grep -q -- '+ {"window_start":0,"window_end":10000,"user":"a","revenue":15.5,' "$WORK/out.txt" || fail "no + line in the diff"
+grep -q '^2 passed, 1 failed$\|^1 passed, 1 failed$' "$WORK/out.txt" || fail "summary: $(tail -1 "$WORK/out.txt")"
+# An expression error is reported with the file position and the column
+# in the expression.
+sed "s/filter: 'event == \"buy\" \&\& amount > 0'/filter: 'event == \"buy\" \&\& amount >'/" \
+  "$SRC/examples/revenue_per_user.yaml" >"$WORK/badexpr.yaml"
+expect_exit 78 "$SLUICE" validate "$WORK/badexpr.yaml"
+expect_err "badexpr.yaml:[0-9]+:[0-9]+: filter: column [0-9]+: "
+echo "ok: $n examples"

@@ -1,0 +1,251 @@
+/* test_pipeline.c - the operators: compile errors with positions, parse,
+ * filter, map, select, drop, dead letters, on_error: fail. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "src/pipeline.h"
+
+/* Compiles `pipeline:` from YAML text (a list). */
+static int compile(const char *yaml, struct sl_pipeline **p,
+                   struct sl_cfg_node **tree, struct sl_error *err) {
+  char doc[2048];
+  snprintf(doc, sizeof(doc), "pipeline:\n%s", yaml);
+  memset(err, 0, sizeof(*err));
+  *tree = sl_cfg_load_string("job.yaml", doc, strlen(doc), err);
+  assert_non_null(*tree);
+  return sl_pipeline_compile(sl_cfg_get(*tree, "pipeline"), p, err);
+}
+
+struct run {
+  struct sl_pipeline *p;
+  struct sl_cfg_node *tree;
+  struct sl_pipe_task *t;
+  struct sl_batch in, out, dead;
+};
+
+static void run_lines(struct run *r, const char *yaml, const char **values,
+                      size_t n, bool fail) {
+  struct sl_error err;
+  assert_int_equal(compile(yaml, &r->p, &r->tree, &err), 0);
+  r->t = sl_pipe_task_new(r->p);
+  sl_batch_reserve(&r->in, n);
+  for (size_t i = 0; i < n; i++)
+    r->in.recs[r->in.n++] = (struct sl_record){.value = values[i],
+                                               .value_len = strlen(values[i]),
+                                               .topic = "t",
+                                               .partition = 2,
+                                               .offset = 100 + (int64_t)i};
+  sl_pipe_run(r->t, &r->in, SL_WINDOW_NO_WATERMARK, fail, 0, &r->out, &r->dead,
+              &err);
+}
+
+static void run_free(struct run *r) {
+  sl_pipe_task_free(r->t);
+  sl_pipeline_free(r->p);
+  sl_cfg_free(r->tree);
+  sl_batch_free(&r->in);
+  sl_batch_free(&r->out);
+  sl_batch_free(&r->dead);
+}
+
+static void assert_out(const struct run *r, size_t i, const char *want) {
+  assert_true(i < r->out.n);
+  char got[512];
+  snprintf(got, sizeof(got), "%.*s", (int)r->out.recs[i].value_len,
+           r->out.recs[i].value);
+  assert_string_equal(got, want);
+}
+
+static void compile_errors_are_positioned(void **state) {
+  struct sl_pipeline *p;
+  struct sl_cfg_node *tree;
+  struct sl_error err;
+  (void)state;
+  assert_int_not_equal(
+      compile("  - parse: json\n  - filter: 'a == 1 &&'\n", &p, &tree, &err),
+      0);
+  assert_non_null(strstr(err.msg, "job.yaml:3:13: filter: column"));
+  sl_cfg_free(tree);
+  assert_int_not_equal(
+      compile("  - parse: json\n  - fliter: 'a'\n", &p, &tree, &err), 0);
+  assert_non_null(strstr(err.msg, "job.yaml:3:5: unknown operator 'fliter'"));
+  assert_non_null(strstr(err.msg, "did you mean 'filter'"));
+  sl_cfg_free(tree);
+  assert_int_not_equal(compile("  - map: {a: '1'}\n", &p, &tree, &err), 0);
+  assert_non_null(strstr(err.msg, "put `- parse: json` first"));
+  sl_cfg_free(tree);
+  assert_int_not_equal(
+      compile("  - filter: 'true'\n  - parse: json\n", &p, &tree, &err), 0);
+  assert_non_null(strstr(err.msg, "parse must be the first operator"));
+  sl_cfg_free(tree);
+  assert_int_not_equal(
+      compile("  - parse: json\n  - filter: '1 + 2'\n", &p, &tree, &err), 0);
+  assert_non_null(strstr(err.msg, "not a boolean"));
+  sl_cfg_free(tree);
+}
+
+static void window_errors_are_positioned(void **state) {
+  struct sl_pipeline *p;
+  struct sl_cfg_node *tree;
+  struct sl_error err;
+  (void)state;
+  assert_int_not_equal(compile("  - parse: json\n"
+                               "  - window:\n"
+                               "      tumbling: 10s\n"
+                               "      time: ts\n"
+                               "      aggregate: {n: cnt()}\n",
+                               &p, &tree, &err),
+                       0);
+  assert_non_null(strstr(err.msg, "unknown function 'cnt'"));
+  sl_cfg_free(tree);
+  assert_int_not_equal(compile("  - parse: json\n"
+                               "  - window:\n"
+                               "      tumbling: 10s\n"
+                               "      tiem: ts\n"
+                               "      aggregate: {n: count()}\n",
+                               &p, &tree, &err),
+                       0);
+  assert_non_null(strstr(err.msg, "did you mean 'time'"));
+  sl_cfg_free(tree);
+  assert_int_not_equal(compile("  - parse: json\n"
+                               "  - window:\n"
+                               "      hopping: {size: 10s, slide: 20s}\n"
+                               "      time: ts\n"
+                               "      aggregate: {n: count()}\n",
+                               &p, &tree, &err),
+                       0);
+  assert_non_null(strstr(err.msg, "slide must not exceed size"));
+  sl_cfg_free(tree);
+  assert_int_equal(compile("  - parse: json\n"
+                           "  - window:\n"
+                           "      hopping: {size: 10s, slide: 5s}\n"
+                           "      time: ts\n"
+                           "      group_by: [user, {day: 'ts / 86400000'}]\n"
+                           "      aggregate: {n: count(), s: sum(x * 2)}\n"
+                           "      output: append\n",
+                           &p, &tree, &err),
+                   0);
+  const struct sl_window_spec *w = sl_pipeline_window(p);
+  assert_non_null(w);
+  assert_int_equal(w->size_ms, 10000);
+  assert_int_equal(w->slide_ms, 5000);
+  assert_int_equal(w->ngroups, 2);
+  assert_string_equal(w->group_names[1], "day");
+  assert_int_equal(w->agg_kinds[1], SL_AGG_SUM);
+  assert_int_equal(w->mode, SL_WINDOW_APPEND);
+  sl_pipeline_free(p);
+  sl_cfg_free(tree);
+}
+
+static void raw_records_pass_through(void **state) {
+  struct run r = {0};
+  const char *v[] = {"not json at all", "{\"a\":1}"};
+  (void)state;
+  run_lines(&r, "  - filter: '@offset > 100'\n", v, 2, false);
+  assert_int_equal(r.out.n, 1);
+  assert_out(&r, 0, "{\"a\":1}");
+  assert_int_equal(sl_pipe_task_stats(r.t).filtered, 1);
+  run_free(&r);
+}
+
+static void filter_map_select_drop(void **state) {
+  struct run r = {0};
+  const char *v[] = {
+      "{\"user\":\"Ann\",\"amount\":2.5,\"event\":\"buy\",\"x\":{\"y\":1}}",
+      "{\"user\":\"Bob\",\"amount\":1,\"event\":\"view\"}",
+      "{\"user\":\"Cy\",\"amount\":4,\"event\":\"buy\",\"debug\":true}"};
+  (void)state;
+  run_lines(&r,
+            "  - parse: json\n"
+            "  - filter: 'event == \"buy\"'\n"
+            "  - map: {who: lower(user), user: amount, amount: user, "
+            "x.z: '@partition'}\n"
+            "  - drop: [debug]\n"
+            "  - select: [who, user, amount, x.z]\n",
+            v, 3, false);
+  assert_int_equal(r.out.n, 2);
+  /* map sees the incoming row: user and amount swap */
+  assert_out(&r, 0,
+             "{\"who\":\"ann\",\"user\":2.5,\"amount\":\"Ann\","
+             "\"x\":{\"z\":2}}");
+  assert_out(&r, 1,
+             "{\"who\":\"cy\",\"user\":4,\"amount\":\"Cy\","
+             "\"x\":{\"z\":2}}");
+  struct sl_pipe_stats st = sl_pipe_task_stats(r.t);
+  assert_int_equal(st.in, 3);
+  assert_int_equal(st.filtered, 1);
+  assert_int_equal(st.out, 2);
+  assert_int_equal(st.dead, 0);
+  run_free(&r);
+}
+
+static void bad_records_become_dead_letters(void **state) {
+  struct run r = {0};
+  const char *v[] = {"{\"amount\":1}", "{broken", "[1,2]",
+                     "{\"amount\":\"ten\"}"};
+  (void)state;
+  run_lines(&r, "  - parse: json\n  - filter: 'amount > 0'\n", v, 4, false);
+  assert_int_equal(r.out.n, 1);
+  assert_int_equal(r.dead.n, 3);
+  char buf[1024];
+  snprintf(buf, sizeof(buf), "%.*s", (int)r.dead.recs[0].value_len,
+           r.dead.recs[0].value);
+  assert_non_null(strstr(buf, "\"reason\":\"parse: invalid JSON at byte"));
+  assert_non_null(strstr(buf, "\"partition\":2"));
+  assert_non_null(strstr(buf, "\"offset\":101"));
+  assert_non_null(strstr(buf, "\"value\":\"{broken\""));
+  snprintf(buf, sizeof(buf), "%.*s", (int)r.dead.recs[1].value_len,
+           r.dead.recs[1].value);
+  assert_non_null(strstr(buf, "expected a JSON object"));
+  snprintf(buf, sizeof(buf), "%.*s", (int)r.dead.recs[2].value_len,
+           r.dead.recs[2].value);
+  assert_non_null(strstr(buf, "filter: "));
+  assert_non_null(strstr(buf, "\"offset\":103"));
+  assert_int_equal(sl_pipe_task_stats(r.t).dead, 3);
+  run_free(&r);
+}
+
+static void on_error_fail_stops_at_the_first_bad_record(void **state) {
+  struct sl_pipeline *p;
+  struct sl_cfg_node *tree;
+  struct sl_error err;
+  struct sl_batch in = {0}, out = {0}, dead = {0};
+  (void)state;
+  assert_int_equal(compile("  - parse: json\n", &p, &tree, &err), 0);
+  struct sl_pipe_task *t = sl_pipe_task_new(p);
+  sl_batch_reserve(&in, 1);
+  in.recs[in.n++] = (struct sl_record){
+      .value = "nope", .value_len = 4, .topic = "clicks", .offset = 7};
+  memset(&err, 0, sizeof(err));
+  assert_int_not_equal(
+      sl_pipe_run(t, &in, SL_WINDOW_NO_WATERMARK, true, 0, &out, &dead, &err),
+      0);
+  assert_non_null(strstr(err.msg, "record clicks[0]@7: parse: invalid JSON"));
+  assert_true(err.flags & SL_ERR_FATAL);
+  assert_int_equal(dead.n, 0);
+  sl_pipe_task_free(t);
+  sl_pipeline_free(p);
+  sl_cfg_free(tree);
+  sl_batch_free(&in);
+  sl_batch_free(&out);
+  sl_batch_free(&dead);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(compile_errors_are_positioned),
+      cmocka_unit_test(window_errors_are_positioned),
+      cmocka_unit_test(raw_records_pass_through),
+      cmocka_unit_test(filter_map_select_drop),
+      cmocka_unit_test(bad_records_become_dead_letters),
+      cmocka_unit_test(on_error_fail_stops_at_the_first_bad_record),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
