@@ -103,4 +103,10 @@ a, b = offsets(sys.argv[2]), offsets(sys.argv[3])
 assert a == b, (len(a), len(b))
 print("ok: dead letters equal:", len(a))
 PY
+# State over state.max_bytes stops the job with a clear message, and
+# nothing committed before is lost.
+job big update 1h
+expect_exit 1 "$SLUICE" run "$WORK/big.yaml" --set state.max_bytes=20KB
+expect_err "window state holds [0-9]+ bytes in [0-9]+ windows, more than state.max_bytes \(20000\)"
+[ ! -e "$WORK/big-out/_manifest/2" ] || fail "batches committed past the state limit"
 echo "ok: windows exact"
