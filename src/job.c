@@ -96,7 +96,7 @@ static const struct sl_cfg_field job_map[] = {
      .type = SL_CFG_T_NODE,
      .flags = SL_CFG_REQUIRED,
      .offset = offsetof(struct sl_job, sink_raw),
-     .desc = "where results go: one of console, file"},
+     .desc = "where results go: one of console, file, kafka"},
     {.key = "pipeline",
      .type = SL_CFG_T_NODE,
      .offset = offsetof(struct sl_job, pipeline_raw),
@@ -105,7 +105,7 @@ static const struct sl_cfg_field job_map[] = {
      .type = SL_CFG_T_NODE,
      .offset = offsetof(struct sl_job, dead_letter_raw),
      .desc = "where records that fail parsing or evaluation go: "
-             "{file: {path: DIR}}"},
+             "{file: {path: DIR}} or {kafka: {brokers: B, topic: T}}"},
     {.key = "on_error",
      .type = SL_CFG_T_STR,
      .offset = offsetof(struct sl_job, on_error_raw),
@@ -283,7 +283,7 @@ static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
   if (sl_pipeline_compile(job->pipeline_raw, &job->pipeline, err))
     return err->code;
   if (job->dead_letter_raw) {
-    const char *names[] = {"file", NULL};
+    const char *names[] = {"file", "kafka", NULL};
     const char *name;
     const struct sl_cfg_node *map;
     if (pick_plugin(job->dead_letter_raw, "dead_letter", names, &name, &map,
@@ -297,6 +297,9 @@ static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
     snprintf(ctx, sizeof(ctx), "dead_letter.%s", name);
     if (sl_cfg_bind(map, map, job->dl_plugin->config_map, job->dl_conf, ctx,
                     err))
+      return err->code;
+    if (job->dl_plugin->validate &&
+        job->dl_plugin->validate(job->dl_conf, map, err))
       return err->code;
   }
   const struct sl_cfg_node *oe = sl_cfg_get(job->tree, "on_error");
