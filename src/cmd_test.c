@@ -167,8 +167,20 @@ static int run_one(const struct sl_job *job, const struct sl_cfg_node *input,
     rc = sl_pipe_post(post, v, nrows, job->on_error == SL_ON_ERROR_FAIL,
                       sl_wall_ms(), &out, &dead, err);
     c->dead += (int64_t)dead.n;
-    if (!rc)
+    if (!rc && sl_pipeline_top(pl)) {
+      size_t k = out.n;
+      char **texts = sl_calloc(k ? k : 1, sizeof(*texts));
+      for (size_t i = 0; i < k; i++)
+        texts[i] = sl_strndup(out.recs[i].value, out.recs[i].value_len);
+      sl_pipeline_apply_top(pl, texts, &k);
+      for (size_t i = 0; i < k; i++) {
+        cJSON_AddItemToArray(c->rows, cJSON_Parse(texts[i]));
+        free(texts[i]);
+      }
+      free(texts);
+    } else if (!rc) {
       collect(c, &out, true);
+    }
     sl_pipe_task_free(post);
     free(v);
     sl_wstate_free(st);

@@ -107,6 +107,8 @@ struct task_ctx {
   unsigned shard_lo, shard_hi; /* merge / emit: shards [lo, hi) */
   struct shard_image *images;  /* emit: dirty shards serialized */
   size_t nimages;
+  char **top_rows; /* emit with `top`: rows for the coordinator to rank */
+  size_t ntop;
   struct engine *e;
   struct sl_range slice; /* topic points into the batch's plan */
   void *stage;           /* opened on the first output */
@@ -237,8 +239,15 @@ static int emit_task(struct sl_task *t, struct worker_ctx *w,
   int rc = sl_pipe_post(tc->pipe, v, n, e->job->on_error == SL_ON_ERROR_FAIL,
                         sl_wall_ms(), &w->out, &w->dead, &t->err);
   free(v);
-  if (!rc)
+  if (!rc && sl_pipeline_top(e->job->pipeline)) {
+    /* Ranking needs every shard's rows: hand them to the coordinator. */
+    tc->top_rows = sl_calloc(w->out.n ? w->out.n : 1, sizeof(char *));
+    for (size_t i = 0; i < w->out.n; i++)
+      tc->top_rows[tc->ntop++] =
+          sl_strndup(w->out.recs[i].value, w->out.recs[i].value_len);
+  } else if (!rc) {
     rc = stage(&e->sink, &tc->stage, t, &w->out, &t->err);
+  }
   if (!rc && w->dead.n)
     rc = e->dl.plugin ? stage(&e->dl, &tc->dl_stage, t, &w->dead, &t->err)
                       : sl_error_setf(&t->err, SL_ERR_INVAL, SL_ERR_FATAL,
@@ -364,6 +373,11 @@ static int prefer_for(struct engine *e, const struct sl_range *slice) {
 /* Frees what a task attempt left: stages (committed or not), the
  * pipeline state. */
 static void task_reset(struct engine *e, struct task_ctx *tc) {
+  for (size_t i = 0; i < tc->ntop; i++)
+    free(tc->top_rows[i]);
+  free(tc->top_rows);
+  tc->top_rows = NULL;
+  tc->ntop = 0;
   for (size_t i = 0; i < tc->nimages; i++)
     free(tc->images[i].data);
   free(tc->images);
@@ -566,6 +580,42 @@ static int run_phase(struct engine *e, uint64_t batch, struct task_ctx *tcs,
   return rc;
 }
 
+/* `top`: ranks the rows of all emit tasks per window and stages the
+ * winners from the coordinator, as one more task of the batch. */
+static int stage_top(struct engine *e, const struct sl_plan *plan,
+                     struct task_ctx **tcs, size_t *n, unsigned groups,
+                     struct sl_pipe_stats *stats, struct sl_error *err) {
+  size_t total = 0, k = 0;
+  for (size_t g = *n - groups; g < *n; g++)
+    total += (*tcs)[g].ntop;
+  char **rows = sl_calloc(total ? total : 1, sizeof(*rows));
+  for (size_t g = *n - groups; g < *n; g++) {
+    for (size_t i = 0; i < (*tcs)[g].ntop; i++)
+      rows[k++] = (*tcs)[g].top_rows[i];
+    (*tcs)[g].ntop = 0;
+  }
+  sl_pipeline_apply_top(e->job->pipeline, rows, &total);
+  *tcs = sl_realloc(*tcs, (*n + 1) * sizeof(**tcs));
+  struct task_ctx *tc = *tcs + *n;
+  *tc = (struct task_ctx){.kind = TASK_EMIT, .e = e};
+  struct sl_task t = {.batch = plan->batch, .id = (uint32_t)*n};
+  (*n)++;
+  struct sl_batch b = {0};
+  sl_batch_reserve(&b, total ? total : 1);
+  for (size_t i = 0; i < total; i++)
+    b.recs[b.n++] = (struct sl_record){
+        .value = rows[i], .value_len = strlen(rows[i]), .topic = ""};
+  int rc = stage(&e->sink, &tc->stage, &t, &b, err);
+  if (!rc)
+    rc = close_stage(&e->sink, tc->stage, err);
+  stats->out += (int64_t)total;
+  for (size_t i = 0; i < total; i++)
+    free(rows[i]);
+  free(rows);
+  sl_batch_free(&b);
+  return rc;
+}
+
 /* The window part of a batch: merge the tasks' partials into the state
  * (shard ranges in parallel), advance the watermark, emit and snapshot
  * (in parallel again), and write the snapshot before the sink commit
@@ -615,8 +665,13 @@ static int run_window(struct engine *e, const struct sl_plan *plan,
   if ((rc =
            run_phase(e, plan->batch, em, groups, (uint32_t)(*n - groups), err)))
     return rc;
+  if (sl_pipeline_top(e->job->pipeline) &&
+      (rc = stage_top(e, plan, tcs, n, groups, stats, err)))
+    return rc;
+  em = *tcs + *n - groups - (sl_pipeline_top(e->job->pipeline) ? 1 : 0);
   for (unsigned g = 0; g < groups; g++) {
-    stats->out += em[g].stats.out;
+    if (!sl_pipeline_top(e->job->pipeline))
+      stats->out += em[g].stats.out;
     stats->dead += em[g].stats.dead;
     stats->filtered += em[g].stats.filtered;
     for (size_t i = 0; i < em[g].nimages; i++) {

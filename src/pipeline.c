@@ -37,6 +37,7 @@ struct window_op {
 
 struct sl_pipeline {
   bool parse_json;
+  struct sl_top *top;
   struct op *pre, *post;
   size_t npre, npost;
   struct window_op *win;
@@ -102,6 +103,9 @@ void sl_pipeline_free(struct sl_pipeline *p) {
   ops_free(p->pre, p->npre);
   ops_free(p->post, p->npost);
   window_free(p->win);
+  if (p->top)
+    free(p->top->by);
+  free(p->top);
   free(p);
 }
 
@@ -407,7 +411,7 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
                         "(- parse: json, - filter: ..., ...)");
   }
   static const char *const names[] = {"parse", "filter", "map", "select",
-                                      "drop",  "window", NULL};
+                                      "drop",  "window", "top", NULL};
   int rc = 0;
   for (size_t i = 0; i < list->n && !rc; i++) {
     const struct sl_cfg_node *item = list->items[i];
@@ -437,7 +441,7 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
                                name, best)
                 : sl_cfg_error(err, item->keys[0],
                                "unknown operator '%s' (known: parse, filter, "
-                               "map, select, drop, window)",
+                               "map, select, drop, window, top)",
                                name);
       break;
     }
@@ -454,6 +458,37 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
       rc = sl_cfg_error(
           err, item, "%s needs JSON records: put `- parse: json` first", name);
       break;
+    }
+    if (p->top) {
+      rc = sl_cfg_error(err, item, "top must be the last operator");
+      break;
+    }
+    if (k == 6) { /* top */
+      if (!p->win || p->win->spec.mode != SL_WINDOW_APPEND) {
+        rc = sl_cfg_error(err, item,
+                          "top ranks complete windows: it needs a window "
+                          "with output: append before it");
+        break;
+      }
+      const struct sl_cfg_node *nn = v->kind == SL_CFG_MAP ? sl_cfg_get(v, "n")
+                                                           : NULL,
+                               *by = v->kind == SL_CFG_MAP ? sl_cfg_get(v, "by")
+                                                           : NULL;
+      int64_t n = 0;
+      if (!nn || !by || v->n != 2 || by->kind != SL_CFG_SCALAR) {
+        rc = sl_cfg_error(err, v, "top: expected {n: N, by: FIELD}");
+        break;
+      }
+      if ((rc = sl_cfg_int(nn, &n, err)))
+        break;
+      if (n < 1) {
+        rc = sl_cfg_error(err, nn, "top: n must be at least 1");
+        break;
+      }
+      p->top = sl_calloc(1, sizeof(*p->top));
+      p->top->n = n;
+      p->top->by = sl_strdup(by->scalar);
+      continue;
     }
     if (k == 5) { /* window */
       if (p->win) {
@@ -500,6 +535,60 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
   return 0;
 }
 
+const struct sl_top *sl_pipeline_top(const struct sl_pipeline *p) {
+  return p->top;
+}
+
+struct ranked {
+  char *text;
+  int64_t start, end;
+  double by;
+  bool has_by;
+};
+
+static int rank_cmp(const void *a, const void *b) {
+  const struct ranked *x = a, *y = b;
+  if (x->start != y->start)
+    return x->start < y->start ? -1 : 1;
+  if (x->end != y->end)
+    return x->end < y->end ? -1 : 1;
+  if (x->has_by != y->has_by)
+    return x->has_by ? -1 : 1; /* rows without the field rank last */
+  if (x->by != y->by)
+    return x->by > y->by ? -1 : 1;
+  return strcmp(x->text, y->text);
+}
+
+void sl_pipeline_apply_top(const struct sl_pipeline *p, char **rows,
+                           size_t *n) {
+  struct ranked *r = sl_calloc(*n ? *n : 1, sizeof(*r));
+  for (size_t i = 0; i < *n; i++) {
+    cJSON *o = cJSON_Parse(rows[i]);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "window_start");
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "window_end");
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, p->top->by);
+    r[i] = (struct ranked){
+        .text = rows[i],
+        .start = cJSON_IsNumber(s) ? (int64_t)s->valuedouble : 0,
+        .end = cJSON_IsNumber(e) ? (int64_t)e->valuedouble : 0,
+        .has_by = cJSON_IsNumber(b),
+        .by = cJSON_IsNumber(b) ? b->valuedouble : 0};
+    cJSON_Delete(o);
+  }
+  qsort(r, *n, sizeof(*r), rank_cmp);
+  size_t k = 0, rank = 0;
+  for (size_t i = 0; i < *n; i++) {
+    if (i == 0 || r[i].start != r[i - 1].start || r[i].end != r[i - 1].end)
+      rank = 0;
+    if ((int64_t)rank++ < p->top->n)
+      rows[k++] = r[i].text;
+    else
+      free(r[i].text);
+  }
+  *n = k;
+  free(r);
+}
+
 bool sl_pipeline_parses_json(const struct sl_pipeline *p) {
   return p->parse_json;
 }
@@ -509,7 +598,8 @@ const struct sl_window_spec *sl_pipeline_window(const struct sl_pipeline *p) {
 }
 
 size_t sl_pipeline_ops(const struct sl_pipeline *p) {
-  return p->npre + p->npost + (p->win ? 1 : 0) + (p->parse_json ? 1 : 0);
+  return p->npre + p->npost + (p->win ? 1 : 0) + (p->parse_json ? 1 : 0) +
+         (p->top ? 1 : 0);
 }
 
 /* ---------------------------------------------------------------- run */

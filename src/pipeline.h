@@ -9,6 +9,8 @@
  *     - select: [user, cents]        # keep only these fields
  *     - drop: [debug]                # remove these fields
  *     - window: {...}                # event-time aggregation (window.h)
+ *     - top: { n: 3, by: views }     # per window: the 3 rows with most
+ *                                    # views (last operator, append mode)
  *
  * Operators after a window apply to the rows the window emits. Without
  * `parse: json` a record stays raw bytes: only filter (on @ metadata) is
@@ -77,6 +79,19 @@ int sl_pipe_run(struct sl_pipe_task *t, const struct sl_batch *in,
                 int64_t watermark, bool fail_on_error, int64_t now_ms,
                 struct sl_batch *out, struct sl_batch *dead,
                 struct sl_error *err);
+
+/* The `top` operator: n rows with the largest `by` per window (ties: by
+ * the rows' JSON text), or NULL. */
+struct sl_top {
+  int64_t n;
+  char *by;
+};
+const struct sl_top *sl_pipeline_top(const struct sl_pipeline *p);
+
+/* Keeps, of rows[0..*n) (serialized JSON objects, malloc'd), the top
+ * rows of every (window_start, window_end); frees the others and
+ * compacts the array in output order (window, then rank). */
+void sl_pipeline_apply_top(const struct sl_pipeline *p, char **rows, size_t *n);
 
 /* The task's window partial (NULL when stateless); the task keeps owning
  * it. */

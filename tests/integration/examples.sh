@@ -18,6 +18,24 @@ for f in "$SRC"/examples/*.yaml; do
   n=$((n + 1))
 done
 [ "$n" -ge 4 ] || fail "only $n examples"
+# top-pages wrote at most 3 pages per minute, the most viewed first.
+python3 - "$SRC/tests/integration" "$WORK/top_pages-out" <<'PY'
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from check_file_sink import unseal
+d = sys.argv[2]
+m = os.path.join(d, "_manifest")
+per = {}
+for b in sorted(int(x) for x in os.listdir(m) if x.isdigit()):
+    for f in unseal(os.path.join(m, str(b)))["files"]:
+        for line in open(os.path.join(d, f["name"])):
+            r = json.loads(line)
+            per.setdefault(r["window_start"], []).append(r["views"])
+assert len(per) >= 5, per.keys()
+for w, views in per.items():
+    assert 1 <= len(views) <= 3 and views == sorted(views, reverse=True), (w, views)
+print("ok: top pages:", len(per), "minutes ranked")
+PY
 # A failing test prints a diff and exits 1.
 sed 's/revenue: 15.5, orders: 2/revenue: 15, orders: 2/' \
   "$SRC/examples/revenue_per_user.yaml" >"$WORK/broken.yaml"

@@ -238,6 +238,46 @@ static void on_error_fail_stops_at_the_first_bad_record(void **state) {
   sl_batch_free(&dead);
 }
 
+static void top_keeps_the_n_largest_per_window(void **state) {
+  struct sl_pipeline *p;
+  struct sl_cfg_node *tree;
+  struct sl_error err;
+  (void)state;
+  assert_int_not_equal(compile("  - parse: json\n"
+                               "  - window: {tumbling: 1m, time: ts, "
+                               "aggregate: {v: count()}}\n"
+                               "  - top: {n: 2, by: v}\n",
+                               &p, &tree, &err),
+                       0);
+  assert_non_null(strstr(err.msg, "needs a window with output: append"));
+  sl_cfg_free(tree);
+  assert_int_equal(compile("  - parse: json\n"
+                           "  - window: {tumbling: 1m, time: ts, output: "
+                           "append, group_by: [k], aggregate: {v: count()}}\n"
+                           "  - top: {n: 2, by: v}\n",
+                           &p, &tree, &err),
+                   0);
+  const char *in[] = {
+      "{\"window_start\":0,\"window_end\":60,\"k\":\"a\",\"v\":1}",
+      "{\"window_start\":60,\"window_end\":120,\"k\":\"a\",\"v\":9}",
+      "{\"window_start\":0,\"window_end\":60,\"k\":\"b\",\"v\":5}",
+      "{\"window_start\":0,\"window_end\":60,\"k\":\"c\",\"v\":3}",
+      "{\"window_start\":0,\"window_end\":60,\"k\":\"d\"}"};
+  char *rows[5];
+  size_t n = 5;
+  for (size_t i = 0; i < n; i++)
+    rows[i] = strdup(in[i]);
+  sl_pipeline_apply_top(p, rows, &n);
+  assert_int_equal(n, 3);
+  assert_non_null(strstr(rows[0], "\"k\":\"b\""));
+  assert_non_null(strstr(rows[1], "\"k\":\"c\""));
+  assert_non_null(strstr(rows[2], "\"window_start\":60"));
+  for (size_t i = 0; i < n; i++)
+    free(rows[i]);
+  sl_pipeline_free(p);
+  sl_cfg_free(tree);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(compile_errors_are_positioned),
@@ -246,6 +286,7 @@ int main(void) {
       cmocka_unit_test(filter_map_select_drop),
       cmocka_unit_test(bad_records_become_dead_letters),
       cmocka_unit_test(on_error_fail_stops_at_the_first_bad_record),
+      cmocka_unit_test(top_keeps_the_n_largest_per_window),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
