@@ -122,8 +122,8 @@ struct sl_cfg_field {
                        are converted and range-checked like values. */
   size_t offset;    /* offsetof the value in the bound struct        */
   const char *desc; /* one line for --help and docs                  */
-  const char *const *enum_values;      /* SL_CFG_T_ENUM, NULL-ended  */
-  const struct sl_cfg_field *section;  /* SL_CFG_T_SECTION           */
+  const char *const *enum_values;     /* SL_CFG_T_ENUM, NULL-ended  */
+  const struct sl_cfg_field *section; /* SL_CFG_T_SECTION           */
   int64_t min, max; /* SL_CFG_T_INT/DURATION/SIZE when min < max     */
 };
 /* A table ends with an entry whose key is NULL. */
@@ -166,8 +166,7 @@ int sl_cfg_bind(const struct sl_cfg_node *map,
 void sl_cfg_unbind(const struct sl_cfg_field *table, void *base);
 
 /* Converts one scalar node to a type, with positioned errors. */
-int sl_cfg_int(const struct sl_cfg_node *n, int64_t *out,
-               struct sl_error *err);
+int sl_cfg_int(const struct sl_cfg_node *n, int64_t *out, struct sl_error *err);
 int sl_cfg_bool(const struct sl_cfg_node *n, bool *out, struct sl_error *err);
 int sl_cfg_duration(const struct sl_cfg_node *n, int64_t *out_ns,
                     struct sl_error *err);
@@ -180,6 +179,10 @@ int sl_parse_size(const char *s, int64_t *out_bytes);
 
 /* Levenshtein distance, capped at cap+1 (cheap early exit). */
 int sl_edit_distance(const char *a, const char *b, int cap);
+
+/* The closest of the NULL-terminated names to key for a did-you-mean
+ * (within edit distance 2), or NULL. */
+const char *sl_suggest_name(const char *key, const char *const *names);
 
 /* The closest key of table to key for a did-you-mean, or NULL. */
 const char *sl_cfg_suggest(const struct sl_cfg_field *table, const char *key);

@@ -506,3 +506,16 @@ int sl_cfg_near(const char *typed, const char *known) {
     return -1;
   return d;
 }
+
+const char *sl_suggest_name(const char *key, const char *const *names) {
+  const char *best = NULL;
+  int bestd = 3;
+  for (size_t i = 0; names[i]; i++) {
+    int d = sl_edit_distance(key, names[i], 2);
+    if (d < bestd) {
+      bestd = d;
+      best = names[i];
+    }
+  }
+  return best;
+}

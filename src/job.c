@@ -186,15 +186,7 @@ static int pick_plugin(const struct sl_cfg_node *node, const char *what,
   for (size_t i = 0; names[i]; i++)
     if (strcmp(names[i], *name) == 0)
       return 0;
-  const char *best = NULL;
-  int bestd = 3;
-  for (size_t i = 0; names[i]; i++) {
-    int d = sl_edit_distance(*name, names[i], 2);
-    if (d < bestd) {
-      bestd = d;
-      best = names[i];
-    }
-  }
+  const char *best = sl_suggest_name(*name, names);
   if (best)
     return sl_cfg_error(err, node->keys[0],
                         "unknown %s '%s'; did you mean '%s'? (known: %s)", what,

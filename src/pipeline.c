@@ -267,15 +267,7 @@ static int compile_window(const struct sl_cfg_node *v, struct window_op **out,
     for (size_t k = 0; keys[k]; k++)
       known |= strcmp(keys[k], v->keys[i]->scalar) == 0;
     if (!known) {
-      const char *best = NULL;
-      int bd = 3;
-      for (size_t k = 0; keys[k]; k++) {
-        int d = sl_edit_distance(v->keys[i]->scalar, keys[k], 2);
-        if (d < bd) {
-          bd = d;
-          best = keys[k];
-        }
-      }
+      const char *best = sl_suggest_name(v->keys[i]->scalar, keys);
       if (best)
         return sl_cfg_error(err, v->keys[i],
                             "unknown key '%s' in window; did you mean '%s'?",
@@ -427,15 +419,7 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
     while (names[k] && strcmp(names[k], name) != 0)
       k++;
     if (!names[k]) {
-      const char *best = NULL;
-      int bd = 3;
-      for (size_t j = 0; names[j]; j++) {
-        int d = sl_edit_distance(name, names[j], 2);
-        if (d < bd) {
-          bd = d;
-          best = names[j];
-        }
-      }
+      const char *best = sl_suggest_name(name, names);
       rc = best ? sl_cfg_error(err, item->keys[0],
                                "unknown operator '%s'; did you mean '%s'?",
                                name, best)
