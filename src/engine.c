@@ -513,10 +513,13 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
 }
 
 /* Commits one sink with the non-empty stages in task order, retrying
- * retriable failures with a growing pause. */
+ * retriable failures (outages) with a doubling pause within the sink's
+ * retry limits (sink.<name>.retry). */
 static int commit_one(struct engine *e, struct sl_sink *sink,
                       const struct sl_plan *plan, struct task_ctx *tcs,
                       size_t n, bool dead_letters, struct sl_error *err) {
+  const struct sl_sink_retry *rt =
+      &((const struct sl_sink_common *)sink->conf)->retry;
   void **stages = sl_calloc(n ? n : 1, sizeof(*stages));
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
@@ -524,16 +527,44 @@ static int commit_one(struct engine *e, struct sl_sink *sink,
     if (st)
       stages[k++] = st;
   }
+  const char *what = dead_letters ? "dead-letter" : "sink";
+  int64_t first_fail = 0, pause = rt->backoff_ns;
   int rc = 0;
-  for (int attempt = 1;; attempt++) {
+  for (int64_t attempt = 1;; attempt++) {
     rc = sink->plugin->commit(sink, plan, stages, k, err);
-    if (!rc || !(err->flags & SL_ERR_RETRIABLE) ||
-        attempt >= e->job->task_attempts)
+    if (!rc) {
+      if (attempt > 1)
+        sl_info("%s commit of batch %" PRIu64 " succeeded after %" PRId64
+                " tries",
+                what, plan->batch, attempt);
       break;
-    sl_warn("%s commit of batch %" PRIu64 " failed (attempt %d): %s",
-            dead_letters ? "dead-letter" : "sink", plan->batch, attempt,
-            err->msg);
-    wait_until(sl_mono_ns() + (100000000LL << (attempt - 1)));
+    }
+    if (!(err->flags & SL_ERR_RETRIABLE))
+      break;
+    int64_t now = sl_mono_ns();
+    if (!first_fail)
+      first_fail = now;
+    if (attempt >= rt->attempts || now - first_fail >= rt->max_elapsed_ns) {
+      sl_error_prefix(err, "gave up after %" PRId64 " tries in %.1f s "
+                           "(sink.retry limits)",
+                      attempt, (double)(now - first_fail) / 1e9);
+      err->flags &= ~SL_ERR_RETRIABLE;
+      break;
+    }
+    sl_warn("%s commit of batch %" PRIu64 " failed (try %" PRId64
+            "), retrying in %.2f s: %s",
+            what, plan->batch, attempt, (double)pause / 1e9, err->msg);
+    wait_until(now + pause);
+    if (atomic_load(&stop_requested)) {
+      rc = sl_error_setf(err, SL_ERR_STOPPED, SL_ERR_FATAL,
+                         "stopped while retrying the %s commit of batch "
+                         "%" PRIu64 " (it runs again at the next start)",
+                         what, plan->batch);
+      break;
+    }
+    pause = SL_MIN(pause * 2, rt->max_backoff_ns);
+    if (pause <= 0)
+      pause = rt->max_backoff_ns;
   }
   free(stages);
   return rc;

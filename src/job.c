@@ -41,6 +41,40 @@ const struct sl_cfg_field sl_source_common_map[] = {
      .max = INT64_MAX},
     {0}};
 
+static const struct sl_cfg_field sink_retry_map[] = {
+    {.key = "attempts",
+     .type = SL_CFG_T_INT,
+     .def = "100",
+     .offset = offsetof(struct sl_sink_retry, attempts),
+     .desc = "commit tries of one batch before the job stops",
+     .min = 1,
+     .max = 1000000},
+    {.key = "backoff",
+     .type = SL_CFG_T_DURATION,
+     .def = "100ms",
+     .offset = offsetof(struct sl_sink_retry, backoff_ns),
+     .desc = "pause after the first failed try; doubled after each"},
+    {.key = "max_backoff",
+     .type = SL_CFG_T_DURATION,
+     .def = "5s",
+     .offset = offsetof(struct sl_sink_retry, max_backoff_ns),
+     .desc = "longest pause between two tries"},
+    {.key = "max_elapsed",
+     .type = SL_CFG_T_DURATION,
+     .def = "5m",
+     .offset = offsetof(struct sl_sink_retry, max_elapsed_ns),
+     .desc = "stop retrying once this long has passed since the first "
+             "failure"},
+    {0}};
+
+const struct sl_cfg_field sl_sink_common_map[] = {
+    {.key = "retry",
+     .type = SL_CFG_T_SECTION,
+     .offset = offsetof(struct sl_sink_common, retry),
+     .section = sink_retry_map,
+     .desc = "retries of a failing commit (an outage of the sink)"},
+    {0}};
+
 static const struct sl_cfg_field trigger_map[] = {
     {.key = "interval",
      .type = SL_CFG_T_DURATION,
@@ -250,6 +284,8 @@ static int bind_sink(struct sl_job *job, struct sl_error *err) {
     return err->code;
   job->sink_plugin = sl_sink_find(name);
   job->sink_node = map;
+  job->sink_table =
+      merge_tables(job->sink_plugin->config_map, sl_sink_common_map);
   job->sink_conf = sl_calloc(1, job->sink_plugin->conf_size);
   char ctx[64];
   snprintf(ctx, sizeof(ctx), "sink.%s", name);
@@ -260,8 +296,8 @@ static int bind_sink(struct sl_job *job, struct sl_error *err) {
     map = NULL;
   else if (map->kind != SL_CFG_MAP)
     return sl_cfg_error(err, map, "%s must be a map of settings", ctx);
-  if (sl_cfg_bind(map, job->sink_raw, job->sink_plugin->config_map,
-                  job->sink_conf, ctx, err))
+  if (sl_cfg_bind(map, job->sink_raw, job->sink_table, job->sink_conf, ctx,
+                  err))
     return err->code;
   if (job->sink_plugin->validate &&
       job->sink_plugin->validate(job->sink_conf, map ? map : job->sink_raw,
@@ -282,13 +318,14 @@ static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
                     err))
       return err->code;
     job->dl_plugin = sl_sink_find(name);
+    job->dl_table =
+        merge_tables(job->dl_plugin->config_map, sl_sink_common_map);
     job->dl_conf = sl_calloc(1, job->dl_plugin->conf_size);
     if (map->kind != SL_CFG_MAP)
       return sl_cfg_error(err, map, "dead_letter.%s must be a map", name);
     char ctx[64];
     snprintf(ctx, sizeof(ctx), "dead_letter.%s", name);
-    if (sl_cfg_bind(map, map, job->dl_plugin->config_map, job->dl_conf, ctx,
-                    err))
+    if (sl_cfg_bind(map, map, job->dl_table, job->dl_conf, ctx, err))
       return err->code;
     if (job->dl_plugin->validate &&
         job->dl_plugin->validate(job->dl_conf, map, err))
@@ -363,13 +400,15 @@ void sl_job_free(struct sl_job *job) {
   }
   free(job->source_table);
   if (job->sink_conf) {
-    sl_cfg_unbind(job->sink_plugin->config_map, job->sink_conf);
+    sl_cfg_unbind(job->sink_table, job->sink_conf);
     free(job->sink_conf);
   }
+  free(job->sink_table);
   if (job->dl_conf) {
-    sl_cfg_unbind(job->dl_plugin->config_map, job->dl_conf);
+    sl_cfg_unbind(job->dl_table, job->dl_conf);
     free(job->dl_conf);
   }
+  free(job->dl_table);
   sl_pipeline_free(job->pipeline);
   sl_cfg_unbind(job_map, job);
   sl_cfg_free(job->tree);

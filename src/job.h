@@ -45,14 +45,16 @@ struct sl_job {
   struct sl_cfg_field *source_table; /* common + plugin keys */
 
   const struct sl_sink_plugin *sink_plugin;
-  void *sink_conf;
+  void *sink_conf; /* begins with struct sl_sink_common */
   const struct sl_cfg_node *sink_node;
+  struct sl_cfg_field *sink_table; /* common + plugin keys */
 
   struct sl_pipeline *pipeline; /* never NULL once loaded */
 
   /* dead letters: a sink of their own (file), committed with the batch */
   const struct sl_sink_plugin *dl_plugin; /* NULL: none configured */
   void *dl_conf;
+  struct sl_cfg_field *dl_table;
   enum sl_on_error on_error;
 
   struct sl_state_conf state;

@@ -86,9 +86,25 @@ struct sl_source_plugin {
 
 #define SL_SINK_EXACTLY_ONCE 0x1u /* commits are atomic and idempotent */
 
+/* Keys every sink has, accepted in the sink's own map (sink.redis.retry):
+ * how long a failing commit is retried before the job stops. A commit is
+ * retried only when the plugin marks the error SL_ERR_RETRIABLE (an
+ * outage), with a pause that starts at backoff and doubles up to
+ * max_backoff; the job stops once attempts or max_elapsed is spent. */
+struct sl_sink_retry {
+  int64_t attempts;
+  int64_t backoff_ns;
+  int64_t max_backoff_ns;
+  int64_t max_elapsed_ns;
+};
+struct sl_sink_common {
+  struct sl_sink_retry retry;
+};
+extern const struct sl_cfg_field sl_sink_common_map[];
+
 struct sl_sink {
   const struct sl_sink_plugin *plugin;
-  void *conf;
+  void *conf; /* bound config; begins with struct sl_sink_common */
   const struct sl_job *job;
   void *ctx;
 };

@@ -16,6 +16,7 @@
 #include "../../src/util.h"
 
 struct console_conf {
+  struct sl_sink_common common; /* first: the engine reads it */
   int64_t limit;
 };
 

@@ -33,6 +33,7 @@ enum { FMT_VALUE, FMT_ENVELOPE };
 static const char *const formats[] = {"value", "envelope", NULL};
 
 struct file_conf {
+  struct sl_sink_common common; /* first: the engine reads it */
   char *path;
   int format;
 };

@@ -23,6 +23,7 @@
 #include "../../src/util.h"
 
 struct ksink_conf {
+  struct sl_sink_common common; /* first: the engine reads it */
   char *brokers;
   char *topic;
   bool exactly_once;
