@@ -44,7 +44,9 @@
  *    DIR/metadata        {"job": "<id>", "version": 1}
  *    DIR/offsets/<N>     {"batch": N, "task_max_records": T, "created_ms": C,
  *                         "ranges": [{"topic", "partition", "start", "end"}]}
- *    DIR/commits/<N>     {"batch": N, "committed_ms": C}
+ *    DIR/commits/<N>     {"batch": N, "committed_ms": C, "sink": "<note>"}
+ *                        ("sink" only when the sink left a note: which
+ *                        attempt of the batch it committed)
  *  Each body is pretty-printed JSON plus a newline, then the fsio trailer
  *  "#sluice-checksum crc32=<8 hex> len=<body bytes>\n". Ranges are stored
  *  sorted by topic and partition. Integers are written as exact decimal
@@ -97,10 +99,10 @@ struct sl_ckpt {
   char *commits_dir;
   uint64_t last_commit;  /* newest commits/ name, 0 none (cache) */
   uint64_t last_offsets; /* newest offsets/ name, 0 none (cache) */
+  char note[128];        /* "sink" of the next commit, "" none */
 };
 
 /* ------------------------------------------------------------- helpers */
-
 
 /* cJSON reports allocation failure with NULL; like sl_malloc, abort. */
 static void *json_ok(void *p) {
@@ -818,6 +820,8 @@ static int commit_write(struct sl_ckpt *ck, uint64_t batch,
   root = json_ok(cJSON_CreateObject());
   json_add_int(root, "batch", (int64_t)batch);
   json_add_int(root, "committed_ms", committed_ms);
+  if (ck->note[0])
+    json_ok(cJSON_AddStringToObject(root, "sink", ck->note));
   sealed = json_seal(root, &len);
   snprintf(name, sizeof(name), "%" PRIu64, batch);
   rc = sl_fsio_write_atomic(ck->commits_dir, name, sealed, len, err);
@@ -828,9 +832,14 @@ out:
   return rc;
 }
 
+void sl_ckpt_set_commit_note(struct sl_ckpt *ck, const char *note) {
+  snprintf(ck->note, sizeof(ck->note), "%s", note ? note : "");
+}
+
 int sl_ckpt_write_commit(struct sl_ckpt *ck, uint64_t batch,
                          int64_t committed_ms, struct sl_error *err) {
   int rc = commit_write(ck, batch, committed_ms, err);
+  ck->note[0] = '\0';
   cache_after(ck, rc, batch, batch);
   return rc;
 }
@@ -847,6 +856,7 @@ int sl_ckpt_roll_forward(struct sl_ckpt *ck, const struct sl_plan *plan,
   rc = offsets_write(ck, plan, &existed, err);
   if (rc == 0)
     rc = commit_write(ck, plan->batch, committed_ms, err);
+  ck->note[0] = '\0';
   cache_after(ck, rc, plan->batch, plan->batch);
   return rc;
 }

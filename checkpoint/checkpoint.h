@@ -68,6 +68,12 @@ int sl_ckpt_write_offsets(struct sl_ckpt *ck, const struct sl_plan *plan,
 int sl_ckpt_read_offsets(struct sl_ckpt *ck, uint64_t batch,
                          struct sl_plan *out, struct sl_error *err);
 
+/* A note the next sl_ckpt_write_commit() or sl_ckpt_roll_forward() stores
+ * in commits/N as "sink" (at most 127 bytes; the sink's word on what it
+ * committed, for example the Kafka transaction attempt). Cleared by the
+ * write. */
+void sl_ckpt_set_commit_note(struct sl_ckpt *ck, const char *note);
+
 /* Writes commits/<batch> durably. Requires offsets/<batch> to exist
  * (SL_ERR_INVAL otherwise): a commit without its plan is a bug. */
 int sl_ckpt_write_commit(struct sl_ckpt *ck, uint64_t batch,

@@ -37,7 +37,6 @@ const struct sl_fsio_ops sl_fsio_posix = {
 
 const struct sl_fsio_ops *sl_fsio = &sl_fsio_posix;
 
-
 /* Writes all of buf, retrying short writes and EINTR. Returns 0, or -1 with
  * errno set. A write that returns 0 for a non-empty buffer would loop
  * forever; it is reported as EIO. */

@@ -545,8 +545,9 @@ static int commit_one(struct engine *e, struct sl_sink *sink,
     if (!first_fail)
       first_fail = now;
     if (attempt >= rt->attempts || now - first_fail >= rt->max_elapsed_ns) {
-      sl_error_prefix(err, "gave up after %" PRId64 " tries in %.1f s "
-                           "(sink.retry limits)",
+      sl_error_prefix(err,
+                      "gave up after %" PRId64 " tries in %.1f s "
+                      "(sink.retry limits)",
                       attempt, (double)(now - first_fail) / 1e9);
       err->flags &= ~SL_ERR_RETRIABLE;
       break;
@@ -786,6 +787,7 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
     return err->code;
   }
   t2 = sl_mono_ns();
+  e->sink.note[0] = '\0';
   int rc = commit_sink(e, plan, tcs, n, err);
   free_stages(e, tcs, n);
   free(tcs);
@@ -793,6 +795,7 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
     return sl_error_prefix(err, "sink commit of batch %" PRIu64 " failed",
                            plan->batch);
   t3 = sl_mono_ns();
+  sl_ckpt_set_commit_note(e->ck, e->sink.note);
   if (sl_ckpt_write_commit(e->ck, plan->batch, sl_wall_ms(), err))
     return err->code;
   if (sl_ckpt_prune(e->ck, (unsigned)e->job->checkpoint.retain, err))
@@ -909,6 +912,7 @@ static int recover(struct engine *e, struct sl_error *err) {
       goto out;
     positions_from(e, &p);
     sl_plan_clear(&p);
+    sl_ckpt_set_commit_note(e->ck, e->sink.note);
     if ((rc = sl_ckpt_write_commit(e->ck, d.batch, sl_wall_ms(), err)))
       goto out;
     e->next_batch = d.batch + 1;
@@ -929,6 +933,7 @@ static int recover(struct engine *e, struct sl_error *err) {
     } else if (rc) {
       goto out;
     }
+    sl_ckpt_set_commit_note(e->ck, e->sink.note);
     if ((rc = sl_ckpt_roll_forward(e->ck, &p, sl_wall_ms(), err)))
       goto out;
     positions_from(e, &sink_end);

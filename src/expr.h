@@ -66,11 +66,11 @@ typedef int (*sl_header_fn)(const struct sl_record *rec, const char *name,
                             const char **value, size_t *len);
 
 struct sl_eval_ctx {
-  const cJSON *row;             /* the parsed record; NULL when raw */
-  const struct sl_record *rec;  /* for @ metadata; may be NULL */
-  sl_header_fn header;          /* for @headers.NAME; may be NULL */
-  struct sl_arena *arena;       /* for computed strings */
-  int64_t now_ms;               /* what now_ms() returns */
+  const cJSON *row;            /* the parsed record; NULL when raw */
+  const struct sl_record *rec; /* for @ metadata; may be NULL */
+  sl_header_fn header;         /* for @headers.NAME; may be NULL */
+  struct sl_arena *arena;      /* for computed strings */
+  int64_t now_ms;              /* what now_ms() returns */
 };
 
 /* Parses src. On error returns NULL, fills err (SL_ERR_CONFIG,

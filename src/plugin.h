@@ -107,6 +107,10 @@ struct sl_sink {
   void *conf; /* bound config; begins with struct sl_sink_common */
   const struct sl_job *job;
   void *ctx;
+  /* What the sink says about the batch it just committed (commit) or
+   * found committed (last_committed), stored in commits/N as "sink": for
+   * example which attempt of the batch committed. "" when nothing. */
+  char note[128];
 };
 
 struct sl_sink_plugin {

@@ -66,7 +66,7 @@ struct sl_window_spec {
   size_t ngroups;
   const char *const *group_names; /* output field of each group key */
   size_t naggs;
-  const char *const *agg_names;     /* output field of each aggregate */
+  const char *const *agg_names; /* output field of each aggregate */
   const enum sl_agg_kind *agg_kinds;
   unsigned shards; /* power of two, >= 1 (the engine uses 64) */
 };

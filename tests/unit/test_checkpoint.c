@@ -705,8 +705,16 @@ static void test_roll_forward(void **state) {
   plan_init(&p, 7);
   sl_plan_add(&p, "clicks", 0, 700, 700);
   sl_plan_add(&p, "clicks", 1, 70, 70);
+  sl_ckpt_set_commit_note(ck, "txn 7.2");
   assert_int_equal(sl_ckpt_roll_forward(ck, &p, 77, &err), 0);
   scan_expect(ck, 7, 7);
+  /* The sink's note is kept in commits/7, and only there. */
+  char path[700];
+  size_t len;
+  snprintf(path, sizeof(path), "%s/commits/7", f->dir);
+  char *data = slurp(path, &len);
+  assert_non_null(strstr(data, "\"txn 7.2\""));
+  free(data);
   assert_int_equal(sl_ckpt_read_offsets(ck, 7, &q, &err), 0);
   assert_int_equal(q.ranges[0].end, 700);
   /* Not backwards. */
@@ -716,6 +724,11 @@ static void test_roll_forward(void **state) {
   plan_for(&p, 8);
   write_offsets_ok(ck, &p);
   scan_expect(ck, 7, 8);
+  assert_int_equal(sl_ckpt_write_commit(ck, 8, 88, &err), 0);
+  snprintf(path, sizeof(path), "%s/commits/8", f->dir);
+  data = slurp(path, &len);
+  assert_null(strstr(data, "\"sink\""));
+  free(data);
   sl_plan_clear(&q);
   sl_plan_clear(&p);
   sl_ckpt_close(ck);
