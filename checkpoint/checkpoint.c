@@ -1119,7 +1119,7 @@ out:
 
 struct sl_recovery sl_recovery_decide(uint64_t last_commit,
                                       uint64_t last_offsets, bool sink_knows,
-                                      uint64_t sink_batch) {
+                                      uint64_t sink_batch, bool from_sink) {
   uint64_t k = last_commit, m = last_offsets, s = sink_batch;
   if (!sink_knows || s == k)
     return (struct sl_recovery){.action = m == k + 1 ? SL_RECOVER_RERUN
@@ -1129,5 +1129,8 @@ struct sl_recovery sl_recovery_decide(uint64_t last_commit,
     return (struct sl_recovery){.action = SL_RECOVER_COMPLETE, .batch = s};
   if (s > k)
     return (struct sl_recovery){.action = SL_RECOVER_ROLL_FORWARD, .batch = s};
+  if (from_sink)
+    return (struct sl_recovery){.action = SL_RECOVER_FROM_SINK,
+                                .batch = (m > k ? m : k) + 1};
   return (struct sl_recovery){.action = SL_RECOVER_SINK_BEHIND, .batch = s};
 }

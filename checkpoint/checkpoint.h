@@ -120,7 +120,11 @@ enum sl_recovery_action {
                               then plan batch + 1                        */
   SL_RECOVER_ROLL_FORWARD, /* sink is ahead by more than one batch: take
                               the sink's end offsets as batch `batch`     */
-  SL_RECOVER_SINK_BEHIND   /* sink lost data: stop with an error         */
+  SL_RECOVER_SINK_BEHIND,  /* sink lost data: stop with an error         */
+  SL_RECOVER_FROM_SINK     /* sink lost data and the user said to go on
+                              from the sink's offsets: record them as the
+                              new batch `batch` (after every batch the
+                              store has seen)                             */
 };
 
 struct sl_recovery {
@@ -137,9 +141,10 @@ struct sl_recovery {
  * Rules: S == K or !sink_knows: RERUN K+1 if M == K+1, else FRESH K+1.
  *        S == K+1 and M == K+1: COMPLETE K+1.
  *        S > K (otherwise): ROLL_FORWARD S.
- *        S < K: SINK_BEHIND (batch = S). */
+ *        S < K: SINK_BEHIND (batch = S), or with from_sink FROM_SINK
+ *        (batch = max(K, M) + 1). */
 struct sl_recovery sl_recovery_decide(uint64_t last_commit,
                                       uint64_t last_offsets, bool sink_knows,
-                                      uint64_t sink_batch);
+                                      uint64_t sink_batch, bool from_sink);
 
 #endif

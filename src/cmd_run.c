@@ -26,6 +26,9 @@ static const char run_help[] =
     "  --progress FORMAT      text (default), json (one object per batch,\n"
     "                         Spark StreamingQueryProgress fields) or none\n"
     "  --log-level LEVEL      error, warn, info (default) or debug\n"
+    "  --recover-from-sink    when the sink is behind the checkpoint (it lost\n"
+    "                         data), continue from the sink's own offsets\n"
+    "                         instead of stopping (stateless jobs)\n"
     "  --help                 this text\n"
     "\n"
     "Exit status: 0 done or stopped, 1 failed, 64 usage, 78 invalid job.\n";
@@ -142,12 +145,14 @@ void sl_cli_start_signal_thread(void) {
 }
 
 int sl_cmd_run(int argc, char **argv) {
-  static const struct option opts[] = {{"set", required_argument, 0, 's'},
-                                       {"trigger", required_argument, 0, 't'},
-                                       {"progress", required_argument, 0, 'p'},
-                                       {"log-level", required_argument, 0, 'l'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+  static const struct option opts[] = {
+      {"set", required_argument, 0, 's'},
+      {"trigger", required_argument, 0, 't'},
+      {"progress", required_argument, 0, 'p'},
+      {"log-level", required_argument, 0, 'l'},
+      {"recover-from-sink", no_argument, 0, 'R'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   struct common_args a = {0};
   struct sl_run_opts ro = {.progress = SL_PROGRESS_TEXT};
   const char *trigger = NULL;
@@ -158,6 +163,9 @@ int sl_cmd_run(int argc, char **argv) {
     switch (c) {
     case 's':
       add_set(&a, optarg);
+      break;
+    case 'R':
+      ro.recover_from_sink = true;
       break;
     case 't':
       if (strcmp(optarg, "available-now") != 0 &&

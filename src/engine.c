@@ -91,6 +91,8 @@ struct engine {
 struct worker_ctx {
   void *reader;
   struct sl_batch chunk, out, dead;
+  struct sl_rejects rejects; /* records the sink could not write */
+  struct sl_batch rdead;     /* their dead letters */
 };
 
 enum task_kind { TASK_READ, TASK_MERGE, TASK_EMIT };
@@ -116,7 +118,8 @@ struct task_ctx {
   struct sl_pipe_task *pipe;
   struct sl_pipe_stats stats;
   int64_t records;
-  int64_t lost; /* skipped: deleted by retention */
+  int64_t lost;          /* skipped: deleted by retention */
+  int64_t sink_rejected; /* outputs the sink sent to the dead letters */
   int attempts;
   int64_t retry_at_ns;
 };
@@ -148,18 +151,76 @@ static void worker_fini(int worker, void *arg, void *wctx) {
   sl_batch_free(&w->chunk);
   sl_batch_free(&w->out);
   sl_batch_free(&w->dead);
+  sl_rejects_free(&w->rejects);
+  sl_batch_free(&w->rdead);
   free(w);
 }
 
 /* Stages b in the sink (or in the dead letters), opening the stage on
- * first use. @locality worker thread */
+ * first use. Records the sink rejects are left in rj.
+ * @locality worker thread */
 static int stage(struct sl_sink *sink, void **st, const struct sl_task *t,
-                 const struct sl_batch *b, struct sl_error *err) {
+                 const struct sl_batch *b, struct sl_rejects *rj,
+                 struct sl_error *err) {
   if (b->n == 0)
     return 0;
   if (!*st && sink->plugin->stage_open(sink, t->batch, t->id, st, err))
     return err->code;
-  return sink->plugin->stage_write(*st, b, err);
+  return sink->plugin->stage_write(*st, b, rj, err);
+}
+
+/* Stages dead letters; the dead-letter sink writes every record. */
+static int stage_dead(struct engine *e, struct task_ctx *tc,
+                      const struct sl_task *t, struct worker_ctx *w,
+                      const struct sl_batch *dead, const char *what,
+                      struct sl_error *err) {
+  if (dead->n == 0)
+    return 0;
+  if (!e->dl.plugin)
+    return sl_error_setf(err, SL_ERR_INVAL, SL_ERR_FATAL,
+                         "%s failed and no dead_letter is set: %.*s", what,
+                         (int)SL_MIN(dead->recs[0].value_len, (size_t)300),
+                         dead->recs[0].value);
+  sl_rejects_clear(&w->rejects);
+  int rc = stage(&e->dl, &tc->dl_stage, t, dead, &w->rejects, err);
+  if (!rc && w->rejects.n)
+    rc = sl_error_setf(err, SL_ERR_INVAL, SL_ERR_FATAL,
+                       "the dead-letter sink refused a record: %s",
+                       w->rejects.reasons[0]);
+  return rc;
+}
+
+/* Stages outputs in the sink; what it rejects becomes dead letters (or
+ * fails the job with on_error: fail). @locality worker thread */
+static int stage_out(struct engine *e, struct task_ctx *tc,
+                     const struct sl_task *t, struct worker_ctx *w,
+                     const struct sl_batch *b, struct sl_error *err) {
+  sl_rejects_clear(&w->rejects);
+  int rc = stage(&e->sink, &tc->stage, t, b, &w->rejects, err);
+  size_t n = w->rejects.n;
+  if (rc || n == 0)
+    return rc;
+  if (e->job->on_error == SL_ON_ERROR_FAIL)
+    return sl_error_setf(err, SL_ERR_INVAL, SL_ERR_FATAL, "%s (on_error: fail)",
+                         w->rejects.reasons[0]);
+  sl_batch_reserve(&w->rdead, n);
+  for (size_t i = 0; i < n; i++) {
+    const struct sl_record *r = &w->rejects.recs[i];
+    char *s =
+        sl_dead_letter_json(r, r->value, r->value_len, w->rejects.reasons[i]);
+    w->rdead.recs[i] = *r;
+    w->rdead.recs[i].value = s;
+    w->rdead.recs[i].value_len = strlen(s);
+  }
+  w->rdead.n = n;
+  tc->sink_rejected += (int64_t)n;
+  /* stage_dead reuses w->rejects: the strings above are the copies. */
+  rc = stage_dead(e, tc, t, w, &w->rdead, "a record the sink could not write",
+                  err);
+  for (size_t i = 0; i < n; i++)
+    free((char *)w->rdead.recs[i].value);
+  w->rdead.n = 0;
+  return rc;
 }
 
 static int close_stage(struct sl_sink *sink, void *st, struct sl_error *err) {
@@ -175,6 +236,7 @@ static int read_task(struct sl_task *t, struct worker_ctx *w,
   struct task_ctx *tc = t->payload;
   bool fail = e->job->on_error == SL_ON_ERROR_FAIL;
   tc->records = 0;
+  tc->sink_rejected = 0;
   memset(&tc->stats, 0, sizeof(tc->stats));
   if (e->has_ops)
     tc->pipe = sl_pipe_task_new(e->job->pipeline);
@@ -188,21 +250,15 @@ static int read_task(struct sl_task *t, struct worker_ctx *w,
       continue;
     tc->records += (int64_t)w->chunk.n;
     if (!tc->pipe) {
-      rc = stage(&e->sink, &tc->stage, t, &w->chunk, &t->err);
+      rc = stage_out(e, tc, t, w, &w->chunk, &t->err);
       continue;
     }
     rc = sl_pipe_run(tc->pipe, &w->chunk, e->watermark, fail, sl_wall_ms(),
                      &w->out, &w->dead, &t->err);
     if (!rc)
-      rc = stage(&e->sink, &tc->stage, t, &w->out, &t->err);
-    if (!rc && w->dead.n)
-      rc = e->dl.plugin
-               ? stage(&e->dl, &tc->dl_stage, t, &w->dead, &t->err)
-               : sl_error_setf(&t->err, SL_ERR_INVAL, SL_ERR_FATAL,
-                               "a record failed and no dead_letter is set: "
-                               "%.*s",
-                               (int)w->dead.recs[0].value_len,
-                               w->dead.recs[0].value);
+      rc = stage_out(e, tc, t, w, &w->out, &t->err);
+    if (!rc)
+      rc = stage_dead(e, tc, t, w, &w->dead, "a record", &t->err);
   }
   if (rc)
     return rc;
@@ -210,6 +266,8 @@ static int read_task(struct sl_task *t, struct worker_ctx *w,
     tc->stats = sl_pipe_task_stats(tc->pipe);
   else
     tc->stats.in = tc->stats.out = tc->records;
+  tc->stats.out -= tc->sink_rejected;
+  tc->stats.dead += tc->sink_rejected;
   if (e->src.plugin->reader_lost)
     tc->lost = e->src.plugin->reader_lost(w->reader) - lost0;
   if (close_stage(&e->sink, tc->stage, &t->err))
@@ -227,6 +285,7 @@ static void push_row(cJSON *row, void *arg) {
 static int emit_task(struct sl_task *t, struct worker_ctx *w,
                      struct engine *e) {
   struct task_ctx *tc = t->payload;
+  tc->sink_rejected = 0;
   cJSON *rows = cJSON_CreateArray();
   for (unsigned s = tc->shard_lo; s < tc->shard_hi; s++)
     sl_wstate_emit_shard(e->ws, s, false, push_row, rows);
@@ -246,17 +305,16 @@ static int emit_task(struct sl_task *t, struct worker_ctx *w,
       tc->top_rows[tc->ntop++] =
           sl_strndup(w->out.recs[i].value, w->out.recs[i].value_len);
   } else if (!rc) {
-    rc = stage(&e->sink, &tc->stage, t, &w->out, &t->err);
+    rc = stage_out(e, tc, t, w, &w->out, &t->err);
   }
-  if (!rc && w->dead.n)
-    rc = e->dl.plugin ? stage(&e->dl, &tc->dl_stage, t, &w->dead, &t->err)
-                      : sl_error_setf(&t->err, SL_ERR_INVAL, SL_ERR_FATAL,
-                                      "a window output row failed and no "
-                                      "dead_letter is set");
+  if (!rc)
+    rc = stage_dead(e, tc, t, w, &w->dead, "a window output row", &t->err);
   if (rc)
     return rc;
   tc->stats = sl_pipe_task_stats(tc->pipe);
   tc->stats.in = 0;
+  tc->stats.out -= tc->sink_rejected;
+  tc->stats.dead += tc->sink_rejected;
   for (unsigned s = tc->shard_lo; s < tc->shard_hi; s++) {
     if (!sl_wstate_shard_dirty(e->ws, s))
       continue;
@@ -637,10 +695,16 @@ static int stage_top(struct engine *e, const struct sl_plan *plan,
   for (size_t i = 0; i < total; i++)
     b.recs[b.n++] = (struct sl_record){
         .value = rows[i], .value_len = strlen(rows[i]), .topic = ""};
-  int rc = stage(&e->sink, &tc->stage, &t, &b, err);
+  struct worker_ctx w = {0}; /* the coordinator's, for rejects */
+  int rc = stage_out(e, tc, &t, &w, &b, err);
   if (!rc)
     rc = close_stage(&e->sink, tc->stage, err);
-  stats->out += (int64_t)total;
+  if (!rc)
+    rc = close_stage(&e->dl, tc->dl_stage, err);
+  sl_rejects_free(&w.rejects);
+  sl_batch_free(&w.rdead);
+  stats->out += (int64_t)total - tc->sink_rejected;
+  stats->dead += tc->sink_rejected;
   for (size_t i = 0; i < total; i++)
     free(rows[i]);
   free(rows);
@@ -864,6 +928,42 @@ static void positions_from(struct engine *e, const struct sl_plan *p) {
   }
 }
 
+/* --recover-from-sink with a sink behind the checkpoint: the sink's end
+ * offsets (none: the source's starting offsets) become the checkpoint's
+ * new batch `batch`, numbered after everything the store has seen, so
+ * that the sink's guard accepts the batches that follow. A windowed job
+ * cannot: its state would have to go back to the sink's batch. */
+static int recover_from_sink(struct engine *e, uint64_t batch,
+                             uint64_t sink_batch,
+                             const struct sl_plan *sink_end,
+                             struct sl_error *err) {
+  if (e->ws)
+    return sl_error_setf(err, SL_ERR_DATALOSS, SL_ERR_FATAL,
+                         "--recover-from-sink: job %s keeps window state, "
+                         "which cannot go back to the sink's batch %" PRIu64
+                         "; remove the checkpoint directory %s and the "
+                         "sink's data to start over",
+                         e->job->id, sink_batch, e->job->checkpoint.dir);
+  struct sl_plan p = {0};
+  sl_plan_copy(&p, sink_end);
+  p.batch = batch;
+  p.task_max_records = sl_job_batching(e->job)->task_max_records;
+  p.created_ms = sl_wall_ms();
+  sl_plan_clear(&e->pos);
+  sl_ckpt_set_commit_note(e->ck, "recovered from the sink");
+  int rc = sl_ckpt_roll_forward(e->ck, &p, sl_wall_ms(), err);
+  sl_plan_clear(&p);
+  if (rc)
+    return rc;
+  positions_from(e, sink_end);
+  e->next_batch = batch + 1;
+  sl_warn("--recover-from-sink: the sink holds batch %" PRIu64
+          "; continuing from its offsets%s as batch %" PRIu64,
+          sink_batch, sink_end->n ? "" : " (none: the starting offsets)",
+          batch);
+  return 0;
+}
+
 /* Decides where to start from the checkpoint and the sink's own record
  * (DESIGN.md section 3, invariant 4: the sink is the authority). */
 static int recover(struct engine *e, struct sl_error *err) {
@@ -877,8 +977,9 @@ static int recover(struct engine *e, struct sl_error *err) {
   if (sink_knows &&
       e->sink.plugin->last_committed(&e->sink, &sink_batch, &sink_end, err))
     return err->code;
-  struct sl_recovery d = sl_recovery_decide(st.last_commit, st.last_offsets,
-                                            sink_knows, sink_batch);
+  struct sl_recovery d =
+      sl_recovery_decide(st.last_commit, st.last_offsets, sink_knows,
+                         sink_batch, e->opts->recover_from_sink);
   if (st.last_commit &&
       (rc = sl_ckpt_read_offsets(e->ck, st.last_commit, &p, err)))
     goto out;
@@ -890,6 +991,7 @@ static int recover(struct engine *e, struct sl_error *err) {
   if (d.action == SL_RECOVER_COMPLETE || d.action == SL_RECOVER_ROLL_FORWARD)
     state_batch = d.batch;
   if (e->ws && d.action != SL_RECOVER_SINK_BEHIND &&
+      d.action != SL_RECOVER_FROM_SINK &&
       (rc = load_state(e, state_batch, err)))
     goto out;
   switch (d.action) {
@@ -947,9 +1049,15 @@ static int recover(struct engine *e, struct sl_error *err) {
     rc = sl_error_setf(err, SL_ERR_DATALOSS, SL_ERR_FATAL,
                        "the sink's last committed batch is %" PRIu64
                        " but the checkpoint in %s committed batch %" PRIu64
-                       ": the sink lost data (was it wiped or restored "
-                       "from an old backup?)",
+                       ": the sink lost data (was it wiped, restarted "
+                       "without durable persistence, or restored from an "
+                       "old backup?). To continue from what the sink holds "
+                       "(re-processing what it lost, if the source still "
+                       "has it), run again with --recover-from-sink",
                        d.batch, e->job->checkpoint.dir, st.last_commit);
+    break;
+  case SL_RECOVER_FROM_SINK:
+    rc = recover_from_sink(e, d.batch, sink_batch, &sink_end, err);
     break;
   }
 out:

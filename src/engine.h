@@ -22,6 +22,9 @@ enum sl_progress_format {
 
 struct sl_run_opts {
   enum sl_progress_format progress;
+  /* A sink behind the checkpoint is data loss: stop, unless this is set;
+   * then continue from the sink's own offsets (--recover-from-sink). */
+  bool recover_from_sink;
 };
 
 /* Runs until the trigger says it is done (available-now), a stop is

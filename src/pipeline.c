@@ -670,10 +670,8 @@ static void emit_out(struct sl_pipe_task *t, struct sl_batch *out,
   t->st.out++;
 }
 
-/* A dead letter: the reason, the source coordinates and the raw bytes. */
-static void emit_dead(struct sl_pipe_task *t, struct sl_batch *dead,
-                      const struct sl_record *src, const char *raw,
-                      size_t rawlen, const char *reason) {
+char *sl_dead_letter_json(const struct sl_record *src, const char *raw,
+                          size_t rawlen, const char *reason) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "reason", reason);
   if (src) {
@@ -698,6 +696,16 @@ static void emit_dead(struct sl_pipe_task *t, struct sl_batch *dead,
   }
   char *s = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
+  if (!s)
+    abort();
+  return s;
+}
+
+/* A dead letter: the reason, the source coordinates and the raw bytes. */
+static void emit_dead(struct sl_pipe_task *t, struct sl_batch *dead,
+                      const struct sl_record *src, const char *raw,
+                      size_t rawlen, const char *reason) {
+  char *s = sl_dead_letter_json(src, raw, rawlen, reason);
   size_t n = strlen(s);
   sl_batch_reserve(dead, dead->n + 1);
   if (dead->n + 1 > t->doffcap) {

@@ -40,6 +40,12 @@
 
 struct sl_pipeline;
 
+/* A dead-letter record: compact JSON {reason, topic, partition, offset,
+ * timestamp, key, value} with src's coordinates (none when src is NULL)
+ * and the raw bytes as the value. malloc'd. */
+char *sl_dead_letter_json(const struct sl_record *src, const char *raw,
+                          size_t rawlen, const char *reason);
+
 /* Compiles the `pipeline:` node (NULL: no operators). Errors are
  * "file:line:col: message"; an expression error also gives the column in
  * the expression ("filter: column 9: ..."). */

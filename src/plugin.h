@@ -132,9 +132,11 @@ struct sl_sink_plugin {
    * invisible until commit. @locality worker thread */
   int (*stage_open)(struct sl_sink *sink, uint64_t batch, uint32_t task,
                     void **stage, struct sl_error *err);
-  /* @locality worker thread */
+  /* Stages the records of b. A record the sink cannot write (a template
+   * field is missing) goes to rejects with the reason, not to the stage.
+   * @locality worker thread */
   int (*stage_write)(void *stage, const struct sl_batch *b,
-                     struct sl_error *err);
+                     struct sl_rejects *rejects, struct sl_error *err);
   /* Makes the staged outputs durable where that applies (file: fsync).
    * @locality worker thread */
   int (*stage_close)(void *stage, struct sl_error *err);

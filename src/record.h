@@ -28,6 +28,22 @@ struct sl_batch {
   size_t n, cap;
 };
 
+/* Records a sink could not write (a template field is missing), each with
+ * the reason. A sink's stage_write adds them and leaves them out of the
+ * stage; the engine sends them to the dead letters. The records are
+ * shallow copies: their bytes belong to the batch given to stage_write. */
+struct sl_rejects {
+  struct sl_record *recs;
+  char **reasons;
+  size_t n, cap;
+};
+
+void sl_rejects_add(struct sl_rejects *rj, const struct sl_record *r,
+                    const char *reason);
+/* Forgets the records (keeps the memory for the next use). */
+void sl_rejects_clear(struct sl_rejects *rj);
+void sl_rejects_free(struct sl_rejects *rj);
+
 /* Makes room for at least n records (keeps the contents). */
 void sl_batch_reserve(struct sl_batch *b, size_t n);
 void sl_batch_free(struct sl_batch *b);

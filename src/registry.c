@@ -7,11 +7,12 @@ extern const struct sl_source_plugin sl_source_kafka;
 extern const struct sl_sink_plugin sl_sink_console;
 extern const struct sl_sink_plugin sl_sink_file;
 extern const struct sl_sink_plugin sl_sink_kafka;
+extern const struct sl_sink_plugin sl_sink_redis;
 
 const struct sl_source_plugin *const sl_source_plugins[] = {&sl_source_kafka,
                                                             NULL};
 const struct sl_sink_plugin *const sl_sink_plugins[] = {
-    &sl_sink_console, &sl_sink_file, &sl_sink_kafka, NULL};
+    &sl_sink_console, &sl_sink_file, &sl_sink_kafka, &sl_sink_redis, NULL};
 
 const struct sl_source_plugin *sl_source_find(const char *name) {
   for (size_t i = 0; sl_source_plugins[i]; i++)

@@ -249,8 +249,8 @@ static void put_json_string(struct file_stage *s, const char *p, size_t n) {
   put(s, "\"", 1);
 }
 
-static int file_stage_write(void *stage, const struct sl_batch *b,
-                            struct sl_error *err) {
+static int file_stage_write(void *stage, const struct sl_batch *b, struct sl_rejects *rejects, struct sl_error *err) {
+  (void)rejects; /* every record can be written */
   struct file_stage *s = stage;
   char num[160];
   for (size_t i = 0; i < b->n; i++) {

@@ -163,8 +163,8 @@ static size_t put(struct kstage *s, const char *p, size_t n) {
   return off;
 }
 
-static int ksink_stage_write(void *stage, const struct sl_batch *b,
-                             struct sl_error *err) {
+static int ksink_stage_write(void *stage, const struct sl_batch *b, struct sl_rejects *rejects, struct sl_error *err) {
+  (void)rejects; /* every record can be written */
   struct kstage *s = stage;
   (void)err;
   for (size_t i = 0; i < b->n; i++) {

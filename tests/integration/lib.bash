@@ -6,12 +6,15 @@ SRC=$(readlink -f "$2")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-it.XXXXXX")
 MOCK_PID=""
 BROKERS=""
+REDIS_PID=""
+REDIS_PORT=""
 
 cleanup() {
   if [ -n "$MOCK_PID" ]; then
     kill "$MOCK_PID" 2>/dev/null || true
     wait "$MOCK_PID" 2>/dev/null || true
   fi
+  stop_redis
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -51,4 +54,44 @@ expect_err() {
     cat "$WORK/err.txt" >&2
     fail "stderr does not match: $1"
   }
+}
+
+# free_port: prints a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_redis: runs a real redis-server on 127.0.0.1 (REDIS_PORT, a free
+# port unless already set) with its data in $WORK/redis, durable
+# (appendonly yes, appendfsync always), and waits until it answers PING.
+# Sets REDIS_URL. Calling it again after stop_redis restarts the same
+# server on the same port and data.
+start_redis() {
+  [ -n "$REDIS_PORT" ] || REDIS_PORT=$(free_port)
+  mkdir -p "$WORK/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" \
+    --save "" --appendonly yes --appendfsync always \
+    --logfile "$WORK/redis/redis.log" --daemonize no &
+  REDIS_PID=$!
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+  for _ in $(seq 1 500); do # bounded: 10 s
+    [ "$(rcli PING 2>/dev/null)" = "PONG" ] && return 0
+    kill -0 "$REDIS_PID" 2>/dev/null || break
+    sleep 0.02
+  done
+  fail "redis-server did not start: $(tail -5 "$WORK/redis/redis.log")"
+}
+
+# stop_redis: stops the server (SIGTERM: it finishes its writes).
+stop_redis() {
+  if [ -n "$REDIS_PID" ]; then
+    kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=""
+  fi
+}
+
+# rcli ARGS...: redis-cli against the test's server.
+rcli() {
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
 }

@@ -778,7 +778,19 @@ static void test_prune(void **state) {
 
 static void expect_decision(uint64_t k, uint64_t m, bool knows, uint64_t s,
                             enum sl_recovery_action action, uint64_t batch) {
-  struct sl_recovery r = sl_recovery_decide(k, m, knows, s);
+  struct sl_recovery r = sl_recovery_decide(k, m, knows, s, false);
+  /* --recover-from-sink changes only the sink-behind decision */
+  struct sl_recovery f = sl_recovery_decide(k, m, knows, s, true);
+  if (action != SL_RECOVER_SINK_BEHIND &&
+      (f.action != r.action || f.batch != r.batch))
+    fail_msg("from_sink changed decide(K=%llu, M=%llu, S=%llu)",
+             (unsigned long long)k, (unsigned long long)m,
+             (unsigned long long)s);
+  if (action == SL_RECOVER_SINK_BEHIND &&
+      (f.action != SL_RECOVER_FROM_SINK || f.batch != (m > k ? m : k) + 1))
+    fail_msg("decide(K=%llu, M=%llu, S=%llu, from_sink) = (%d, %llu)",
+             (unsigned long long)k, (unsigned long long)m,
+             (unsigned long long)s, (int)f.action, (unsigned long long)f.batch);
   if (r.action != action || r.batch != batch)
     fail_msg("decide(K=%llu, M=%llu, knows=%d, S=%llu) = (%d, %llu), "
              "expected (%d, %llu)",
@@ -812,6 +824,14 @@ static void test_recovery_decide(void **state) {
   /* S < K: the sink lost data. */
   expect_decision(5, 6, true, 4, SL_RECOVER_SINK_BEHIND, 4);
   expect_decision(5, 5, true, 0, SL_RECOVER_SINK_BEHIND, 0);
+  /* ... and with --recover-from-sink a new batch after all the store has
+   * seen (checked inside expect_decision). */
+  struct sl_recovery r = sl_recovery_decide(5, 6, true, 2, true);
+  assert_int_equal(r.action, SL_RECOVER_FROM_SINK);
+  assert_int_equal(r.batch, 7);
+  r = sl_recovery_decide(5, 5, true, 0, true);
+  assert_int_equal(r.action, SL_RECOVER_FROM_SINK);
+  assert_int_equal(r.batch, 6);
 }
 
 static void test_metadata_job_mismatch(void **state) {

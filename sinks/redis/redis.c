@@ -1,0 +1,742 @@
+/*
+ * redis.c - writes each output record as Redis commands, exactly once.
+ *
+ *   sink:
+ *     redis:
+ *       url: redis://127.0.0.1:6379/0
+ *       command:                          # one or more per record
+ *         - SADD ids {id}
+ *         - HINCRBY spend {user} {amount}
+ *       ttl: 1h                           # optional PEXPIRE of each key
+ *
+ * Staging (worker threads) renders every record's commands into Redis
+ * protocol in the task's stage, in memory; a record a template cannot
+ * render (a missing field) is rejected to the dead letters.
+ *
+ * Commit (the coordinator), one round of pipelined writes per batch:
+ *
+ *   WATCH <commit key>; HGET <commit key> batch
+ *     -> batch >= N: UNWATCH, done (a re-run of a committed batch: no-op)
+ *   MULTI
+ *   the stages' commands in task order, in chunks (`pipeline` commands or
+ *   1 MiB), reading the QUEUED replies after each chunk so neither side
+ *   buffers the whole batch twice
+ *   DEL <commit key>; HSET <commit key> batch N o:<topic>:<p> <end> ...
+ *   EXEC
+ *
+ * MULTI/EXEC makes the batch's effects and its commit record visible
+ * together; WATCH makes EXEC fail if another writer changed the commit
+ * record meanwhile (then the commit is checked again). Since the whole
+ * batch is guarded by the batch id, non-idempotent commands (INCRBY,
+ * RPUSH, XADD) are applied exactly once too. A batch stays one transaction
+ * however large it is: Redis holds the queued commands in memory until
+ * EXEC (about the size of the commands), so max_records_per_batch bounds
+ * it. A command that Redis rejects while queueing (it never happens for
+ * validated templates) discards the transaction. A command that fails
+ * inside EXEC (WRONGTYPE: the key holds another type) cannot be rolled
+ * back by Redis: the batch is committed without that effect and the job
+ * stops with a message naming it.
+ *
+ * A lost connection, a timeout or a refused connection is a retriable
+ * error: the engine retries the commit (sink.redis.retry) on a new
+ * connection; the WATCH/HGET guard tells whether a transaction whose reply
+ * was lost did commit. Redis decides what survives its own restart: the
+ * sink reads CONFIG GET appendonly/appendfsync at start and warns unless
+ * they are yes/always; a Redis that comes back behind the checkpoint is
+ * reported by recovery as data loss.
+ */
+#include "redis.h"
+
+#include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/job.h"
+#include "../../src/log.h"
+#include "../../src/plugin.h"
+#include "../../src/util.h"
+#include "conn.h"
+#include "template.h"
+
+#define CHUNK_BYTES (1u << 20)
+
+struct redis_conf {
+  struct sl_sink_common common; /* first: the engine reads it */
+  char *url;
+  const struct sl_cfg_node *command;
+  int64_t ttl_ns;
+  char *user;
+  char *password;
+  char *commit_key;
+  int64_t timeout_ns;
+  int64_t pipeline;
+};
+
+static const struct sl_cfg_field redis_map[] = {
+    {.key = "url",
+     .type = SL_CFG_T_STR,
+     .flags = SL_CFG_REQUIRED,
+     .offset = offsetof(struct redis_conf, url),
+     .desc = "redis://[user:password@]host[:port][/db] or "
+             "unix:///path/to/socket[?db=N]"},
+    {.key = "command",
+     .type = SL_CFG_T_NODE,
+     .flags = SL_CFG_REQUIRED,
+     .offset = offsetof(struct redis_conf, command),
+     .desc = "a command template, or a list of them, run for every output "
+             "record: HSET user:{user} clicks {clicks}"},
+    {.key = "ttl",
+     .type = SL_CFG_T_DURATION,
+     .def = "0s",
+     .offset = offsetof(struct redis_conf, ttl_ns),
+     .desc = "when set, every key written gets this expiry (PEXPIRE)"},
+    {.key = "user",
+     .type = SL_CFG_T_STR,
+     .offset = offsetof(struct redis_conf, user),
+     .desc = "ACL user (overrides the url's)"},
+    {.key = "password",
+     .type = SL_CFG_T_STR,
+     .offset = offsetof(struct redis_conf, password),
+     .desc = "password (overrides the url's); use ${REDIS_PASSWORD}"},
+    {.key = "commit_key",
+     .type = SL_CFG_T_STR,
+     .offset = offsetof(struct redis_conf, commit_key),
+     .desc = "hash holding the last committed batch and the source "
+             "offsets (default sluice:<job>:commit)"},
+    {.key = "timeout",
+     .type = SL_CFG_T_DURATION,
+     .def = "10s",
+     .offset = offsetof(struct redis_conf, timeout_ns),
+     .desc = "bound on connecting and on every reply"},
+    {.key = "pipeline",
+     .type = SL_CFG_T_INT,
+     .def = "1000",
+     .offset = offsetof(struct redis_conf, pipeline),
+     .desc = "commands sent before their replies are read",
+     .min = 1,
+     .max = 1000000},
+    {0}};
+
+struct rsink {
+  const struct redis_conf *conf;
+  struct sl_redis_url url;
+  struct sl_rcmd **cmds;
+  size_t ncmds;
+  bool needs_json;
+  char *key;        /* the commit record */
+  redisContext *rc; /* NULL when not connected */
+  uint64_t last;    /* newest batch known committed */
+  char where[300];
+  char describe[400];
+};
+
+struct rstage {
+  struct rsink *s;
+  char *buf; /* Redis protocol */
+  size_t len, cap;
+  size_t *ends; /* per command: offset just past it */
+  size_t n, ncap;
+  struct sl_rargs args;
+};
+
+/* --------------------------------------------------------- pure parts */
+
+size_t sl_redis_chunk_end(const size_t *ends, size_t n, size_t from,
+                          size_t max_cmds, size_t max_bytes) {
+  if (from >= n)
+    return n;
+  size_t base = from ? ends[from - 1] : 0;
+  size_t end = from + 1;
+  while (end < n && end - from < max_cmds && ends[end] - base <= max_bytes)
+    end++;
+  return end;
+}
+
+static int parse_i64(const char *s, int64_t *out) {
+  char *end;
+  if (!s || !*s)
+    return -1;
+  long long v = strtoll(s, &end, 10);
+  if (*end || v < 0)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int sl_redis_commit_decode(const char *const *fields, const char *const *values,
+                           size_t n, uint64_t *batch, struct sl_plan *end,
+                           char *msg, size_t msgsz) {
+  *batch = 0;
+  for (size_t i = 0; i < n; i++) {
+    int64_t v;
+    if (strcmp(fields[i], "batch") == 0) {
+      if (parse_i64(values[i], &v) || v == 0) {
+        snprintf(msg, msgsz, "field batch is '%.40s', not a batch number",
+                 values[i]);
+        return -1;
+      }
+      *batch = (uint64_t)v;
+      continue;
+    }
+    if (strncmp(fields[i], "o:", 2) != 0)
+      continue;
+    const char *tp = fields[i] + 2;
+    const char *colon = strrchr(tp, ':');
+    int64_t part;
+    if (!colon || colon == tp || parse_i64(colon + 1, &part) ||
+        part > INT32_MAX || parse_i64(values[i], &v)) {
+      snprintf(msg, msgsz, "offset field '%.80s' = '%.40s' is malformed",
+               fields[i], values[i]);
+      return -1;
+    }
+    char *topic = sl_strndup(tp, (size_t)(colon - tp));
+    sl_plan_add(end, topic, (int32_t)part, v, v);
+    free(topic);
+  }
+  if (!*batch && end->n) {
+    snprintf(msg, msgsz, "offsets without a batch number");
+    return -1;
+  }
+  sl_plan_sort(end);
+  return 0;
+}
+
+/* ------------------------------------------------------------ config */
+
+/* Calls fn on every command template node (a scalar or a list). */
+static int each_command(const struct sl_cfg_node *node,
+                        int (*fn)(const struct sl_cfg_node *, void *),
+                        void *arg, struct sl_error *err) {
+  if (node->kind == SL_CFG_SCALAR)
+    return fn(node, arg);
+  if (node->kind != SL_CFG_SEQ || node->n == 0)
+    return sl_cfg_error(err, node,
+                        "command must be a command template or "
+                        "a non-empty list of them");
+  for (size_t i = 0; i < node->n; i++) {
+    if (node->items[i]->kind != SL_CFG_SCALAR)
+      return sl_cfg_error(err, node->items[i],
+                          "each command must be one line of text");
+    int rc = fn(node->items[i], arg);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+struct parse_ctx {
+  struct sl_error *err;
+  struct rsink *s; /* NULL: only check */
+};
+
+static int parse_one(const struct sl_cfg_node *n, void *arg) {
+  struct parse_ctx *pc = arg;
+  char msg[300];
+  int col = 1;
+  struct sl_rcmd *c = sl_rcmd_parse(n->scalar, msg, sizeof(msg), &col);
+  if (!c) {
+    /* Point at the character: exact for plain and simple quoted text. */
+    struct sl_cfg_node at = *n;
+    if (!strchr(n->scalar, '\n'))
+      at.col = n->col + col - 1 + (n->plain ? 0 : 1);
+    return sl_cfg_error(pc->err, &at, "redis command (column %d): %s", col,
+                        msg);
+  }
+  if (!pc->s) {
+    sl_rcmd_free(c);
+    return 0;
+  }
+  struct rsink *s = pc->s;
+  s->cmds = sl_realloc(s->cmds, (s->ncmds + 1) * sizeof(*s->cmds));
+  s->cmds[s->ncmds++] = c;
+  s->needs_json |= sl_rcmd_needs_json(c);
+  return 0;
+}
+
+static int redis_validate(const void *vconf, const struct sl_cfg_node *node,
+                          struct sl_error *err) {
+  const struct redis_conf *c = vconf;
+  struct sl_redis_url u;
+  char msg[300];
+  if (sl_redis_url_parse(c->url, &u, msg, sizeof(msg)))
+    return sl_cfg_error(err, sl_cfg_get(node, "url"), "url: %s", msg);
+  sl_redis_url_free(&u);
+  if (c->ttl_ns && c->ttl_ns < 1000000)
+    return sl_cfg_error(err, sl_cfg_get(node, "ttl"),
+                        "ttl must be at least 1ms (Redis expires keys in "
+                        "milliseconds)");
+  if (c->commit_key && !c->commit_key[0])
+    return sl_cfg_error(err, sl_cfg_get(node, "commit_key"),
+                        "commit_key must not be empty");
+  struct parse_ctx pc = {.err = err};
+  return each_command(c->command, parse_one, &pc, err);
+}
+
+/* --------------------------------------------------------- connection */
+
+static void disconnect(struct rsink *s) {
+  if (s->rc)
+    redisFree(s->rc);
+  s->rc = NULL;
+}
+
+static int ensure_connected(struct rsink *s, struct sl_error *err) {
+  if (s->rc && !s->rc->err)
+    return 0;
+  disconnect(s);
+  s->rc = sl_redis_connect(&s->url, s->conf->timeout_ns, err);
+  return s->rc ? 0 : err->code;
+}
+
+/* The connection failed mid-conversation: drop it (Redis discards an
+ * unfinished MULTI with the connection) and let the engine retry. */
+static int conn_lost(struct rsink *s, const char *doing, struct sl_error *err) {
+  int rc = sl_error_setf(
+      err, SL_ERR_SINK, SL_ERR_RETRIABLE,
+      "redis at %s: connection lost while %s: %s", s->where, doing,
+      s->rc && s->rc->errstr[0] ? s->rc->errstr : "no reply");
+  disconnect(s);
+  return rc;
+}
+
+static int get_reply(struct rsink *s, redisReply **r, const char *doing,
+                     struct sl_error *err) {
+  void *p = NULL;
+  if (redisGetReply(s->rc, &p) != REDIS_OK || !p)
+    return conn_lost(s, doing, err);
+  *r = p;
+  return 0;
+}
+
+/* Warns when Redis would lose acknowledged writes in a restart. */
+static void check_persistence(struct rsink *s) {
+  redisReply *r = redisCommand(s->rc, "CONFIG GET append*");
+  if (!r || r->type != REDIS_REPLY_ARRAY) {
+    sl_info("redis at %s: cannot read its persistence settings (%s); "
+            "exactly-once across a Redis restart needs appendonly yes and "
+            "appendfsync always",
+            s->where, r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+    if (r)
+      freeReplyObject(r);
+    return;
+  }
+  const char *aof = "?", *fsync = "?";
+  for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    if (strcmp(r->element[i]->str, "appendonly") == 0)
+      aof = r->element[i + 1]->str;
+    else if (strcmp(r->element[i]->str, "appendfsync") == 0)
+      fsync = r->element[i + 1]->str;
+  }
+  if (strcmp(aof, "yes") != 0 || strcmp(fsync, "always") != 0)
+    sl_warn("redis at %s persists with appendonly %s, appendfsync %s: a "
+            "Redis restart can lose committed batches (sluice then stops "
+            "with a data-loss error); for exactly-once across Redis "
+            "restarts set appendonly yes and appendfsync always",
+            s->where, aof, fsync);
+  freeReplyObject(r);
+}
+
+static int redis_init(struct sl_sink *sink, struct sl_error *err) {
+  const struct redis_conf *c = sink->conf;
+  struct rsink *s = sl_calloc(1, sizeof(*s));
+  char msg[300];
+  sink->ctx = s;
+  s->conf = c;
+  if (sl_redis_url_parse(c->url, &s->url, msg, sizeof(msg)))
+    return sl_error_setf(err, SL_ERR_CONFIG, SL_ERR_FATAL, "redis url: %s",
+                         msg);
+  if (c->user) {
+    free(s->url.user);
+    s->url.user = sl_strdup(c->user);
+  }
+  if (c->password) {
+    free(s->url.password);
+    s->url.password = sl_strdup(c->password);
+  }
+  sl_redis_url_describe(&s->url, s->where, sizeof(s->where));
+  s->key = c->commit_key ? sl_strdup(c->commit_key)
+                         : sl_asprintf("sluice:%s:commit", sink->job->id);
+  snprintf(s->describe, sizeof(s->describe), "Redis[%s]", s->where);
+  struct parse_ctx pc = {.err = err, .s = s};
+  if (each_command(c->command, parse_one, &pc, err))
+    return err->code;
+  if (ensure_connected(s, err))
+    return err->code;
+  check_persistence(s);
+  return 0;
+}
+
+static int redis_last_committed(struct sl_sink *sink, uint64_t *batch,
+                                struct sl_plan *end, struct sl_error *err) {
+  struct rsink *s = sink->ctx;
+  *batch = 0;
+  if (ensure_connected(s, err))
+    return err->code;
+  redisReply *r = redisCommand(s->rc, "HGETALL %s", s->key);
+  if (!r)
+    return conn_lost(s, "reading the commit record", err);
+  int rc = 0;
+  if (r->type != REDIS_REPLY_ARRAY) {
+    rc = sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL,
+                       "redis at %s: the commit record %s is not a hash "
+                       "(%s): is another program using that key?",
+                       s->where, s->key,
+                       r->type == REDIS_REPLY_ERROR ? r->str : "wrong type");
+    goto out;
+  }
+  size_t n = r->elements / 2;
+  const char **f = sl_calloc(n + 1, sizeof(*f));
+  const char **v = sl_calloc(n + 1, sizeof(*v));
+  for (size_t i = 0; i < n; i++) {
+    f[i] = r->element[2 * i]->str;
+    v[i] = r->element[2 * i + 1]->str;
+  }
+  char msg[200];
+  if (sl_redis_commit_decode(f, v, n, batch, end, msg, sizeof(msg)))
+    rc = sl_error_setf(err, SL_ERR_CORRUPT, SL_ERR_FATAL,
+                       "redis at %s: the commit record %s: %s", s->where,
+                       s->key, msg);
+  free(f);
+  free(v);
+  s->last = *batch;
+out:
+  freeReplyObject(r);
+  return rc;
+}
+
+/* ------------------------------------------------------------ staging */
+
+static int redis_stage_open(struct sl_sink *sink, uint64_t batch, uint32_t task,
+                            void **stage, struct sl_error *err) {
+  (void)batch;
+  (void)task;
+  (void)err;
+  struct rstage *st = sl_calloc(1, sizeof(*st));
+  st->s = sink->ctx;
+  *stage = st;
+  return 0;
+}
+
+static void stage_put(struct rstage *st, const struct sl_rargs *a) {
+  char *cmd;
+  int n = redisFormatCommandArgv(&cmd, (int)a->argc, a->argv, a->argvlen);
+  if (n < 0)
+    abort(); /* out of memory */
+  if (st->len + (size_t)n > st->cap) {
+    st->cap = SL_MAX(st->cap * 2, st->len + (size_t)n + 4096);
+    st->buf = sl_realloc(st->buf, st->cap);
+  }
+  memcpy(st->buf + st->len, cmd, (size_t)n);
+  st->len += (size_t)n;
+  redisFreeCommand(cmd);
+  if (st->n == st->ncap) {
+    st->ncap = SL_MAX(st->ncap * 2, (size_t)256);
+    st->ends = sl_realloc(st->ends, st->ncap * sizeof(*st->ends));
+  }
+  st->ends[st->n++] = st->len;
+}
+
+/* The PEXPIRE of a rendered command's key. */
+static void stage_ttl(struct rstage *st, const struct sl_rargs *a) {
+  char ms[32];
+  int n = snprintf(ms, sizeof(ms), "%" PRId64, st->s->conf->ttl_ns / 1000000);
+  const char *argv[3] = {"PEXPIRE", a->argv[1], ms};
+  size_t lens[3] = {7, a->argvlen[1], (size_t)n};
+  struct sl_rargs e = {.argv = argv, .argvlen = lens, .argc = 3};
+  stage_put(st, &e);
+}
+
+/* @locality worker thread */
+static int redis_stage_write(void *stage, const struct sl_batch *b,
+                             struct sl_rejects *rejects, struct sl_error *err) {
+  struct rstage *st = stage;
+  struct rsink *s = st->s;
+  char reason[300];
+  (void)err;
+  for (size_t i = 0; i < b->n; i++) {
+    const struct sl_record *r = &b->recs[i];
+    cJSON *row = NULL;
+    if (s->needs_json && r->value)
+      row = cJSON_ParseWithLength(r->value, r->value_len);
+    size_t len0 = st->len, n0 = st->n;
+    for (size_t k = 0; k < s->ncmds; k++) {
+      if (sl_rcmd_render(s->cmds[k], r, row, &st->args, reason,
+                         sizeof(reason))) {
+        st->len = len0; /* the record's commands go together or not */
+        st->n = n0;
+        sl_rejects_add(rejects, r, reason);
+        break;
+      }
+      stage_put(st, &st->args);
+      if (s->conf->ttl_ns && sl_rcmd_has_key(s->cmds[k]))
+        stage_ttl(st, &st->args);
+    }
+    cJSON_Delete(row);
+  }
+  return 0;
+}
+
+static int redis_stage_close(void *stage, struct sl_error *err) {
+  (void)stage;
+  (void)err;
+  return 0;
+}
+
+static void redis_stage_free(struct sl_sink *sink, void *stage) {
+  struct rstage *st = stage;
+  (void)sink;
+  if (!st)
+    return;
+  free(st->buf);
+  free(st->ends);
+  sl_rargs_free(&st->args);
+  free(st);
+}
+
+/* ------------------------------------------------------------- commit */
+
+/* The batch the commit record holds (0 none), read under WATCH. */
+static int watch_batch(struct rsink *s, uint64_t *batch, struct sl_error *err) {
+  redisReply *r = NULL;
+  redisAppendCommand(s->rc, "WATCH %s", s->key);
+  redisAppendCommand(s->rc, "HGET %s batch", s->key);
+  if (get_reply(s, &r, "watching the commit record", err))
+    return err->code;
+  int bad = r->type == REDIS_REPLY_ERROR;
+  freeReplyObject(r);
+  if (get_reply(s, &r, "reading the commit record", err))
+    return err->code;
+  int64_t v = 0;
+  if (bad || (r->type != REDIS_REPLY_NIL &&
+              (r->type != REDIS_REPLY_STRING || parse_i64(r->str, &v)))) {
+    int rc =
+        sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL,
+                      "redis at %s: the commit record %s is unreadable "
+                      "(%s)",
+                      s->where, s->key,
+                      r->type == REDIS_REPLY_ERROR ? r->str : "not a number");
+    freeReplyObject(r);
+    return rc;
+  }
+  freeReplyObject(r);
+  *batch = (uint64_t)v;
+  return 0;
+}
+
+/* A printable prefix of a Redis protocol command, for messages. */
+static void show_cmd(const char *p, size_t n, char *out, size_t outsz) {
+  size_t k = 0;
+  /* skip "*<argc>\r\n", then "$<len>\r\n<arg>\r\n" per argument */
+  const char *e = p + n;
+  const char *q = memchr(p, '\n', n);
+  q = q ? q + 1 : e;
+  while (q < e && k + 2 < outsz) {
+    const char *nl = memchr(q, '\n', (size_t)(e - q));
+    if (!nl)
+      break;
+    long len = strtol(q + 1, NULL, 10);
+    q = nl + 1;
+    if (k)
+      out[k++] = ' ';
+    for (long i = 0; i < len && q + i < e && k + 2 < outsz; i++)
+      out[k++] = (q[i] >= 32 && q[i] < 127) ? q[i] : '?';
+    q += len + 2;
+  }
+  out[k] = '\0';
+}
+
+/* Sends the commands [from, to) of a stage and reads their QUEUED
+ * replies. */
+static int send_chunk(struct rsink *s, const struct rstage *st, size_t from,
+                      size_t to, struct sl_error *err) {
+  size_t base = from ? st->ends[from - 1] : 0;
+  redisAppendFormattedCommand(s->rc, st->buf + base, st->ends[to - 1] - base);
+  for (size_t i = from; i < to; i++) {
+    redisReply *r = NULL;
+    if (get_reply(s, &r, "sending the batch", err))
+      return err->code;
+    if (r->type == REDIS_REPLY_ERROR) {
+      char cmd[160];
+      size_t start = i ? st->ends[i - 1] : 0;
+      show_cmd(st->buf + start, st->ends[i] - start, cmd, sizeof(cmd));
+      int rc = sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL,
+                             "redis at %s refused a command of the batch "
+                             "(%s): %s; the batch was not committed",
+                             s->where, cmd, r->str);
+      freeReplyObject(r);
+      /* drain the other replies, then drop the transaction */
+      for (size_t j = i + 1; j < to; j++)
+        if (redisGetReply(s->rc, (void **)&r) == REDIS_OK && r)
+          freeReplyObject(r);
+      disconnect(s);
+      return rc;
+    }
+    freeReplyObject(r);
+  }
+  return 0;
+}
+
+/* DEL + HSET of the commit record, as argument vectors. */
+static void append_record(struct rsink *s, const struct sl_plan *plan) {
+  size_t argc = 4 + 2 * plan->n;
+  const char **argv = sl_calloc(argc, sizeof(*argv));
+  size_t *lens = sl_calloc(argc, sizeof(*lens));
+  char **owned = sl_calloc(2 * plan->n + 1, sizeof(*owned));
+  size_t k = 0, o = 0;
+  argv[k++] = "HSET";
+  argv[k++] = s->key;
+  argv[k++] = "batch";
+  argv[k++] = owned[o++] = sl_asprintf("%" PRIu64, plan->batch);
+  for (size_t i = 0; i < plan->n; i++) {
+    const struct sl_range *r = &plan->ranges[i];
+    argv[k++] = owned[o++] =
+        sl_asprintf("o:%s:%" PRId32, r->topic, r->partition);
+    argv[k++] = owned[o++] = sl_asprintf("%" PRId64, r->end);
+  }
+  for (size_t i = 0; i < argc; i++)
+    lens[i] = strlen(argv[i]);
+  redisAppendCommand(s->rc, "DEL %s", s->key);
+  redisAppendCommandArgv(s->rc, (int)argc, argv, lens);
+  for (size_t i = 0; i < o; i++)
+    free(owned[i]);
+  free(owned);
+  free(argv);
+  free(lens);
+}
+
+/* Reads EXEC's reply: the results of every command of the batch. */
+static int check_exec(struct rsink *s, const struct sl_plan *plan,
+                      redisReply *r, uint64_t total, struct sl_error *err) {
+  size_t failed = 0, first = 0;
+  for (size_t i = 0; i < r->elements; i++)
+    if (r->element[i]->type == REDIS_REPLY_ERROR && failed++ == 0)
+      first = i;
+  if (!failed)
+    return 0;
+  return sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL,
+                       "batch %" PRIu64 " is committed in redis at %s, but "
+                       "Redis refused %zu of its %" PRIu64
+                       " commands (the first, command %zu: %s); those "
+                       "effects are missing. Fix the keys or the templates; "
+                       "the next start continues after this batch",
+                       plan->batch, s->where, failed, total, first + 1,
+                       r->element[first]->str);
+}
+
+/* @locality coordinator */
+static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
+                        void *const *stages, size_t n, struct sl_error *err) {
+  struct rsink *s = sink->ctx;
+  uint64_t held = 0, total = 0;
+  redisReply *r = NULL;
+  if (plan->batch <= s->last)
+    return 0;
+  if (ensure_connected(s, err) || watch_batch(s, &held, err))
+    return err->code;
+  if (held >= plan->batch) {
+    redisAppendCommand(s->rc, "UNWATCH");
+    if (get_reply(s, &r, "unwatching", err))
+      return err->code;
+    freeReplyObject(r);
+    s->last = held;
+    return 0;
+  }
+  redisAppendCommand(s->rc, "MULTI");
+  if (get_reply(s, &r, "starting the transaction", err))
+    return err->code;
+  freeReplyObject(r);
+  for (size_t i = 0; i < n; i++) {
+    const struct rstage *st = stages[i];
+    for (size_t from = 0; from < st->n;) {
+      size_t to = sl_redis_chunk_end(st->ends, st->n, from,
+                                     (size_t)s->conf->pipeline, CHUNK_BYTES);
+      if (send_chunk(s, st, from, to, err))
+        return err->code;
+      from = to;
+    }
+    total += st->n;
+  }
+  append_record(s, plan);
+  redisAppendCommand(s->rc, "EXEC");
+  for (int i = 0; i < 2; i++) { /* DEL, HSET: QUEUED */
+    if (get_reply(s, &r, "writing the commit record", err))
+      return err->code;
+    freeReplyObject(r);
+  }
+  if (get_reply(s, &r, "committing the transaction", err))
+    return err->code;
+  int rc = 0;
+  if (r->type == REDIS_REPLY_NIL) {
+    /* WATCH fired: someone changed the commit record. Look again. */
+    freeReplyObject(r);
+    if (watch_batch(s, &held, err))
+      return err->code;
+    redisAppendCommand(s->rc, "UNWATCH");
+    if (get_reply(s, &r, "unwatching", err))
+      return err->code;
+    freeReplyObject(r);
+    if (held >= plan->batch) {
+      sl_warn("redis at %s: another writer committed batch %" PRIu64
+              " (is a second instance of job %s running?)",
+              s->where, held, sink->job->id);
+      s->last = held;
+      return 0;
+    }
+    return sl_error_setf(err, SL_ERR_SINK, SL_ERR_RETRIABLE,
+                         "redis at %s: the commit record %s changed during "
+                         "the transaction of batch %" PRIu64,
+                         s->where, s->key, plan->batch);
+  }
+  if (r->type == REDIS_REPLY_ARRAY) {
+    s->last = plan->batch; /* committed, even if some commands failed */
+    rc = check_exec(s, plan, r, total, err);
+  } else {
+    rc = sl_error_setf(
+        err, SL_ERR_SINK, SL_ERR_FATAL,
+        "redis at %s: the transaction of batch %" PRIu64 " was refused: %s",
+        s->where, plan->batch,
+        r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+  }
+  freeReplyObject(r);
+  return rc;
+}
+
+static const char *redis_describe(struct sl_sink *sink) {
+  struct rsink *s = sink->ctx;
+  return s ? s->describe : "Redis";
+}
+
+static void redis_destroy(struct sl_sink *sink) {
+  struct rsink *s = sink->ctx;
+  if (!s)
+    return;
+  disconnect(s);
+  for (size_t i = 0; i < s->ncmds; i++)
+    sl_rcmd_free(s->cmds[i]);
+  free(s->cmds);
+  sl_redis_url_free(&s->url);
+  free(s->key);
+  free(s);
+  sink->ctx = NULL;
+}
+
+const struct sl_sink_plugin sl_sink_redis = {
+    .name = "redis",
+    .config_map = redis_map,
+    .conf_size = sizeof(struct redis_conf),
+    .flags = SL_SINK_EXACTLY_ONCE,
+    .validate = redis_validate,
+    .init = redis_init,
+    .last_committed = redis_last_committed,
+    .stage_open = redis_stage_open,
+    .stage_write = redis_stage_write,
+    .stage_close = redis_stage_close,
+    .commit = redis_commit,
+    .stage_free = redis_stage_free,
+    .describe = redis_describe,
+    .destroy = redis_destroy,
+};

@@ -1,0 +1,28 @@
+/*
+ * redis.h - the pure parts of the Redis sink, for unit tests.
+ */
+#ifndef SL_REDIS_SINK_H
+#define SL_REDIS_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../src/offsets.h"
+
+/* Commands of a stage are sent in chunks: the commands [from, end) where
+ * end is the first command that would make the chunk hold more than
+ * max_cmds commands or max_bytes bytes (a chunk has at least one command).
+ * ends[i] is the byte offset just past command i in the stage's buffer. */
+size_t sl_redis_chunk_end(const size_t *ends, size_t n, size_t from,
+                          size_t max_cmds, size_t max_bytes);
+
+/* The commit record in Redis is one hash: "batch" -> N and, per source
+ * partition, "o:<topic>:<partition>" -> end offset. Fills *batch and end
+ * from the hash's field/value pairs (fields[i], values[i]); unknown
+ * fields are ignored. Returns 0, or -1 with a message when a field the
+ * sink writes is malformed. */
+int sl_redis_commit_decode(const char *const *fields, const char *const *values,
+                           size_t n, uint64_t *batch, struct sl_plan *end,
+                           char *msg, size_t msgsz);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * template.h - Redis command templates: one command per output record,
+ * written as the command line a user would type into redis-cli, with
+ * {field} placeholders filled from the record.
+ *
+ *   HINCRBY revenue:{window_start} {user} {revenue}
+ *   SADD ids "user {user}" {id}
+ *
+ * Arguments are separated by spaces; an argument in double quotes may
+ * hold spaces (\" and \\ escape). In an argument, {name} is the record's
+ * top-level field name, {a.b} a nested field, {_key} the record's key and
+ * {_value} its whole value; {{ and }} are literal braces. The command name
+ * is a literal from a fixed list (see sl_rcmd_names), and its arity and
+ * numeric arguments are checked when the job is validated (literals) and
+ * for every record (placeholders), so that a record that cannot make a
+ * valid command becomes a dead letter instead of failing inside the
+ * batch's transaction.
+ *
+ * Rendering turns a field into text: a string as is, an integral number
+ * below 2^53 as an integer, another number as the shortest text that
+ * reads back as the same double (15 to 17 digits),
+ * true/false, an object or array as compact JSON. A missing or null field
+ * rejects the record (with the reason).
+ */
+#ifndef SL_REDIS_TEMPLATE_H
+#define SL_REDIS_TEMPLATE_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../../src/record.h"
+
+struct sl_rcmd;
+
+/* Parses one template. On error returns NULL and writes a message and the
+ * 1-based column in text where it was found. */
+struct sl_rcmd *sl_rcmd_parse(const char *text, char *msg, size_t msgsz,
+                              int *col);
+void sl_rcmd_free(struct sl_rcmd *c);
+
+/* Whether rendering needs the value parsed as JSON (a {field}). */
+bool sl_rcmd_needs_json(const struct sl_rcmd *c);
+/* Whether argument 1 is a key that `ttl` applies to (not PUBLISH). */
+bool sl_rcmd_has_key(const struct sl_rcmd *c);
+/* The field names the template reads ({a.b} gives "a.b"), for checks
+ * against a pipeline's known output fields. NULL-terminated; owned by c. */
+const char *const *sl_rcmd_fields(const struct sl_rcmd *c);
+
+/* The arguments of one rendered command: argv[i] is argvlen[i] bytes
+ * (not NUL-terminated) in buf. Reused across records. */
+struct sl_rargs {
+  const char **argv;
+  size_t *argvlen;
+  size_t argc, cap;
+  char *buf;
+  size_t len, bufcap;
+  size_t *off; /* argument offsets into buf while rendering */
+};
+void sl_rargs_free(struct sl_rargs *a);
+
+/* Renders c for record r; row is r's value parsed (NULL when the value is
+ * not a JSON object or was not parsed). Returns 0, or -1 with the reason
+ * the record cannot make the command. */
+int sl_rcmd_render(const struct sl_rcmd *c, const struct sl_record *r,
+                   const cJSON *row, struct sl_rargs *out, char *reason,
+                   size_t reasonsz);
+
+/* The supported commands, NULL-terminated (for messages). */
+extern const char *const sl_rcmd_names[];
+
+#endif
