@@ -570,35 +570,24 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
   return 0;
 }
 
-/* Commits one sink with the non-empty stages in task order, retrying
- * retriable failures (outages) with a doubling pause within the sink's
- * retry limits (sink.<name>.retry). */
-static int commit_one(struct engine *e, struct sl_sink *sink,
-                      const struct sl_plan *plan, struct task_ctx *tcs,
-                      size_t n, bool dead_letters, struct sl_error *err) {
+/* Calls fn until it succeeds or fails for good: a retriable failure (an
+ * outage) is tried again after a doubling pause within the sink's retry
+ * limits (sink.<name>.retry); a stop request ends the waiting. */
+static int with_retry(const struct sl_sink *sink, const char *what,
+                      int (*fn)(void *arg, struct sl_error *err), void *arg,
+                      struct sl_error *err) {
   const struct sl_sink_retry *rt =
       &((const struct sl_sink_common *)sink->conf)->retry;
-  void **stages = sl_calloc(n ? n : 1, sizeof(*stages));
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    void *st = dead_letters ? tcs[i].dl_stage : tcs[i].stage;
-    if (st)
-      stages[k++] = st;
-  }
-  const char *what = dead_letters ? "dead-letter" : "sink";
   int64_t first_fail = 0, pause = rt->backoff_ns;
-  int rc = 0;
   for (int64_t attempt = 1;; attempt++) {
-    rc = sink->plugin->commit(sink, plan, stages, k, err);
+    int rc = fn(arg, err);
     if (!rc) {
       if (attempt > 1)
-        sl_info("%s commit of batch %" PRIu64 " succeeded after %" PRId64
-                " tries",
-                what, plan->batch, attempt);
-      break;
+        sl_info("%s succeeded after %" PRId64 " tries", what, attempt);
+      return 0;
     }
     if (!(err->flags & SL_ERR_RETRIABLE))
-      break;
+      return rc;
     int64_t now = sl_mono_ns();
     if (!first_fail)
       first_fail = now;
@@ -608,23 +597,49 @@ static int commit_one(struct engine *e, struct sl_sink *sink,
                       "(sink.retry limits)",
                       attempt, (double)(now - first_fail) / 1e9);
       err->flags &= ~SL_ERR_RETRIABLE;
-      break;
+      return rc;
     }
-    sl_warn("%s commit of batch %" PRIu64 " failed (try %" PRId64
-            "), retrying in %.2f s: %s",
-            what, plan->batch, attempt, (double)pause / 1e9, err->msg);
+    sl_warn("%s failed (try %" PRId64 "), retrying in %.2f s: %s", what,
+            attempt, (double)pause / 1e9, err->msg);
     wait_until(now + pause);
-    if (atomic_load(&stop_requested)) {
-      rc = sl_error_setf(err, SL_ERR_STOPPED, SL_ERR_FATAL,
-                         "stopped while retrying the %s commit of batch "
-                         "%" PRIu64 " (it runs again at the next start)",
-                         what, plan->batch);
-      break;
-    }
+    if (atomic_load(&stop_requested))
+      return sl_error_setf(err, SL_ERR_STOPPED, SL_ERR_FATAL,
+                           "stopped while retrying: %s", what);
     pause = SL_MIN(pause * 2, rt->max_backoff_ns);
     if (pause <= 0)
       pause = rt->max_backoff_ns;
   }
+}
+
+struct commit_args {
+  struct sl_sink *sink;
+  const struct sl_plan *plan;
+  void **stages;
+  size_t n;
+};
+
+static int commit_call(void *arg, struct sl_error *err) {
+  struct commit_args *a = arg;
+  return a->sink->plugin->commit(a->sink, a->plan, a->stages, a->n, err);
+}
+
+/* Commits one sink with the non-empty stages in task order, retrying
+ * outages (the batch runs again later if it is stopped meanwhile). */
+static int commit_one(struct sl_sink *sink, const struct sl_plan *plan,
+                      struct task_ctx *tcs, size_t n, bool dead_letters,
+                      struct sl_error *err) {
+  void **stages = sl_calloc(n ? n : 1, sizeof(*stages));
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    void *st = dead_letters ? tcs[i].dl_stage : tcs[i].stage;
+    if (st)
+      stages[k++] = st;
+  }
+  char what[96];
+  snprintf(what, sizeof(what), "%s commit of batch %" PRIu64,
+           dead_letters ? "dead-letter" : "sink", plan->batch);
+  struct commit_args a = {sink, plan, stages, k};
+  int rc = with_retry(sink, what, commit_call, &a, err);
   free(stages);
   return rc;
 }
@@ -633,9 +648,9 @@ static int commit_one(struct engine *e, struct sl_sink *sink,
  * crash between them re-runs the batch and the first is a no-op. */
 static int commit_sink(struct engine *e, const struct sl_plan *plan,
                        struct task_ctx *tcs, size_t n, struct sl_error *err) {
-  if (e->dl.plugin && commit_one(e, &e->dl, plan, tcs, n, true, err))
+  if (e->dl.plugin && commit_one(&e->dl, plan, tcs, n, true, err))
     return sl_error_prefix(err, "dead letters");
-  return commit_one(e, &e->sink, plan, tcs, n, false, err);
+  return commit_one(&e->sink, plan, tcs, n, false, err);
 }
 
 /* Runs n tasks of one kind on the pool and waits for all (no retries: a
@@ -928,6 +943,18 @@ static void positions_from(struct engine *e, const struct sl_plan *p) {
   }
 }
 
+struct last_args {
+  struct sl_sink *sink;
+  uint64_t *batch;
+  struct sl_plan *end;
+};
+
+static int last_call(void *arg, struct sl_error *err) {
+  struct last_args *a = arg;
+  sl_plan_clear(a->end);
+  return a->sink->plugin->last_committed(a->sink, a->batch, a->end, err);
+}
+
 /* --recover-from-sink with a sink behind the checkpoint: the sink's end
  * offsets (none: the source's starting offsets) become the checkpoint's
  * new batch `batch`, numbered after everything the store has seen, so
@@ -974,8 +1001,9 @@ static int recover(struct engine *e, struct sl_error *err) {
   int rc = 0;
   if (sl_ckpt_scan(e->ck, &st, err))
     return err->code;
-  if (sink_knows &&
-      e->sink.plugin->last_committed(&e->sink, &sink_batch, &sink_end, err))
+  struct last_args la = {&e->sink, &sink_batch, &sink_end};
+  if (sink_knows && with_retry(&e->sink, "reading the sink's last commit",
+                               last_call, &la, err))
     return err->code;
   struct sl_recovery d =
       sl_recovery_decide(st.last_commit, st.last_offsets, sink_knows,

@@ -130,6 +130,7 @@ struct rsink {
   char *key;        /* the commit record */
   redisContext *rc; /* NULL when not connected */
   uint64_t last;    /* newest batch known committed */
+  bool checked;     /* persistence settings looked at */
   char where[300];
   char describe[400];
 };
@@ -278,38 +279,18 @@ static int redis_validate(const void *vconf, const struct sl_cfg_node *node,
 
 /* --------------------------------------------------------- connection */
 
-static void disconnect(struct rsink *s) {
-  if (s->rc)
-    redisFree(s->rc);
-  s->rc = NULL;
-}
-
-static int ensure_connected(struct rsink *s, struct sl_error *err) {
-  if (s->rc && !s->rc->err)
-    return 0;
-  disconnect(s);
-  s->rc = sl_redis_connect(&s->url, s->conf->timeout_ns, err);
-  return s->rc ? 0 : err->code;
-}
-
-/* The connection failed mid-conversation: drop it (Redis discards an
- * unfinished MULTI with the connection) and let the engine retry. */
-static int conn_lost(struct rsink *s, const char *doing, struct sl_error *err) {
-  int rc = sl_error_setf(
-      err, SL_ERR_SINK, SL_ERR_RETRIABLE,
-      "redis at %s: connection lost while %s: %s", s->where, doing,
-      s->rc && s->rc->errstr[0] ? s->rc->errstr : "no reply");
-  disconnect(s);
-  return rc;
-}
-
-static int get_reply(struct rsink *s, redisReply **r, const char *doing,
-                     struct sl_error *err) {
-  void *p = NULL;
-  if (redisGetReply(s->rc, &p) != REDIS_OK || !p)
-    return conn_lost(s, doing, err);
-  *r = p;
-  return 0;
+/* Error replies that mean "not now" (a Redis starting up, a failover, a
+ * busy script), which the engine's retries wait out. */
+static unsigned reply_flag(const redisReply *r) {
+  static const char *const transient[] = {
+      "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN"};
+  for (size_t i = 0; i < SL_ARRAY_LEN(transient); i++) {
+    size_t n = strlen(transient[i]);
+    if (r->str && strncmp(r->str, transient[i], n) == 0 &&
+        (r->str[n] == ' ' || r->str[n] == '\0'))
+      return SL_ERR_RETRIABLE;
+  }
+  return SL_ERR_FATAL;
 }
 
 /* Warns when Redis would lose acknowledged writes in a restart. */
@@ -340,6 +321,46 @@ static void check_persistence(struct rsink *s) {
   freeReplyObject(r);
 }
 
+static void disconnect(struct rsink *s) {
+  if (s->rc)
+    redisFree(s->rc);
+  s->rc = NULL;
+}
+
+static int ensure_connected(struct rsink *s, struct sl_error *err) {
+  if (s->rc && !s->rc->err)
+    return 0;
+  disconnect(s);
+  s->rc = sl_redis_connect(&s->url, s->conf->timeout_ns, err);
+  if (!s->rc)
+    return err->code;
+  if (!s->checked) {
+    check_persistence(s);
+    s->checked = true;
+  }
+  return 0;
+}
+
+/* The connection failed mid-conversation: drop it (Redis discards an
+ * unfinished MULTI with the connection) and let the engine retry. */
+static int conn_lost(struct rsink *s, const char *doing, struct sl_error *err) {
+  int rc = sl_error_setf(
+      err, SL_ERR_SINK, SL_ERR_RETRIABLE,
+      "redis at %s: connection lost while %s: %s", s->where, doing,
+      s->rc && s->rc->errstr[0] ? s->rc->errstr : "no reply");
+  disconnect(s);
+  return rc;
+}
+
+static int get_reply(struct rsink *s, redisReply **r, const char *doing,
+                     struct sl_error *err) {
+  void *p = NULL;
+  if (redisGetReply(s->rc, &p) != REDIS_OK || !p)
+    return conn_lost(s, doing, err);
+  *r = p;
+  return 0;
+}
+
 static int redis_init(struct sl_sink *sink, struct sl_error *err) {
   const struct redis_conf *c = sink->conf;
   struct rsink *s = sl_calloc(1, sizeof(*s));
@@ -364,9 +385,8 @@ static int redis_init(struct sl_sink *sink, struct sl_error *err) {
   struct parse_ctx pc = {.err = err, .s = s};
   if (each_command(c->command, parse_one, &pc, err))
     return err->code;
-  if (ensure_connected(s, err))
-    return err->code;
-  check_persistence(s);
+  /* Connecting waits for last_committed, which the engine retries while
+   * Redis is unreachable (sink.redis.retry). */
   return 0;
 }
 
@@ -381,11 +401,12 @@ static int redis_last_committed(struct sl_sink *sink, uint64_t *batch,
     return conn_lost(s, "reading the commit record", err);
   int rc = 0;
   if (r->type != REDIS_REPLY_ARRAY) {
-    rc = sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL,
-                       "redis at %s: the commit record %s is not a hash "
-                       "(%s): is another program using that key?",
-                       s->where, s->key,
-                       r->type == REDIS_REPLY_ERROR ? r->str : "wrong type");
+    rc = sl_error_setf(
+        err, SL_ERR_SINK,
+        r->type == REDIS_REPLY_ERROR ? reply_flag(r) : SL_ERR_FATAL,
+        "redis at %s: the commit record %s is not a hash "
+        "(%s): is another program using that key?",
+        s->where, s->key, r->type == REDIS_REPLY_ERROR ? r->str : "wrong type");
     goto out;
   }
   size_t n = r->elements / 2;
@@ -506,15 +527,18 @@ static int watch_batch(struct rsink *s, uint64_t *batch, struct sl_error *err) {
   redisAppendCommand(s->rc, "HGET %s batch", s->key);
   if (get_reply(s, &r, "watching the commit record", err))
     return err->code;
-  int bad = r->type == REDIS_REPLY_ERROR;
+  /* A transient error (LOADING) is retriable whichever reply has it. */
+  unsigned flag = r->type == REDIS_REPLY_ERROR ? reply_flag(r) : 0;
   freeReplyObject(r);
   if (get_reply(s, &r, "reading the commit record", err))
     return err->code;
   int64_t v = 0;
-  if (bad || (r->type != REDIS_REPLY_NIL &&
-              (r->type != REDIS_REPLY_STRING || parse_i64(r->str, &v)))) {
+  if (flag || (r->type != REDIS_REPLY_NIL &&
+               (r->type != REDIS_REPLY_STRING || parse_i64(r->str, &v)))) {
+    if (r->type == REDIS_REPLY_ERROR)
+      flag = reply_flag(r);
     int rc =
-        sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL,
+        sl_error_setf(err, SL_ERR_SINK, flag ? flag : SL_ERR_FATAL,
                       "redis at %s: the commit record %s is unreadable "
                       "(%s)",
                       s->where, s->key,
@@ -563,7 +587,7 @@ static int send_chunk(struct rsink *s, const struct rstage *st, size_t from,
       char cmd[160];
       size_t start = i ? st->ends[i - 1] : 0;
       show_cmd(st->buf + start, st->ends[i] - start, cmd, sizeof(cmd));
-      int rc = sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL,
+      int rc = sl_error_setf(err, SL_ERR_SINK, reply_flag(r),
                              "redis at %s refused a command of the batch "
                              "(%s): %s; the batch was not committed",
                              s->where, cmd, r->str);
@@ -696,7 +720,8 @@ static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
     rc = check_exec(s, plan, r, total, err);
   } else {
     rc = sl_error_setf(
-        err, SL_ERR_SINK, SL_ERR_FATAL,
+        err, SL_ERR_SINK,
+        r->type == REDIS_REPLY_ERROR ? reply_flag(r) : SL_ERR_FATAL,
         "redis at %s: the transaction of batch %" PRIu64 " was refused: %s",
         s->where, plan->batch,
         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
