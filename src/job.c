@@ -387,6 +387,19 @@ int sl_job_load(const char *path, char *const *sets, size_t nsets,
   }
   if (bind_source(job, err) || bind_sink(job, err) || bind_pipeline(job, err))
     goto fail;
+  if (job->sink_plugin->check_fields) {
+    char **fields = sl_pipeline_output_fields(job->pipeline);
+    int rc = 0;
+    if (fields)
+      rc = job->sink_plugin->check_fields(
+          job->sink_conf, job->sink_node ? job->sink_node : job->sink_raw,
+          (const char *const *)fields, err);
+    for (size_t i = 0; fields && fields[i]; i++)
+      free(fields[i]);
+    free(fields);
+    if (rc)
+      goto fail;
+  }
   return 0;
 fail:
   sl_job_free(job);

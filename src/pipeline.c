@@ -963,3 +963,80 @@ int sl_pipe_post(struct sl_pipe_task *t, cJSON **rows, size_t n,
   finish_chunk(t, out, dead);
   return rc;
 }
+
+/* ------------------------------------------------------ output fields */
+
+static void names_add(char ***v, size_t *n, const char *name) {
+  for (size_t i = 0; i < *n; i++)
+    if (strcmp((*v)[i], name) == 0)
+      return;
+  *v = sl_realloc(*v, (*n + 2) * sizeof(**v));
+  (*v)[(*n)++] = sl_strdup(name);
+  (*v)[*n] = NULL;
+}
+
+static void names_del(char **v, size_t *n, const char *name) {
+  for (size_t i = 0; i < *n; i++)
+    if (strcmp(v[i], name) == 0) {
+      free(v[i]);
+      memmove(v + i, v + i + 1, (*n - i) * sizeof(*v)); /* with the NULL */
+      (*n)--;
+      return;
+    }
+}
+
+static void names_free(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(v[i]);
+  free(v);
+}
+
+/* Applies select/map/drop to a known set of top-level names. */
+static bool ops_fields(const struct op *ops, size_t nops, bool known, char ***v,
+                       size_t *n) {
+  for (size_t i = 0; i < nops; i++) {
+    const struct op *o = &ops[i];
+    if (o->kind == OP_SELECT) {
+      names_free(*v, *n);
+      *v = NULL;
+      *n = 0;
+      for (size_t k = 0; k < o->n; k++)
+        names_add(v, n, o->paths[k].seg[0]);
+      known = true;
+    } else if (known && o->kind == OP_MAP) {
+      for (size_t k = 0; k < o->n; k++)
+        names_add(v, n, o->paths[k].seg[0]);
+    } else if (known && o->kind == OP_DROP) {
+      for (size_t k = 0; k < o->n; k++)
+        if (o->paths[k].n == 1)
+          names_del(*v, n, o->paths[k].seg[0]);
+    }
+  }
+  return known;
+}
+
+char **sl_pipeline_output_fields(const struct sl_pipeline *p) {
+  char **v = NULL;
+  size_t n = 0;
+  bool known;
+  if (!p->parse_json)
+    return NULL;
+  if (p->win) {
+    names_add(&v, &n, "window_start");
+    names_add(&v, &n, "window_end");
+    for (size_t i = 0; i < p->win->spec.ngroups; i++)
+      names_add(&v, &n, p->win->group_names[i]);
+    for (size_t i = 0; i < p->win->spec.naggs; i++)
+      names_add(&v, &n, p->win->agg_names[i]);
+    known = ops_fields(p->post, p->npost, true, &v, &n);
+  } else {
+    known = ops_fields(p->pre, p->npre, false, &v, &n);
+  }
+  if (!known) {
+    names_free(v, n);
+    return NULL;
+  }
+  if (!v)
+    v = sl_calloc(1, sizeof(*v));
+  return v;
+}

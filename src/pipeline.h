@@ -58,6 +58,12 @@ bool sl_pipeline_parses_json(const struct sl_pipeline *p);
 const struct sl_window_spec *sl_pipeline_window(const struct sl_pipeline *p);
 size_t sl_pipeline_ops(const struct sl_pipeline *p);
 
+/* The top-level field names every output row has, when the pipeline
+ * fixes them (a window, or a select, then map/drop), as a malloc'd
+ * NULL-terminated array of malloc'd names; NULL when rows carry whatever
+ * the input had. For checks of sink templates at validate time. */
+char **sl_pipeline_output_fields(const struct sl_pipeline *p);
+
 /* What one task did, added up per batch for progress and metrics. */
 struct sl_pipe_stats {
   int64_t in;       /* records read */

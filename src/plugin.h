@@ -120,6 +120,11 @@ struct sl_sink_plugin {
   unsigned flags;
   int (*validate)(const void *conf, const struct sl_cfg_node *node,
                   struct sl_error *err);
+  /* When the pipeline fixes the fields of its output rows: checks that
+   * what the sink's settings name (template placeholders) is among them
+   * (fields is NULL-terminated). Optional. @locality coordinator */
+  int (*check_fields)(const void *conf, const struct sl_cfg_node *node,
+                      const char *const *fields, struct sl_error *err);
   /* @locality coordinator */
   int (*init)(struct sl_sink *sink, struct sl_error *err);
   /* The sink's own record of its last committed batch and the end offsets

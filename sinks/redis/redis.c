@@ -258,6 +258,63 @@ static int parse_one(const struct sl_cfg_node *n, void *arg) {
   return 0;
 }
 
+struct fields_ctx {
+  const char *const *fields;
+  struct sl_error *err;
+};
+
+/* Every placeholder's first path segment is an output field. */
+static int check_one(const struct sl_cfg_node *n, void *arg) {
+  struct fields_ctx *fc = arg;
+  char msg[300];
+  int col;
+  struct sl_rcmd *c = sl_rcmd_parse(n->scalar, msg, sizeof(msg), &col);
+  if (!c)
+    return 0; /* validate reported it */
+  const char *const *used = sl_rcmd_fields(c);
+  int rc = 0;
+  for (size_t i = 0; used[i] && !rc; i++) {
+    char top[256];
+    snprintf(top, sizeof(top), "%.*s", (int)strcspn(used[i], "."), used[i]);
+    bool found = false;
+    for (size_t k = 0; fc->fields[k] && !found; k++)
+      found = strcmp(fc->fields[k], top) == 0;
+    if (found)
+      continue;
+    char list[400] = "";
+    for (size_t k = 0; fc->fields[k]; k++)
+      snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+               k ? ", " : "", fc->fields[k]);
+    struct sl_cfg_node at = *n;
+    char needle[300];
+    snprintf(needle, sizeof(needle), "{%s}", used[i]);
+    const char *hit = strstr(n->scalar, needle);
+    if (hit && !strchr(n->scalar, '\n'))
+      at.col = n->col + (int)(hit - n->scalar) + (n->plain ? 0 : 1);
+    const char *best = sl_suggest_name(top, fc->fields);
+    if (best)
+      rc = sl_cfg_error(fc->err, &at,
+                        "redis command: the pipeline's output has no field "
+                        "'%s'; did you mean '%s'? (fields: %s)",
+                        top, best, list);
+    else
+      rc = sl_cfg_error(fc->err, &at,
+                        "redis command: the pipeline's output has no field "
+                        "'%s' (fields: %s)",
+                        top, list);
+  }
+  sl_rcmd_free(c);
+  return rc;
+}
+
+static int redis_check_fields(const void *vconf, const struct sl_cfg_node *node,
+                              const char *const *fields, struct sl_error *err) {
+  const struct redis_conf *c = vconf;
+  (void)node;
+  struct fields_ctx fc = {.fields = fields, .err = err};
+  return each_command(c->command, check_one, &fc, err);
+}
+
 static int redis_validate(const void *vconf, const struct sl_cfg_node *node,
                           struct sl_error *err) {
   const struct redis_conf *c = vconf;
@@ -755,6 +812,7 @@ const struct sl_sink_plugin sl_sink_redis = {
     .conf_size = sizeof(struct redis_conf),
     .flags = SL_SINK_EXACTLY_ONCE,
     .validate = redis_validate,
+    .check_fields = redis_check_fields,
     .init = redis_init,
     .last_committed = redis_last_committed,
     .stage_open = redis_stage_open,

@@ -100,6 +100,11 @@ bad 'FLUSHALL' "unknown or unsupported command 'FLUSHALL'"
 sed "s|url: $REDIS_URL|url: redis://127.0.0.1:$REDIS_PORT/x|" "$WORK/job.yaml" >"$WORK/bad.yaml"
 expect_exit 78 "$SLUICE" validate "$WORK/bad.yaml"
 expect_err 'bad.yaml:11:10: url: the path of the url is the database number'
+# With the output fields known (select, window), placeholders are checked.
+sed -e "s|  - parse: json|  - parse: json\n  - select: [id, user]|" \
+  -e "s|'SADD ids {id}'|'SADD ids {idd}'|" "$WORK/job.yaml" >"$WORK/bad.yaml"
+expect_exit 78 "$SLUICE" validate "$WORK/bad.yaml"
+expect_err "bad.yaml:13:46: redis command: the pipeline's output has no field 'idd'; did you mean 'id'\? \(fields: id, user\)"
 # Wrong password against a server with one.
 rcli CONFIG SET requirepass rightpw >/dev/null
 sed "s|url: $REDIS_URL|url: redis://:s3cretpw@127.0.0.1:$REDIS_PORT/0|" "$WORK/job.yaml" >"$WORK/pw.yaml"

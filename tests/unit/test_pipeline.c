@@ -278,6 +278,48 @@ static void top_keeps_the_n_largest_per_window(void **state) {
   sl_cfg_free(tree);
 }
 
+/* The output fields joined by ',', or "?" when the pipeline leaves them
+ * open. */
+static const char *fields_of(const char *yaml) {
+  static char out[512];
+  struct sl_pipeline *p;
+  struct sl_cfg_node *tree;
+  struct sl_error err;
+  assert_int_equal(compile(yaml, &p, &tree, &err), 0);
+  char **f = sl_pipeline_output_fields(p);
+  if (!f) {
+    snprintf(out, sizeof(out), "?");
+  } else {
+    out[0] = '\0';
+    for (size_t i = 0; f[i]; i++) {
+      snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s",
+               i ? "," : "", f[i]);
+      free(f[i]);
+    }
+    free(f);
+  }
+  sl_pipeline_free(p);
+  sl_cfg_free(tree);
+  return out;
+}
+
+static void output_fields_when_known(void **state) {
+  (void)state;
+  assert_string_equal(fields_of("  - parse: json\n"), "?");
+  assert_string_equal(fields_of("  - parse: json\n  - map: {a: '1'}\n"), "?");
+  assert_string_equal(
+      fields_of("  - parse: json\n  - select: [a, b.c]\n  - map: {d: a}\n"
+                "  - drop: [a]\n"),
+      "b,d");
+  assert_string_equal(
+      fields_of("  - parse: json\n  - select: [x]\n  - window:\n"
+                "      tumbling: 10s\n      time: ts\n"
+                "      group_by: [user]\n"
+                "      aggregate: { n: count() }\n  - map: {m: n}\n"),
+      "window_start,window_end,user,n,m");
+  assert_string_equal(fields_of("  - filter: '@offset > 1'\n"), "?");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(compile_errors_are_positioned),
@@ -287,6 +329,7 @@ int main(void) {
       cmocka_unit_test(bad_records_become_dead_letters),
       cmocka_unit_test(on_error_fail_stops_at_the_first_bad_record),
       cmocka_unit_test(top_keeps_the_n_largest_per_window),
+      cmocka_unit_test(output_fields_when_known),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
