@@ -64,13 +64,15 @@ free_port() {
 # start_redis: runs a real redis-server on 127.0.0.1 (REDIS_PORT, a free
 # port unless already set) with its data in $WORK/redis, durable
 # (appendonly yes, appendfsync always), and waits until it answers PING.
-# Sets REDIS_URL. Calling it again after stop_redis restarts the same
+# Sets REDIS_URL; the server also listens on the unix socket
+# $WORK/redis/redis.sock. Calling it again after stop_redis restarts the same
 # server on the same port and data.
 start_redis() {
   [ -n "$REDIS_PORT" ] || REDIS_PORT=$(free_port)
   mkdir -p "$WORK/redis"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" \
     --save "" --appendonly yes --appendfsync always \
+    --unixsocket "$WORK/redis/redis.sock" --unixsocketperm 700 \
     --logfile "$WORK/redis/redis.log" --daemonize no &
   REDIS_PID=$!
   REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"

@@ -5,7 +5,8 @@
 #  2. Redis is flushed: the sink is behind, the job stops with a data-loss
 #     error; with --recover-from-sink it re-processes from the sink's
 #     (empty) record and the content is exact again;
-#  3. records a template cannot fill go to the dead letters with the reason;
+#  3. records a template cannot fill go to the dead letters with the reason
+#     (over a unix socket, in another database);
 #  4. validate names the place of template and url mistakes; a password is
 #     never printed.
 source "$(dirname "$0")/lib.bash" "$@"
@@ -62,20 +63,22 @@ produce 5000 44
 expect_exit 0 "$SLUICE" run "$WORK/job.yaml" --progress none
 check 45000
 
-# 3. Records a template cannot fill become dead letters.
+# 3. Records a template cannot fill become dead letters (this job talks
+#    to Redis over its unix socket, in database 3).
 printf '%s\n' '{"id":1,"user":"a"}' '{"id":2}' '{"id":3,"user":null}' \
   '{"id":4,"user":"b"}' | kcat -P -b "$BROKERS" -t odd 2>/dev/null || fail "kcat produce"
 cat >"$WORK/odd.yaml" <<YAML
 job: it-odd
 source: { kafka: { brokers: $BROKERS, topics: [odd] } }
 pipeline: [ { parse: json } ]
-sink: { redis: { url: $REDIS_URL, command: 'SADD users {user}' } }
+sink: { redis: { url: 'unix://$WORK/redis/redis.sock?db=3', command: 'SADD users {user}' } }
 dead_letter: { file: { path: $WORK/dead } }
 trigger: { available_now: true }
 checkpoint: { dir: $WORK/odd-ckpt }
 YAML
 expect_exit 0 "$SLUICE" run "$WORK/odd.yaml" --progress none
-[ "$(rcli SMEMBERS users | sort | tr '\n' ' ')" = "a b " ] || fail "users: $(rcli SMEMBERS users)"
+[ "$(rcli -n 3 SMEMBERS users | sort | tr '\n' ' ')" = "a b " ] || fail "users: $(rcli -n 3 SMEMBERS users)"
+[ "$(rcli EXISTS users)" = "0" ] || fail "database 0 got the users"
 grep -h . "$WORK"/dead/part-* >"$WORK/dead.jsonl"
 python3 - "$WORK/dead.jsonl" <<'PY'
 import json, sys
