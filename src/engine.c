@@ -19,6 +19,7 @@
 #include "../checkpoint/checkpoint.h"
 #include "../checkpoint/state.h"
 #include "log.h"
+#include "metrics.h"
 #include "plan.h"
 #include "pipeline.h"
 #include "pool.h"
@@ -75,6 +76,7 @@ struct engine {
   int64_t watermark; /* window watermark at the start of the batch */
   struct sl_ckpt *ck;
   struct sl_pool *pool;
+  struct sl_metrics *metrics; /* NULL when off */
   bool src_ready, sink_ready;
 
   struct sl_plan pos;      /* where the next batch starts, per partition */
@@ -331,10 +333,8 @@ static int emit_task(struct sl_task *t, struct worker_ctx *w,
 }
 
 /* @locality worker thread */
-static int run_task(struct sl_task *t, int worker, void *wctx, void *arg) {
-  struct engine *e = arg;
+static int run_task_kind(struct sl_task *t, void *wctx, struct engine *e) {
   struct task_ctx *tc = t->payload;
-  (void)worker;
   switch (tc->kind) {
   case TASK_READ:
     return read_task(t, wctx, e);
@@ -346,6 +346,16 @@ static int run_task(struct sl_task *t, int worker, void *wctx, void *arg) {
     return emit_task(t, wctx, e);
   }
   return SL_ERR_INVAL;
+}
+
+/* @locality worker thread */
+static int run_task(struct sl_task *t, int worker, void *wctx, void *arg) {
+  struct engine *e = arg;
+  int64_t t0 = e->metrics ? sl_mono_ns() : 0;
+  int rc = run_task_kind(t, wctx, e);
+  if (e->metrics)
+    sl_metrics_worker_busy(e->metrics, (unsigned)worker, sl_mono_ns() - t0);
+  return rc;
 }
 
 /* ------------------------------------------------------------- planning */
@@ -528,6 +538,7 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
               (long long)tc->slice.start, (long long)tc->slice.end,
               tc->attempts, (long long)e->job->task_attempts, t->err.msg);
       tc->retry_at_ns = sl_mono_ns() + (100000000LL << (tc->attempts - 1));
+      sl_metrics_task_retry(e->metrics);
       t->prefer = -1;
       retry[nretry++] = t->id;
       continue;
@@ -573,7 +584,8 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
 /* Calls fn until it succeeds or fails for good: a retriable failure (an
  * outage) is tried again after a doubling pause within the sink's retry
  * limits (sink.<name>.retry); a stop request ends the waiting. */
-static int with_retry(const struct sl_sink *sink, const char *what,
+static int with_retry(struct engine *e, const struct sl_sink *sink,
+                      const char *what,
                       int (*fn)(void *arg, struct sl_error *err), void *arg,
                       struct sl_error *err) {
   const struct sl_sink_retry *rt =
@@ -601,6 +613,7 @@ static int with_retry(const struct sl_sink *sink, const char *what,
     }
     sl_warn("%s failed (try %" PRId64 "), retrying in %.2f s: %s", what,
             attempt, (double)pause / 1e9, err->msg);
+    sl_metrics_sink_retry(e->metrics);
     wait_until(now + pause);
     if (atomic_load(&stop_requested))
       return sl_error_setf(err, SL_ERR_STOPPED, SL_ERR_FATAL,
@@ -625,9 +638,9 @@ static int commit_call(void *arg, struct sl_error *err) {
 
 /* Commits one sink with the non-empty stages in task order, retrying
  * outages (the batch runs again later if it is stopped meanwhile). */
-static int commit_one(struct sl_sink *sink, const struct sl_plan *plan,
-                      struct task_ctx *tcs, size_t n, bool dead_letters,
-                      struct sl_error *err) {
+static int commit_one(struct engine *e, struct sl_sink *sink,
+                      const struct sl_plan *plan, struct task_ctx *tcs,
+                      size_t n, bool dead_letters, struct sl_error *err) {
   void **stages = sl_calloc(n ? n : 1, sizeof(*stages));
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
@@ -639,7 +652,7 @@ static int commit_one(struct sl_sink *sink, const struct sl_plan *plan,
   snprintf(what, sizeof(what), "%s commit of batch %" PRIu64,
            dead_letters ? "dead-letter" : "sink", plan->batch);
   struct commit_args a = {sink, plan, stages, k};
-  int rc = with_retry(sink, what, commit_call, &a, err);
+  int rc = with_retry(e, sink, what, commit_call, &a, err);
   free(stages);
   return rc;
 }
@@ -648,9 +661,9 @@ static int commit_one(struct sl_sink *sink, const struct sl_plan *plan,
  * crash between them re-runs the batch and the first is a no-op. */
 static int commit_sink(struct engine *e, const struct sl_plan *plan,
                        struct task_ctx *tcs, size_t n, struct sl_error *err) {
-  if (e->dl.plugin && commit_one(&e->dl, plan, tcs, n, true, err))
+  if (e->dl.plugin && commit_one(e, &e->dl, plan, tcs, n, true, err))
     return sl_error_prefix(err, "dead letters");
-  return commit_one(&e->sink, plan, tcs, n, false, err);
+  return commit_one(e, &e->sink, plan, tcs, n, false, err);
 }
 
 /* Runs n tasks of one kind on the pool and waits for all (no retries: a
@@ -927,6 +940,10 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
   e->last_batch_start_ns = t0;
   e->last_batch_end_ns = t4;
   sl_progress_write(stderr, e->opts->progress, &pr);
+  sl_metrics_batch(e->metrics, &pr);
+  if (e->ws)
+    sl_metrics_state(e->metrics, sl_wstate_windows(e->ws),
+                     sl_wstate_bytes(e->ws));
   return 0;
 }
 
@@ -1002,7 +1019,7 @@ static int recover(struct engine *e, struct sl_error *err) {
   if (sl_ckpt_scan(e->ck, &st, err))
     return err->code;
   struct last_args la = {&e->sink, &sink_batch, &sink_end};
-  if (sink_knows && with_retry(&e->sink, "reading the sink's last commit",
+  if (sink_knows && with_retry(e, &e->sink, "reading the sink's last commit",
                                last_call, &la, err))
     return err->code;
   struct sl_recovery d =
@@ -1184,6 +1201,16 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
       .plugin = job->sink_plugin, .conf = job->sink_conf, .job = job};
   snprintf(e.run_id, sizeof(e.run_id), "%08x-%04x", (unsigned)sl_wall_ms(),
            (unsigned)(sl_mono_ns() & 0xffff));
+  if (job->has_metrics) {
+    struct sl_metrics_info mi = {.job_id = job->id,
+                                 .source = job->source_plugin->name,
+                                 .sink = job->sink_plugin->name,
+                                 .workers = (unsigned)job->workers,
+                                 .history = job->metrics.history};
+    e.metrics = sl_metrics_new(&mi);
+    if ((rc = sl_metrics_serve(e.metrics, job->metrics.listen, err)))
+      goto out;
+  }
   if ((rc = sl_ckpt_open(job->checkpoint.dir, job->id, &e.ck, err)))
     goto out;
   if ((rc = job->source_plugin->init(&e.src, err))) {
@@ -1221,8 +1248,10 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
     rc = err->code ? err->code : SL_ERR_SOURCE;
     goto out;
   }
+  sl_metrics_set_ready(e.metrics, true);
   rc = loop(&e, err);
 out:
+  sl_metrics_set_ready(e.metrics, false);
   sl_pool_destroy(e.pool);
   if (e.sink_ready || e.sink.ctx)
     job->sink_plugin->destroy(&e.sink);
@@ -1236,5 +1265,6 @@ out:
   sl_plan_clear(&e.pos);
   sl_plan_clear(&e.target);
   sl_plan_clear(&e.affinity);
+  sl_metrics_free(e.metrics);
   return rc;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "pipeline.h"
 #include "util.h"
 
@@ -150,6 +151,11 @@ static const struct sl_cfg_field job_map[] = {
      .offset = offsetof(struct sl_job, state),
      .section = state_map,
      .desc = "window state limits"},
+    {.key = "metrics",
+     .type = SL_CFG_T_NODE,
+     .offset = offsetof(struct sl_job, metrics_raw),
+     .desc = "HTTP endpoint for /metrics, /health, /ready, /progress: "
+             "{listen: 127.0.0.1:9464}; off when absent"},
     {.key = "tests",
      .type = SL_CFG_T_NODE,
      .offset = offsetof(struct sl_job, tests_raw),
@@ -227,6 +233,25 @@ static int pick_plugin(const struct sl_cfg_node *node, const char *what,
                         *name, best, list);
   return sl_cfg_error(err, node->keys[0], "unknown %s '%s' (known: %s)", what,
                       *name, list);
+}
+
+/* `metrics:` present (even empty, `metrics: {}`) turns the endpoint on. */
+static int bind_metrics(struct sl_job *job, struct sl_error *err) {
+  const struct sl_cfg_node *n = job->metrics_raw;
+  if (!n)
+    return 0;
+  bool empty = n->kind == SL_CFG_SCALAR && n->plain &&
+               (n->scalar[0] == '\0' || strcmp(n->scalar, "null") == 0 ||
+                strcmp(n->scalar, "~") == 0);
+  if (!empty && n->kind != SL_CFG_MAP)
+    return sl_cfg_error(err, n,
+                        "metrics must be a map, as "
+                        "`metrics: { listen: 127.0.0.1:9464 }`");
+  if (sl_cfg_bind(empty ? NULL : n, n, sl_metrics_conf_map, &job->metrics,
+                  "metrics", err))
+    return err->code;
+  job->has_metrics = true;
+  return 0;
 }
 
 static int valid_job_id(const char *id) {
@@ -385,7 +410,8 @@ int sl_job_load(const char *path, char *const *sets, size_t nsets,
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     job->workers = n > 0 ? n : 1;
   }
-  if (bind_source(job, err) || bind_sink(job, err) || bind_pipeline(job, err))
+  if (bind_source(job, err) || bind_sink(job, err) || bind_pipeline(job, err) ||
+      bind_metrics(job, err))
     goto fail;
   if (job->sink_plugin->check_fields) {
     char **fields = sl_pipeline_output_fields(job->pipeline);
@@ -422,6 +448,8 @@ void sl_job_free(struct sl_job *job) {
     free(job->dl_conf);
   }
   free(job->dl_table);
+  if (job->has_metrics)
+    sl_cfg_unbind(sl_metrics_conf_map, &job->metrics);
   sl_pipeline_free(job->pipeline);
   sl_cfg_unbind(job_map, job);
   sl_cfg_free(job->tree);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../config/config.h"
+#include "metrics.h"
 #include "plugin.h"
 
 struct sl_trigger_conf {
@@ -60,12 +61,14 @@ struct sl_job {
   struct sl_state_conf state;
   struct sl_trigger_conf trigger;
   struct sl_checkpoint_conf checkpoint;
+  struct sl_metrics_conf metrics; /* bound when has_metrics */
+  bool has_metrics;
   int64_t workers;       /* worker threads (default: cores) */
   int64_t task_attempts; /* tries of a failing task before the batch fails */
 
   /* raw NODE fields of the top-level table, checked by sl_job_load */
   const struct sl_cfg_node *source_raw, *sink_raw, *pipeline_raw,
-      *dead_letter_raw, *tests_raw;
+      *dead_letter_raw, *tests_raw, *metrics_raw;
   char *on_error_raw;
 };
 

@@ -51,6 +51,13 @@ void sl_progress_write(FILE *out, enum sl_progress_format fmt,
     fflush(out);
     return;
   }
+  char *txt = sl_progress_json(p);
+  fprintf(out, "%s\n", txt);
+  fflush(out);
+  free(txt);
+}
+
+char *sl_progress_json(const struct sl_progress *p) {
   char ts[40];
   iso8601(p->timestamp_ms, ts, sizeof(ts));
   cJSON *o = cJSON_CreateObject();
@@ -89,8 +96,8 @@ void sl_progress_write(FILE *out, enum sl_progress_format fmt,
   cJSON_AddNumberToObject(ops, "numDeadLetterRows", (double)p->dead);
   cJSON_AddNumberToObject(ops, "numLateRows", (double)p->late);
   char *txt = cJSON_PrintUnformatted(o);
-  fprintf(out, "%s\n", txt);
-  fflush(out);
-  free(txt);
   cJSON_Delete(o);
+  if (!txt)
+    abort();
+  return txt;
 }

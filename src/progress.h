@@ -32,5 +32,7 @@ struct sl_progress {
 
 void sl_progress_write(FILE *out, enum sl_progress_format fmt,
                        const struct sl_progress *p);
+/* The JSON object of a progress report, compact, malloc'd. */
+char *sl_progress_json(const struct sl_progress *p);
 
 #endif

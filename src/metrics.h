@@ -1,0 +1,70 @@
+/*
+ * metrics.h - what a running job exposes over HTTP (libmicrohttpd):
+ *
+ *   /metrics   Prometheus text format (version 0.0.4)
+ *   /health    200 while the process serves (liveness)
+ *   /ready     200 once the source and the sink are connected and recovery
+ *              is done, 503 before (and after a fatal error)
+ *   /progress  the last `history` batch progress objects, a JSON array
+ *
+ * Off unless the job has `metrics: { listen: HOST:PORT }`. The coordinator
+ * updates the numbers once per batch under a mutex; the server's thread
+ * renders them under the same mutex. Per-worker busy time is added by the
+ * workers with atomics. Every function accepts m == NULL (metrics off) and
+ * then does nothing.
+ */
+#ifndef SL_METRICS_H
+#define SL_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../config/config.h"
+#include "error.h"
+
+struct sl_progress;
+
+struct sl_metrics_conf {
+  char *listen;    /* "127.0.0.1:9464"; NULL: off */
+  int64_t history; /* progress objects kept for /progress */
+};
+extern const struct sl_cfg_field sl_metrics_conf_map[];
+
+struct sl_metrics;
+
+struct sl_metrics_info {
+  const char *job_id;
+  const char *source; /* plugin names, for labels */
+  const char *sink;
+  unsigned workers;
+  int64_t history;
+};
+
+/* The numbers without a server (for `sluice test`-like use and unit
+ * tests). */
+struct sl_metrics *sl_metrics_new(const struct sl_metrics_info *info);
+/* Starts serving on listen ("host:port", port 0 picks one). */
+int sl_metrics_serve(struct sl_metrics *m, const char *listen,
+                     struct sl_error *err);
+/* The port served on (after sl_metrics_serve), 0 when not serving. */
+unsigned sl_metrics_port(const struct sl_metrics *m);
+/* Stops the server and frees. */
+void sl_metrics_free(struct sl_metrics *m);
+
+void sl_metrics_set_ready(struct sl_metrics *m, bool ready);
+/* A committed batch: its counts, phase times, offsets and progress JSON. */
+void sl_metrics_batch(struct sl_metrics *m, const struct sl_progress *p);
+/* A retried sink commit (or sink call) and a retried task. */
+void sl_metrics_sink_retry(struct sl_metrics *m);
+void sl_metrics_task_retry(struct sl_metrics *m);
+/* Window state size after a batch. */
+void sl_metrics_state(struct sl_metrics *m, size_t windows, size_t bytes);
+/* Time a worker spent running tasks. @locality worker thread */
+void sl_metrics_worker_busy(struct sl_metrics *m, unsigned worker, int64_t ns);
+
+/* The /metrics and /progress bodies (malloc'd). */
+char *sl_metrics_render(struct sl_metrics *m);
+char *sl_metrics_progress_json(struct sl_metrics *m);
+
+#endif
