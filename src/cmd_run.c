@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "job.h"
 #include "log.h"
+#include "progress.h"
 #include "util.h"
 
 static const char run_help[] =
@@ -26,6 +27,8 @@ static const char run_help[] =
     "  --progress FORMAT      text (default), json (one object per batch,\n"
     "                         Spark StreamingQueryProgress fields) or none\n"
     "  --log-level LEVEL      error, warn, info (default) or debug\n"
+    "  --log-format FORMAT    text (default) or json (one object per line:\n"
+    "                         ts, level, msg; progress then defaults to json)\n"
     "  --recover-from-sink    when the sink is behind the checkpoint (it lost\n"
     "                         data), continue from the sink's own offsets\n"
     "                         instead of stopping (stateless jobs)\n"
@@ -151,11 +154,13 @@ int sl_cmd_run(int argc, char **argv) {
       {"progress", required_argument, 0, 'p'},
       {"log-level", required_argument, 0, 'l'},
       {"recover-from-sink", no_argument, 0, 'R'},
+      {"log-format", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   struct common_args a = {0};
   struct sl_run_opts ro = {.progress = SL_PROGRESS_TEXT};
   const char *trigger = NULL;
+  bool progress_set = false;
   int c, rc;
   optind = 1;
   opterr = 0;
@@ -166,6 +171,16 @@ int sl_cmd_run(int argc, char **argv) {
       break;
     case 'R':
       ro.recover_from_sink = true;
+      break;
+    case 'F':
+      if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
+        free(a.sets);
+        return sl_cli_usage_error(
+            "run", "--log-format must be text or json, not '%s'", optarg);
+      }
+      sl_log_set_json(strcmp(optarg, "json") == 0);
+      if (sl_log_json() && !progress_set)
+        ro.progress = SL_PROGRESS_JSON;
       break;
     case 't':
       if (strcmp(optarg, "available-now") != 0 &&
@@ -179,6 +194,7 @@ int sl_cmd_run(int argc, char **argv) {
       trigger = optarg;
       break;
     case 'p':
+      progress_set = true;
       if (strcmp(optarg, "text") == 0)
         ro.progress = SL_PROGRESS_TEXT;
       else if (strcmp(optarg, "json") == 0)
@@ -230,6 +246,12 @@ int sl_cmd_run(int argc, char **argv) {
   sl_info("job '%s': %s -> %s, %lld workers, checkpoint %s", job.id,
           job.source_plugin->name, job.sink_plugin->name,
           (long long)job.workers, job.checkpoint.dir);
+  /* On a terminal, text progress is one status line redrawn in place
+   * (not when the console sink prints records to the same terminal). */
+  bool console_here =
+      strcmp(job.sink_plugin->name, "console") == 0 && isatty(STDOUT_FILENO);
+  sl_progress_set_tty(ro.progress == SL_PROGRESS_TEXT && !sl_log_json() &&
+                      isatty(STDERR_FILENO) && !console_here);
   rc = sl_engine_run(&job, &ro, &err);
   sl_job_free(&job);
   if (rc) {

@@ -88,6 +88,7 @@ struct engine {
   int64_t last_batch_start_ns;
   int64_t last_batch_end_ns;
   int64_t started_ns;
+  int64_t done; /* records processed in this run */
 };
 
 struct worker_ctx {
@@ -934,6 +935,18 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
       .lag = latest ? lag_after(plan, latest) : 0,
       .source_desc = e->src.plugin->describe(&e->src),
       .sink_desc = e->sink.plugin->describe(&e->sink)};
+  if (e->job->trigger.available_now) {
+    e->done += records;
+    pr.bounded = true;
+    pr.done = e->done;
+    for (size_t i = 0; i < plan->n; i++) {
+      const struct sl_range *r = &plan->ranges[i];
+      const struct sl_range *t =
+          sl_plan_find(&e->target, r->topic, r->partition);
+      if (t && t->end > r->end)
+        pr.remaining += t->end - r->end;
+    }
+  }
   if (e->last_batch_start_ns && t0 > e->last_batch_start_ns)
     pr.input_rate =
         (double)records * 1e9 / (double)(t0 - e->last_batch_start_ns);
@@ -1250,6 +1263,7 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   }
   sl_metrics_set_ready(e.metrics, true);
   rc = loop(&e, err);
+  sl_progress_end(stderr);
 out:
   sl_metrics_set_ready(e.metrics, false);
   sl_pool_destroy(e.pool);

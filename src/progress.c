@@ -6,6 +6,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
+#include "util.h"
+
 /* {"topic": {"0": 12, "1": 40}}, the offsets format Spark uses. */
 static cJSON *offsets_json(const struct sl_plan *p, int use_end) {
   cJSON *o = cJSON_CreateObject();
@@ -29,10 +32,79 @@ static void iso8601(int64_t ms, char *buf, size_t n) {
   snprintf(buf + k, n - k, ".%03dZ", (int)(ms % 1000));
 }
 
+static bool tty;
+static int64_t first_ms; /* when the first batch of this run started */
+
+void sl_progress_set_tty(bool on) {
+  tty = on;
+}
+
+void sl_progress_end(FILE *out) {
+  if (sl_log_status_line()) {
+    fputc('\n', out);
+    fflush(out);
+  }
+  sl_log_set_status_line(false);
+}
+
+/* 1234567 -> "1.2M" */
+static const char *human(double v, char *buf, size_t n) {
+  if (v >= 1e9)
+    snprintf(buf, n, "%.1fG", v / 1e9);
+  else if (v >= 1e6)
+    snprintf(buf, n, "%.1fM", v / 1e6);
+  else if (v >= 1e4)
+    snprintf(buf, n, "%.0fk", v / 1e3);
+  else
+    snprintf(buf, n, "%.0f", v);
+  return buf;
+}
+
+/* The status line: "\r", the text, then clear to the end of the line. */
+static void status_line(FILE *out, const struct sl_progress *p) {
+  char a[16], b[16], c[16];
+  int64_t now = sl_wall_ms();
+  if (!first_ms)
+    first_ms = p->timestamp_ms ? p->timestamp_ms : now;
+  fputs("\rsluice: ", out);
+  if (p->bounded) {
+    int64_t all = p->done + p->remaining;
+    double frac = all > 0 ? (double)p->done / (double)all : 1;
+    int filled = (int)(frac * 24 + 0.5);
+    fputc('[', out);
+    for (int i = 0; i < 24; i++)
+      fputc(i < filled ? '#' : '.', out);
+    double secs = (double)(now - first_ms) / 1e3;
+    double rate = secs > 0 ? (double)p->done / secs : 0;
+    fprintf(out, "] %3.0f%% %s/%s records, %s/s", frac * 100,
+            human((double)p->done, a, sizeof(a)),
+            human((double)all, b, sizeof(b)), human(rate, c, sizeof(c)));
+    if (p->remaining > 0 && rate > 0) {
+      long eta = (long)((double)p->remaining / rate + 0.5);
+      fprintf(out, ", ETA %ld:%02ld", eta / 60, eta % 60);
+    }
+    fprintf(out, ", batch %llu", (unsigned long long)p->batch);
+  } else {
+    fprintf(out, "batch %llu, %s records/s, lag %s, last batch %lld ms",
+            (unsigned long long)p->batch,
+            human(p->processed_rate, a, sizeof(a)),
+            human((double)p->lag, b, sizeof(b)), (long long)p->total_ms);
+  }
+  if (p->dead)
+    fprintf(out, ", %lld dead letters", (long long)p->dead);
+  fputs("\033[K", out);
+  fflush(out);
+  sl_log_set_status_line(true);
+}
+
 void sl_progress_write(FILE *out, enum sl_progress_format fmt,
                        const struct sl_progress *p) {
   if (fmt == SL_PROGRESS_NONE)
     return;
+  if (fmt == SL_PROGRESS_TEXT && tty) {
+    status_line(out, p);
+    return;
+  }
   if (fmt == SL_PROGRESS_TEXT) {
     fprintf(out,
             "sluice: batch %llu: %lld records in %lld ms (%.0f records/s), "

@@ -7,6 +7,7 @@
 #ifndef SL_PROGRESS_H
 #define SL_PROGRESS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -28,7 +29,17 @@ struct sl_progress {
   const struct sl_plan *latest; /* watermarks seen when planning */
   int64_t lag;                  /* records left after this batch */
   const char *source_desc, *sink_desc;
+  /* available-now: records done so far and left below the targets */
+  bool bounded;
+  int64_t done, remaining;
 };
+
+/* On a terminal: keep one status line (text progress), redrawn after
+ * every batch, with a progress bar and an ETA when the backlog is bounded
+ * (available-now). Log lines clear it first. */
+void sl_progress_set_tty(bool on);
+/* Ends the status line (a newline), if one is shown. */
+void sl_progress_end(FILE *out);
 
 void sl_progress_write(FILE *out, enum sl_progress_format fmt,
                        const struct sl_progress *p);
