@@ -80,10 +80,6 @@ int sl_cfg_conv_duration(const char *s, bool secret, int64_t *out, char *why,
 int sl_cfg_conv_size(const char *s, bool secret, int64_t *out, char *why,
                      size_t why_len);
 
-/* Human forms used in range messages: "1500ms", "64KiB". */
-void sl_cfg_fmt_duration(int64_t ns, char *buf, size_t n);
-void sl_cfg_fmt_size(int64_t bytes, char *buf, size_t n);
-
 /* Distance between a typed word and a known one for did-you-mean (case and
  * '-'/'_' are ignored), or -1 when known is not a plausible suggestion. */
 int sl_cfg_near(const char *typed, const char *known);

@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "../src/error.h"
@@ -186,5 +187,23 @@ const char *sl_suggest_name(const char *key, const char *const *names);
 
 /* The closest key of table to key for a did-you-mean, or NULL. */
 const char *sl_cfg_suggest(const struct sl_cfg_field *table, const char *key);
+
+/* ------------------------------------------------------------ printing */
+
+/* Writes the values bound at base by table as YAML block lines at indent
+ * (defaults included). Secrets are written as "********": fields with
+ * SL_CFG_SECRET, map values whose key names a secret (sl_cfg_secret_name)
+ * and the password of a scheme://user:password@host url. */
+void sl_cfg_print(FILE *out, const struct sl_cfg_field *table, const void *base,
+                  int indent);
+/* Writes a tree node after a "key:" already written (" value\n", or a
+ * newline and the block at indent), with the same masking. */
+void sl_cfg_print_node(FILE *out, const struct sl_cfg_node *n, int indent);
+/* Human forms, as a job file would write them: "1500ms", "64KiB". */
+void sl_cfg_fmt_duration(int64_t ns, char *buf, size_t n);
+void sl_cfg_fmt_size(int64_t bytes, char *buf, size_t n);
+/* Whether a setting's name says its value is secret (password, secret,
+ * token, sasl.jaas..., ssl.key...). */
+bool sl_cfg_secret_name(const char *name);
 
 #endif

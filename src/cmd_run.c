@@ -29,6 +29,8 @@ static const char run_help[] =
     "  --log-level LEVEL      error, warn, info (default) or debug\n"
     "  --log-format FORMAT    text (default) or json (one object per line:\n"
     "                         ts, level, msg; progress then defaults to json)\n"
+    "  --dry-run              connect to the source and the sink, say what a\n"
+    "                         run would do, and exit (writes nothing)\n"
     "  --recover-from-sink    when the sink is behind the checkpoint (it lost\n"
     "                         data), continue from the sink's own offsets\n"
     "                         instead of stopping (stateless jobs)\n"
@@ -37,11 +39,14 @@ static const char run_help[] =
     "Exit status: 0 done or stopped, 1 failed, 64 usage, 78 invalid job.\n";
 
 static const char validate_help[] =
-    "usage: sluice validate JOB.yaml [--set PATH=VALUE]...\n"
+    "usage: sluice validate JOB.yaml [--set PATH=VALUE]... [--print]\n"
     "\n"
     "Checks a job file without connecting to anything: YAML syntax, known\n"
     "keys, types, required keys, environment variables. Errors are\n"
     "printed as file:line:col: message.\n"
+    "\n"
+    "  --print    write the job as it will run: every setting with its\n"
+    "             default filled in, variables expanded, secrets masked\n"
     "\n"
     "Exit status: 0 valid, 78 invalid, 64 usage.\n";
 
@@ -70,9 +75,11 @@ static int load_job(const char *verb, struct common_args *a,
 
 int sl_cmd_validate(int argc, char **argv) {
   static const struct option opts[] = {{"set", required_argument, 0, 's'},
+                                       {"print", no_argument, 0, 'P'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   struct common_args a = {0};
+  bool print = false;
   int c;
   optind = 1;
   opterr = 0;
@@ -80,6 +87,9 @@ int sl_cmd_validate(int argc, char **argv) {
     switch (c) {
     case 's':
       add_set(&a, optarg);
+      break;
+    case 'P':
+      print = true;
       break;
     case 'h':
       fputs(validate_help, stdout);
@@ -101,6 +111,13 @@ int sl_cmd_validate(int argc, char **argv) {
   free(a.sets);
   if (rc)
     return rc;
+  if (print) {
+    printf("# %s, as it will run (defaults filled in, secrets masked)\n",
+           a.file);
+    sl_job_print(&job, stdout);
+    sl_job_free(&job);
+    return SL_EXIT_OK;
+  }
   printf("%s: valid: job '%s', source %s, sink %s%s\n", a.file, job.id,
          job.source_plugin->name, job.sink_plugin->name,
          job.sink_plugin->flags & SL_SINK_EXACTLY_ONCE ? " (exactly-once)"
@@ -155,6 +172,7 @@ int sl_cmd_run(int argc, char **argv) {
       {"log-level", required_argument, 0, 'l'},
       {"recover-from-sink", no_argument, 0, 'R'},
       {"log-format", required_argument, 0, 'F'},
+      {"dry-run", no_argument, 0, 'D'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   struct common_args a = {0};
@@ -171,6 +189,9 @@ int sl_cmd_run(int argc, char **argv) {
       break;
     case 'R':
       ro.recover_from_sink = true;
+      break;
+    case 'D':
+      ro.dry_run = true;
       break;
     case 'F':
       if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {

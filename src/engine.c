@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "../checkpoint/checkpoint.h"
@@ -1201,6 +1202,65 @@ static int loop(struct engine *e, struct sl_error *err) {
   return 0;
 }
 
+static const char *const action_names[] = {
+    [SL_RECOVER_FRESH] = "plan batch %llu",
+    [SL_RECOVER_RERUN] = "run batch %llu again with its planned ranges",
+    [SL_RECOVER_COMPLETE] = "complete the checkpoint of batch %llu, which "
+                            "the sink already holds",
+    [SL_RECOVER_ROLL_FORWARD] = "roll the checkpoint forward to the sink's "
+                                "batch %llu",
+    [SL_RECOVER_SINK_BEHIND] = "stop: the sink (at batch %llu) is behind the "
+                               "checkpoint",
+    [SL_RECOVER_FROM_SINK] = "continue from the sink's offsets as batch %llu"};
+
+/* --dry-run: the source and the sink answer; what recovery would decide
+ * and how much is waiting. Writes nothing (the checkpoint is read only if
+ * it exists). */
+static int dry_run(struct engine *e, struct sl_error *err) {
+  struct sl_ckpt_state st = {0};
+  uint64_t sink_batch = 0;
+  struct sl_plan sink_end = {0}, wm = {0};
+  bool sink_knows = e->sink.plugin->last_committed != NULL;
+  struct stat sb;
+  if (stat(e->job->checkpoint.dir, &sb) == 0) {
+    if (sl_ckpt_open(e->job->checkpoint.dir, e->job->id, &e->ck, err) ||
+        sl_ckpt_scan(e->ck, &st, err))
+      return err->code;
+  }
+  struct last_args la = {&e->sink, &sink_batch, &sink_end};
+  if (sink_knows && with_retry(e, &e->sink, "reading the sink's last commit",
+                               last_call, &la, err))
+    return err->code;
+  sl_plan_clear(&sink_end);
+  if (e->src.plugin->watermarks(&e->src, &wm, err))
+    return err->code;
+  int64_t records = 0;
+  for (size_t i = 0; i < wm.n; i++)
+    records += wm.ranges[i].end - wm.ranges[i].start;
+  struct sl_recovery d =
+      sl_recovery_decide(st.last_commit, st.last_offsets, sink_knows,
+                         sink_batch, e->opts->recover_from_sink);
+  char next[200];
+  snprintf(next, sizeof(next), action_names[d.action],
+           (unsigned long long)d.batch);
+  sl_info("dry run: source %s answers (%zu partitions, %lld records "
+          "retained); sink %s answers (%s); checkpoint at batch %llu; a run "
+          "would %s",
+          e->src.plugin->describe(&e->src), wm.n, (long long)records,
+          e->sink.plugin->describe(&e->sink),
+          sink_knows ? "last committed batch known" : "keeps no record",
+          (unsigned long long)st.last_commit, next);
+  if (sink_knows)
+    sl_info("dry run: the sink's last committed batch is %llu",
+            (unsigned long long)sink_batch);
+  sl_plan_clear(&wm);
+  return d.action == SL_RECOVER_SINK_BEHIND
+             ? sl_error_setf(err, SL_ERR_DATALOSS, SL_ERR_FATAL,
+                             "dry run: the sink is behind the checkpoint "
+                             "(data loss); see --recover-from-sink")
+             : 0;
+}
+
 int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
                   struct sl_error *err) {
   struct engine e = {0};
@@ -1224,7 +1284,8 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
     if ((rc = sl_metrics_serve(e.metrics, job->metrics.listen, err)))
       goto out;
   }
-  if ((rc = sl_ckpt_open(job->checkpoint.dir, job->id, &e.ck, err)))
+  if (!opts->dry_run &&
+      (rc = sl_ckpt_open(job->checkpoint.dir, job->id, &e.ck, err)))
     goto out;
   if ((rc = job->source_plugin->init(&e.src, err))) {
     sl_error_prefix(err, "source");
@@ -1241,6 +1302,10 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
       sl_error_prefix(err, "dead letters");
       goto out;
     }
+  }
+  if (opts->dry_run) {
+    rc = dry_run(&e, err);
+    goto out;
   }
   e.has_ops = sl_pipeline_ops(job->pipeline) > 0;
   if (sl_pipeline_window(job->pipeline)) {

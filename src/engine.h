@@ -25,6 +25,9 @@ struct sl_run_opts {
   /* A sink behind the checkpoint is data loss: stop, unless this is set;
    * then continue from the sink's own offsets (--recover-from-sink). */
   bool recover_from_sink;
+  /* Connect to the source and the sink, report what a run would do, and
+   * exit without reading or writing anything (--dry-run). */
+  bool dry_run;
 };
 
 /* Runs until the trigger says it is done (available-now), a stop is

@@ -456,3 +456,53 @@ void sl_job_free(struct sl_job *job) {
   free(job->path);
   memset(job, 0, sizeof(*job));
 }
+
+/* One field of a table, as its own table (for printing one key). */
+static void print_field(FILE *out, const struct sl_cfg_field *f,
+                        const void *base) {
+  struct sl_cfg_field one[2] = {*f, {0}};
+  sl_cfg_print(out, one, base, 0);
+}
+
+static void print_plugin(FILE *out, const char *key, const char *name,
+                         const struct sl_cfg_field *table, const void *conf) {
+  fprintf(out, "%s:\n  %s:\n", key, name);
+  sl_cfg_print(out, table, conf, 4);
+}
+
+void sl_job_print(const struct sl_job *job, FILE *out) {
+  for (const struct sl_cfg_field *f = job_map; f->key; f++) {
+    if (strcmp(f->key, "source") == 0) {
+      print_plugin(out, "source", job->source_plugin->name, job->source_table,
+                   job->source_conf);
+    } else if (strcmp(f->key, "sink") == 0) {
+      print_plugin(out, "sink", job->sink_plugin->name, job->sink_table,
+                   job->sink_conf);
+    } else if (strcmp(f->key, "dead_letter") == 0) {
+      if (job->dl_plugin)
+        print_plugin(out, "dead_letter", job->dl_plugin->name, job->dl_table,
+                     job->dl_conf);
+    } else if (strcmp(f->key, "on_error") == 0) {
+      fprintf(out, "on_error: %s\n",
+              job->on_error == SL_ON_ERROR_FAIL ? "fail" : "dead_letter");
+    } else if (strcmp(f->key, "metrics") == 0) {
+      if (job->has_metrics) {
+        fputs("metrics:\n", out);
+        sl_cfg_print(out, sl_metrics_conf_map, &job->metrics, 2);
+      }
+    } else if (strcmp(f->key, "trigger") == 0) {
+      char d[64];
+      sl_cfg_fmt_duration(job->trigger.interval_ns, d, sizeof(d));
+      if (job->trigger.available_now)
+        fputs("trigger:\n  available_now: true\n", out);
+      else
+        fprintf(out, "trigger:\n  interval: %s\n", d);
+    } else if (strcmp(f->key, "tests") == 0) {
+      if (job->tests_raw)
+        fprintf(out, "# tests: %zu (run them with `sluice test`)\n",
+                job->tests_raw->n);
+    } else {
+      print_field(out, f, job);
+    }
+  }
+}

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../config/config.h"
 #include "metrics.h"
@@ -78,6 +79,9 @@ struct sl_job {
 int sl_job_load(const char *path, char *const *sets, size_t nsets,
                 struct sl_job *job, struct sl_error *err);
 void sl_job_free(struct sl_job *job);
+/* Writes the job as it will run, as YAML: every setting with its default,
+ * variables expanded, secrets masked (`sluice validate --print`). */
+void sl_job_print(const struct sl_job *job, FILE *out);
 
 static inline const struct sl_source_common *
 sl_job_batching(const struct sl_job *job) {

@@ -100,6 +100,7 @@ static const struct sl_cfg_field redis_map[] = {
      .desc = "ACL user (overrides the url's)"},
     {.key = "password",
      .type = SL_CFG_T_STR,
+     .flags = SL_CFG_SECRET,
      .offset = offsetof(struct redis_conf, password),
      .desc = "password (overrides the url's); use ${REDIS_PASSWORD}"},
     {.key = "commit_key",
