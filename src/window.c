@@ -1534,7 +1534,7 @@ static int went_cmp(const void *x, const void *y, void *arg) {
   const unsigned char *ka = went_ckey(a, sp->s.naggs);
   const unsigned char *kb = went_ckey(b, sp->s.naggs);
   for (size_t g = 0; g < sp->s.ngroups; g++) {
-    struct dval va, vb;
+    struct dval va = {0}, vb = {0};
     ka += dec_value(ka, SIZE_MAX, &va);
     kb += dec_value(kb, SIZE_MAX, &vb);
     int c = dval_cmp(&va, &vb);
