@@ -47,12 +47,14 @@ df="$SRC/docker/Dockerfile"
 runtime=$(sed -n '/^FROM debian:bookworm-slim/,$p' "$df")
 [ -n "$runtime" ] || fail "no debian:bookworm-slim stage"
 grep -q '^USER sluice' <<<"$runtime" || fail "the runtime stage does not switch to a non-root user"
-grep -A2 '^HEALTHCHECK' <<<"$runtime" | grep -q 'GET /health' || fail "no HEALTHCHECK on /health"
+# (no `a | grep -q`: with pipefail an early exit of grep fails the pipe)
+health=$(grep -A2 '^HEALTHCHECK' <<<"$runtime")
+grep -q 'GET /health' <<<"$health" || fail "no HEALTHCHECK on /health"
 for lib in $(readelf -d "$SLUICE" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
   case "$lib" in libc.so.* | libm.so.* | ld-linux* | libasan* | libubsan*) continue ;; esac
-  path=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+  path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !f {print $NF; f = 1}')
   # By file name: with merged /usr the package may list /lib or /usr/lib.
-  pkg=$(dpkg -S "*/$(basename "$(readlink -f "$path")")" 2>/dev/null | head -1 | cut -d: -f1)
+  pkg=$(dpkg -S "*/$(basename "$(readlink -f "$path")")" 2>/dev/null | awk -F: 'NR == 1 {print $1}')
   [ -n "$pkg" ] || fail "no Debian package owns $lib"
   grep -qw -- "$pkg" <<<"$runtime" || fail "the runtime stage does not install $pkg (for $lib)"
 done

@@ -12,7 +12,8 @@ for f in "$SRC"/examples/*.yaml; do
   grep -q ' passed, 0 failed$' "$WORK/out.txt" || fail "$name: $(cat "$WORK/out.txt")"
   # End to end, with outputs and checkpoints under $WORK.
   sets=(--set "checkpoint.dir=$WORK/$name-ckpt")
-  grep -A1 '^sink:' "$f" | grep -q '  file: { path: ./out/' && sets+=(--set "sink.file.path=$WORK/$name-out")
+  sinkdef=$(grep -A1 '^sink:' "$f")
+  grep -q '  file: { path: ./out/' <<<"$sinkdef" && sets+=(--set "sink.file.path=$WORK/$name-out")
   grep -q '^dead_letter:' "$f" && sets+=(--set "dead_letter.file.path=$WORK/$name-dead")
   if grep -q '^  redis:' "$f"; then
     [ -n "$REDIS_PID" ] || start_redis
