@@ -874,9 +874,17 @@ static int recover(struct engine *e, struct sl_error *err) {
   int rc = 0;
   if (sl_ckpt_scan(e->ck, &st, err))
     return err->code;
-  if (sink_knows &&
-      e->sink.plugin->last_committed(&e->sink, &sink_batch, &sink_end, err))
-    return err->code;
+  if (sink_knows) {
+    rc = e->sink.plugin->last_committed(&e->sink, &sink_batch, &sink_end, err);
+    if (rc == SL_ERR_NOTFOUND) { /* keeps no record as configured */
+      sink_knows = false;
+      sl_error_clear(err);
+      rc = 0;
+    } else if (rc) {
+      sl_plan_clear(&sink_end);
+      return rc;
+    }
+  }
   struct sl_recovery d = sl_recovery_decide(st.last_commit, st.last_offsets,
                                             sink_knows, sink_batch);
   if (st.last_commit &&

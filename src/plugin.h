@@ -124,7 +124,9 @@ struct sl_sink_plugin {
   int (*init)(struct sl_sink *sink, struct sl_error *err);
   /* The sink's own record of its last committed batch and the end offsets
    * it stored with it (*batch = 0 when none). NULL when the sink keeps no
-   * such record (console): the checkpoint alone then decides.
+   * such record (console): the checkpoint alone then decides; a sink
+   * that keeps one only in some configurations (Kafka, at-least-once)
+   * returns SL_ERR_NOTFOUND to say so, with the same effect.
    * @locality coordinator */
   int (*last_committed)(struct sl_sink *sink, uint64_t *batch,
                         struct sl_plan *end, struct sl_error *err);
