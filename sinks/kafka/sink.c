@@ -874,7 +874,10 @@ static void ksink_destroy(struct sl_sink *sink) {
   if (!ks)
     return;
   if (ks->rk && ks->conf->exactly_once && !ks->fatal && ks->txn != TXN_IDLE) {
-    rd_kafka_error_t *e = rd_kafka_abort_transaction(ks->rk, 5000);
+    /* Frees the transaction now rather than at transaction.timeout.ms;
+     * bounded, the brokers may be gone. */
+    rd_kafka_error_t *e =
+        rd_kafka_abort_transaction(ks->rk, SL_MIN(timeout_ms(ks), 5000));
     if (e)
       rd_kafka_error_destroy(e);
   } else if (ks->rk && !ks->conf->exactly_once) {

@@ -36,9 +36,10 @@ void *sl_mock_cluster(struct sl_mock *m);
 /* Applies one control command (`sluice mock-kafka --control`) and writes a
  * one-line answer without newline into reply ("ok ..." or "error: ...");
  * returns 0 or -1 for a bad command. Commands:
- *   down N                  broker N (1-based id) closes its connections
- *                           and refuses new ones (leaders do not move)
- *   up N                    broker N accepts connections again
+ *   down N                  broker N (1-based id, -1 all) closes its
+ *                           connections and refuses new ones (leaders do
+ *                           not move)
+ *   up N                    broker N (-1 all) accepts connections again
  *   error API CODE [COUNT]  the next COUNT (default 1) requests of API
  *                           (Produce, EndTxn, ... or its number) fail
  *                           with CODE (PRODUCER_FENCED, ... or a number) */
