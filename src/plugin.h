@@ -150,6 +150,10 @@ struct sl_sink_plugin {
   void (*stage_free)(struct sl_sink *sink, void *stage);
   const char *(*describe)(struct sl_sink *sink);
   void (*destroy)(struct sl_sink *sink); /* @locality coordinator */
+  /* The flags of a configured sink, for a sink whose guarantees depend on
+   * its config (Kafka: SL_SINK_EXACTLY_ONCE only with exactly_once:
+   * true). Optional; without it, flags. @locality coordinator */
+  unsigned (*conf_flags)(const void *conf);
 };
 
 /* The registered plugins (src/registry.c). */

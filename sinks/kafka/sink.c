@@ -899,6 +899,11 @@ static void ksink_destroy(struct sl_sink *sink) {
   sink->ctx = NULL;
 }
 
+static unsigned ksink_conf_flags(const void *conf) {
+  return ((const struct ksink_conf *)conf)->exactly_once ? SL_SINK_EXACTLY_ONCE
+                                                         : 0;
+}
+
 const struct sl_sink_plugin sl_sink_kafka = {
     .name = "kafka",
     .config_map = ksink_map,
@@ -914,4 +919,5 @@ const struct sl_sink_plugin sl_sink_kafka = {
     .stage_free = ksink_stage_free,
     .describe = ksink_describe,
     .destroy = ksink_destroy,
+    .conf_flags = ksink_conf_flags,
 };

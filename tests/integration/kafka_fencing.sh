@@ -59,6 +59,8 @@ start_mock --topic clicks:8 --topic out:8
 "$SLUICE" produce --brokers "$BROKERS" --topic clicks --count "$COUNT" --seed 6 \
   2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
 write_job mock "$BROKERS" clicks out true
+expect_exit 0 "$SLUICE" validate "$WORK/mock.yaml"
+grep -q "sink kafka (exactly-once)" "$WORK/out.txt" || fail "validate: $(cat "$WORK/out.txt")"
 "$SLUICE" run "$WORK/mock.yaml" --set checkpoint.dir="$WORK/ckpt-mock-a" \
   --progress none --log-level debug 2>"$WORK/mock-a.err" &
 pid=$!
