@@ -118,10 +118,12 @@ int sl_cmd_validate(int argc, char **argv) {
     sl_job_free(&job);
     return SL_EXIT_OK;
   }
+  unsigned flags = job.sink_plugin->conf_flags
+                       ? job.sink_plugin->conf_flags(job.sink_conf)
+                       : job.sink_plugin->flags;
   printf("%s: valid: job '%s', source %s, sink %s%s\n", a.file, job.id,
          job.source_plugin->name, job.sink_plugin->name,
-         job.sink_plugin->flags & SL_SINK_EXACTLY_ONCE ? " (exactly-once)"
-                                                       : " (at-least-once)");
+         flags & SL_SINK_EXACTLY_ONCE ? " (exactly-once)" : " (at-least-once)");
   sl_job_free(&job);
   return SL_EXIT_OK;
 }

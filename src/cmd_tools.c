@@ -3,10 +3,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "../checkpoint/checkpoint.h"
 #include "../sources/kafka/kafka.h"
@@ -25,7 +29,17 @@ static const char mock_help[] =
     "\n"
     "  --topic NAME:PARTITIONS  create a topic (repeatable; default\n"
     "                           partitions 4 when :PARTITIONS is left out)\n"
-    "  --brokers N              number of brokers (default 1)\n";
+    "  --brokers N              number of brokers (default 1)\n"
+    "  --control                read commands from stdin, one a line, and\n"
+    "                           answer each with one line on stdout:\n"
+    "      down N                 broker N (1..brokers, -1 all) drops\n"
+    "                             its connections and refuses new ones\n"
+    "      up N                   broker N (-1 all) accepts connections\n"
+    "                             again\n"
+    "      error API CODE [COUNT] the next COUNT requests of API (Produce,\n"
+    "                             EndTxn, ... or a number) fail with CODE\n"
+    "                             (PRODUCER_FENCED, ... or a number)\n"
+    "                           answers: \"ok ...\" or \"error: ...\"\n";
 
 static const char produce_help[] =
     "usage: sluice produce --brokers B --topic T --count N [options]\n"
@@ -62,19 +76,64 @@ static int parse_u64(const char *s, uint64_t *out) {
   return 0;
 }
 
+/* Serves --control: commands from stdin until SIGINT or SIGTERM (EOF on
+ * stdin only ends the commands). The signals arrive on a signalfd, so one
+ * poll waits for both. */
+static void serve_control(struct sl_mock *m, const sigset_t *set) {
+  int sfd = signalfd(-1, set, SFD_CLOEXEC);
+  char line[512];
+  size_t len = 0;
+  bool input = true;
+  for (;;) {
+    struct pollfd pfd[2] = {
+        {.fd = sfd, .events = POLLIN},
+        {.fd = input ? STDIN_FILENO : -1, .events = POLLIN}};
+    if (poll(pfd, 2, -1) < 0)
+      continue; /* EINTR */
+    if (pfd[0].revents)
+      break;
+    if (!pfd[1].revents)
+      continue;
+    ssize_t got = read(STDIN_FILENO, line + len, sizeof(line) - 1 - len);
+    if (got <= 0) {
+      input = false;
+      continue;
+    }
+    len += (size_t)got;
+    char *nl;
+    while ((nl = memchr(line, '\n', len))) {
+      char reply[256];
+      *nl = '\0';
+      sl_mock_control(m, line, reply, sizeof(reply));
+      printf("%s\n", reply);
+      fflush(stdout);
+      len -= (size_t)(nl + 1 - line);
+      memmove(line, nl + 1, len);
+    }
+    if (len == sizeof(line) - 1)
+      len = 0; /* an overlong line is dropped */
+  }
+  close(sfd);
+}
+
 int sl_cmd_mock_kafka(int argc, char **argv) {
   static const struct option opts[] = {{"topic", required_argument, 0, 't'},
                                        {"brokers", required_argument, 0, 'b'},
+                                       {"control", no_argument, 0, 'c'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
+  bool control = false;
   char **topics = NULL;
   size_t ntopics = 0;
   uint64_t brokers = 1;
   int c, rc = SL_EXIT_OK;
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "+t:b:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "+t:b:ch", opts, NULL)) != -1) {
     switch (c) {
+    case 'c':
+      control = true;
+      break;
     case 't':
       topics = sl_realloc(topics, (ntopics + 1) * sizeof(*topics));
       topics[ntopics++] = optarg;
@@ -136,9 +195,13 @@ int sl_cmd_mock_kafka(int argc, char **argv) {
   }
   printf("%s\n", sl_mock_bootstraps(m));
   fflush(stdout);
-  int sig;
-  while (sigwait(&set, &sig) != 0)
-    ;
+  if (control) {
+    serve_control(m, &set);
+  } else {
+    int sig;
+    while (sigwait(&set, &sig) != 0)
+      ;
+  }
 out:
   sl_mock_destroy(m);
   free(topics);

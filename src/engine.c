@@ -1033,9 +1033,18 @@ static int recover(struct engine *e, struct sl_error *err) {
   if (sl_ckpt_scan(e->ck, &st, err))
     return err->code;
   struct last_args la = {&e->sink, &sink_batch, &sink_end};
-  if (sink_knows && with_retry(e, &e->sink, "reading the sink's last commit",
-                               last_call, &la, err))
-    return err->code;
+  if (sink_knows) {
+    rc = with_retry(e, &e->sink, "reading the sink's last commit", last_call,
+                    &la, err);
+    if (rc == SL_ERR_NOTFOUND) { /* keeps no record as configured */
+      sink_knows = false;
+      sl_error_clear(err);
+      rc = 0;
+    } else if (rc) {
+      sl_plan_clear(&sink_end);
+      return rc;
+    }
+  }
   struct sl_recovery d =
       sl_recovery_decide(st.last_commit, st.last_offsets, sink_knows,
                          sink_batch, e->opts->recover_from_sink);

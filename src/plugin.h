@@ -129,7 +129,9 @@ struct sl_sink_plugin {
   int (*init)(struct sl_sink *sink, struct sl_error *err);
   /* The sink's own record of its last committed batch and the end offsets
    * it stored with it (*batch = 0 when none). NULL when the sink keeps no
-   * such record (console): the checkpoint alone then decides.
+   * such record (console): the checkpoint alone then decides; a sink
+   * that keeps one only in some configurations (Kafka, at-least-once)
+   * returns SL_ERR_NOTFOUND to say so, with the same effect.
    * @locality coordinator */
   int (*last_committed)(struct sl_sink *sink, uint64_t *batch,
                         struct sl_plan *end, struct sl_error *err);
@@ -155,6 +157,10 @@ struct sl_sink_plugin {
   void (*stage_free)(struct sl_sink *sink, void *stage);
   const char *(*describe)(struct sl_sink *sink);
   void (*destroy)(struct sl_sink *sink); /* @locality coordinator */
+  /* The flags of a configured sink, for a sink whose guarantees depend on
+   * its config (Kafka: SL_SINK_EXACTLY_ONCE only with exactly_once:
+   * true). Optional; without it, flags. @locality coordinator */
+  unsigned (*conf_flags)(const void *conf);
 };
 
 /* The registered plugins (src/registry.c). */

@@ -33,6 +33,17 @@ int sl_mock_topic_create(struct sl_mock *m, const char *topic, int partitions,
                          struct sl_error *err);
 /* The librdkafka mock cluster, for error injection in tests. */
 void *sl_mock_cluster(struct sl_mock *m);
+/* Applies one control command (`sluice mock-kafka --control`) and writes a
+ * one-line answer without newline into reply ("ok ..." or "error: ...");
+ * returns 0 or -1 for a bad command. Commands:
+ *   down N                  broker N (1-based id, -1 all) closes its
+ *                           connections and refuses new ones (leaders do
+ *                           not move)
+ *   up N                    broker N (-1 all) accepts connections again
+ *   error API CODE [COUNT]  the next COUNT (default 1) requests of API
+ *                           (Produce, EndTxn, ... or its number) fail
+ *                           with CODE (PRODUCER_FENCED, ... or a number) */
+int sl_mock_control(struct sl_mock *m, const char *line, char *reply, size_t n);
 void sl_mock_destroy(struct sl_mock *m);
 
 /* ---- producing generated clickstream records (clickgen.h) */

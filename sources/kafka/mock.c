@@ -6,7 +6,10 @@
 #include "kafka.h" /* rdkafka.h first: rdkafka_mock.h needs it */
 
 #include <librdkafka/rdkafka_mock.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../src/util.h"
 
@@ -62,4 +65,82 @@ void sl_mock_destroy(struct sl_mock *m) {
   rd_kafka_mock_cluster_destroy(m->mc);
   rd_kafka_destroy(m->rk);
   free(m);
+}
+
+/* ------------------------------------------------------------ control */
+
+static const struct {
+  const char *name;
+  int16_t key;
+} mock_apis[] = {
+    {"Produce", 0},          {"Fetch", 1},           {"ListOffsets", 2},
+    {"Metadata", 3},         {"OffsetCommit", 8},    {"OffsetFetch", 9},
+    {"FindCoordinator", 10}, {"JoinGroup", 11},      {"Heartbeat", 12},
+    {"SyncGroup", 14},       {"InitProducerId", 22}, {"AddPartitionsToTxn", 24},
+    {"AddOffsetsToTxn", 25}, {"EndTxn", 26},         {"TxnOffsetCommit", 28}};
+
+static int parse_api(const char *s, int16_t *key) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*s && !*end && v >= 0 && v < 100) {
+    *key = (int16_t)v;
+    return 0;
+  }
+  for (size_t i = 0; i < SL_ARRAY_LEN(mock_apis); i++)
+    if (strcmp(s, mock_apis[i].name) == 0) {
+      *key = mock_apis[i].key;
+      return 0;
+    }
+  return -1;
+}
+
+static int parse_code(const char *s, rd_kafka_resp_err_t *code) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*s && !*end) {
+    *code = (rd_kafka_resp_err_t)v;
+    return 0;
+  }
+  const struct rd_kafka_err_desc *d;
+  size_t n;
+  rd_kafka_get_err_descs(&d, &n);
+  for (size_t i = 0; i < n; i++)
+    if (d[i].name && strcmp(d[i].name, s) == 0) {
+      *code = d[i].code;
+      return 0;
+    }
+  return -1;
+}
+
+int sl_mock_control(struct sl_mock *m, const char *line, char *reply,
+                    size_t n) {
+  char verb[16], a[64], b[64];
+  int count = 1, id;
+  int got = sscanf(line, "%15s %63s %63s %d", verb, a, b, &count);
+  if (got >= 2 && (strcmp(verb, "down") == 0 || strcmp(verb, "up") == 0) &&
+      sscanf(a, "%d", &id) == 1 && got == 2) {
+    bool down = strcmp(verb, "down") == 0;
+    rd_kafka_resp_err_t e = down ? rd_kafka_mock_broker_set_down(m->mc, id)
+                                 : rd_kafka_mock_broker_set_up(m->mc, id);
+    if (e) {
+      snprintf(reply, n, "error: %s %d: %s", verb, id, rd_kafka_err2str(e));
+      return -1;
+    }
+    snprintf(reply, n, "ok %s %d", verb, id);
+    return 0;
+  }
+  int16_t key;
+  rd_kafka_resp_err_t code;
+  if (got >= 3 && strcmp(verb, "error") == 0 && count >= 1 &&
+      parse_api(a, &key) == 0 && parse_code(b, &code) == 0) {
+    for (int i = 0; i < count; i++)
+      rd_kafka_mock_push_request_errors(m->mc, key, 1, code);
+    snprintf(reply, n, "ok error %s %s %d", a, rd_kafka_err2name(code), count);
+    return 0;
+  }
+  snprintf(reply, n,
+           "error: unknown command '%.60s' (down N | up N | error API CODE "
+           "[COUNT])",
+           line);
+  return -1;
 }

@@ -3,7 +3,7 @@
 # there once, with the reason and its source coordinates; the others reach
 # the sink.
 source "$(dirname "$0")/lib.bash" "$@"
-start_mock --topic clicks:4 --topic dead:1
+start_mock --topic clicks:4 --topic dead:1 --topic dead2:1
 "$SLUICE" produce --brokers "$BROKERS" --topic clicks --count 20000 2>/dev/null
 cat >"$WORK/job.yaml" <<YAML
 job: it-dlq
@@ -40,8 +40,17 @@ n = sum(1 for f in os.listdir(sys.argv[1]) if f.startswith("part-")
         for _ in open(os.path.join(sys.argv[1], f)))
 assert n == 19800, n
 PY
-# exactly_once: true is refused clearly until it exists
-sed -i 's/topic: dead }/topic: dead, exactly_once: true }/' "$WORK/job.yaml"
+# Exactly-once dead letters: their own transactions (transactional.id
+# sluice-it-dlq-dead-letters, so they do not fence the main sink) commit
+# with the batch; again 200, each once, with the batch header.
+sed -i "s|topic: dead }|topic: dead2, exactly_once: true, mirror_offsets: true }|; s|$WORK/ckpt|$WORK/ckpt2|; s|path: $WORK/out|path: $WORK/out2|" "$WORK/job.yaml"
+expect_exit 0 "$SLUICE" validate "$WORK/job.yaml"
+expect_exit 0 "$SLUICE" run "$WORK/job.yaml" --progress none
+kcat -b "$BROKERS" -C -t dead2 -e -q -f '%h %s\n' >"$WORK/dead2.txt" 2>/dev/null
+n=$(grep -c '^sluice.batch=[0-9]*,sluice.attempt=[0-9a-f.-]* {' "$WORK/dead2.txt" || true)
+[ "$n" = 200 ] || fail "$n exactly-once dead letters with headers, not 200"
+# Keys that belong to exactly_once are refused without it.
+sed -i "s|exactly_once: true, mirror_offsets: true|mirror_offsets: true|" "$WORK/job.yaml"
 expect_exit 78 "$SLUICE" validate "$WORK/job.yaml"
-expect_err "exactly_once: true is not available yet"
+expect_err "mirror_offsets applies only with exactly_once: true"
 echo "ok: dead letters to Kafka"

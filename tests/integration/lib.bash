@@ -24,15 +24,42 @@ fail() {
   exit 1
 }
 
-# start_mock ARGS...: runs `sluice mock-kafka ARGS` in the background and
-# sets BROKERS from the line it prints (waits for that line, bounded).
+# start_mock ARGS...: runs `sluice mock-kafka --control ARGS` in the
+# background and sets BROKERS from the line it prints (waits for that line,
+# bounded). Its stdout stays on fd 3, its control input on fd 4.
 start_mock() {
-  mkfifo "$WORK/mock.fifo"
-  "$SLUICE" mock-kafka "$@" >"$WORK/mock.fifo" 2>"$WORK/mock.err" &
+  mkfifo "$WORK/mock.fifo" "$WORK/mock.ctl"
+  exec 4<>"$WORK/mock.ctl"
+  "$SLUICE" mock-kafka --control "$@" <&4 >"$WORK/mock.fifo" 2>"$WORK/mock.err" &
   MOCK_PID=$!
   exec 3<"$WORK/mock.fifo"
   read -r -t 30 -u 3 BROKERS || fail "mock-kafka printed no bootstrap servers: $(cat "$WORK/mock.err")"
   [ -n "$BROKERS" ] || fail "mock-kafka printed an empty line"
+}
+
+# mock_ctl COMMAND...: sends a control command to the mock (down N, up N,
+# error API CODE [COUNT]; see sluice mock-kafka --help) and waits for its
+# answer; fails unless the answer starts with "ok".
+mock_ctl() {
+  local reply
+  echo "$*" >&4
+  read -r -t 30 -u 3 reply || fail "mock-kafka did not answer '$*'"
+  case $reply in
+    ok*) ;;
+    *) fail "mock-kafka: $reply" ;;
+  esac
+}
+
+# wait_for SECONDS CMD...: polls CMD every 10 ms until it succeeds; fails
+# after SECONDS.
+wait_for() {
+  local limit=$(($1 * 100)) i
+  shift
+  for ((i = 0; i < limit; i++)); do
+    "$@" && return 0
+    sleep 0.01
+  done
+  fail "timed out after $((limit / 100)) s waiting for: $*"
 }
 
 # expect_exit CODE CMD...: runs CMD, fails unless it exits with CODE.

@@ -1,0 +1,267 @@
+/* template.c - key, value and topic templates of the Kafka sink
+ * (ksink.h). Compiled once at init, rendered per record on worker
+ * threads; a compiled template is read-only. */
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/util.h"
+#include "ksink.h"
+
+/* ---------------------------------------------------------------- buf */
+
+size_t sl_kbuf_put(struct sl_kbuf *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    b->cap = SL_MAX(b->cap * 2, b->len + n + 4096);
+    b->p = sl_realloc(b->p, b->cap);
+  }
+  size_t off = b->len;
+  if (n)
+    memcpy(b->p + off, p, n);
+  b->len += n;
+  return off;
+}
+
+void sl_kbuf_free(struct sl_kbuf *b) {
+  free(b->p);
+  *b = (struct sl_kbuf){0};
+}
+
+/* ---------------------------------------------------------- compiling */
+
+enum part_kind {
+  PART_TEXT,
+  PART_FIELD,
+  PART_KEY,
+  PART_TOPIC,
+  PART_PARTITION,
+  PART_OFFSET,
+  PART_TIMESTAMP
+};
+
+struct part {
+  enum part_kind kind;
+  char *text;  /* PART_TEXT: the literal; PART_FIELD: the path */
+  char **segs; /* PART_FIELD: the path split at dots */
+  size_t nsegs;
+};
+
+struct sl_ktpl {
+  struct part *parts;
+  size_t n;
+  bool needs_row;
+};
+
+static const struct {
+  const char *name;
+  enum part_kind kind;
+} metas[] = {{"key", PART_KEY},
+             {"topic", PART_TOPIC},
+             {"partition", PART_PARTITION},
+             {"offset", PART_OFFSET},
+             {"timestamp", PART_TIMESTAMP}};
+
+static struct part *add_part(struct sl_ktpl *t, enum part_kind kind) {
+  t->parts = sl_realloc(t->parts, (t->n + 1) * sizeof(*t->parts));
+  struct part *p = &t->parts[t->n++];
+  *p = (struct part){.kind = kind};
+  return p;
+}
+
+/* Appends literal bytes, merging with a literal just before. */
+static void add_text(struct sl_ktpl *t, const char *s, size_t n) {
+  if (n == 0)
+    return;
+  struct part *p = t->n && t->parts[t->n - 1].kind == PART_TEXT
+                       ? &t->parts[t->n - 1]
+                       : add_part(t, PART_TEXT);
+  size_t have = p->text ? strlen(p->text) : 0;
+  p->text = sl_realloc(p->text, have + n + 1);
+  memcpy(p->text + have, s, n);
+  p->text[have + n] = '\0';
+}
+
+static int add_placeholder(struct sl_ktpl *t, const char *src, const char *s,
+                           size_t n, struct sl_error *err) {
+  if (n == 0)
+    return sl_error_set(err, SL_ERR_CONFIG,
+                        "template '%s', column %d: empty placeholder {}", src,
+                        (int)(s - src));
+  if (s[0] == '@') {
+    for (size_t i = 0; i < SL_ARRAY_LEN(metas); i++)
+      if (strlen(metas[i].name) == n - 1 &&
+          memcmp(metas[i].name, s + 1, n - 1) == 0) {
+        add_part(t, metas[i].kind);
+        return 0;
+      }
+    return sl_error_set(err, SL_ERR_CONFIG,
+                        "template '%s', column %d: unknown {%.*s}; known: "
+                        "@key, @topic, @partition, @offset, @timestamp",
+                        src, (int)(s - src), (int)n, s);
+  }
+  struct part *p = add_part(t, PART_FIELD);
+  p->text = sl_strndup(s, n);
+  t->needs_row = true;
+  for (const char *seg = p->text;;) {
+    const char *dot = strchr(seg, '.');
+    size_t len = dot ? (size_t)(dot - seg) : strlen(seg);
+    if (len == 0)
+      return sl_error_set(err, SL_ERR_CONFIG,
+                          "template '%s', column %d: empty field name in "
+                          "{%.*s}",
+                          src, (int)(s - src), (int)n, s);
+    p->segs = sl_realloc(p->segs, (p->nsegs + 1) * sizeof(*p->segs));
+    p->segs[p->nsegs++] = sl_strndup(seg, len);
+    if (!dot)
+      break;
+    seg = dot + 1;
+  }
+  return 0;
+}
+
+int sl_ktpl_compile(const char *src, struct sl_ktpl **out,
+                    struct sl_error *err) {
+  struct sl_ktpl *t = sl_calloc(1, sizeof(*t));
+  const char *s = src;
+  int rc = 0;
+  while (*s && !rc) {
+    if ((s[0] == '{' && s[1] == '{') || (s[0] == '}' && s[1] == '}')) {
+      add_text(t, s, 1);
+      s += 2;
+    } else if (s[0] == '}') {
+      rc = sl_error_set(err, SL_ERR_CONFIG,
+                        "template '%s', column %d: '}' without '{' (write "
+                        "}} for a literal brace)",
+                        src, (int)(s - src) + 1);
+    } else if (s[0] == '{') {
+      const char *close = strchr(s + 1, '}');
+      const char *open = strchr(s + 1, '{');
+      if (!close || (open && open < close))
+        rc = sl_error_set(err, SL_ERR_CONFIG,
+                          "template '%s', column %d: '{' without '}' (write "
+                          "{{ for a literal brace)",
+                          src, (int)(s - src) + 1);
+      else
+        rc = add_placeholder(t, src, s + 1, (size_t)(close - s - 1), err);
+      s = close ? close + 1 : s + 1;
+    } else {
+      size_t n = strcspn(s, "{}");
+      add_text(t, s, n);
+      s += n;
+    }
+  }
+  if (rc) {
+    sl_ktpl_free(t);
+    return rc;
+  }
+  *out = t;
+  return 0;
+}
+
+bool sl_ktpl_needs_row(const struct sl_ktpl *t) {
+  return t->needs_row;
+}
+
+void sl_ktpl_free(struct sl_ktpl *t) {
+  if (!t)
+    return;
+  for (size_t i = 0; i < t->n; i++) {
+    free(t->parts[i].text);
+    for (size_t k = 0; k < t->parts[i].nsegs; k++)
+      free(t->parts[i].segs[k]);
+    free(t->parts[i].segs);
+  }
+  free(t->parts);
+  free(t);
+}
+
+/* ---------------------------------------------------------- rendering */
+
+static size_t put_int(struct sl_kbuf *out, int64_t v) {
+  char num[24];
+  int n = snprintf(num, sizeof(num), "%" PRId64, v);
+  sl_kbuf_put(out, num, (size_t)n);
+  return (size_t)n;
+}
+
+static size_t put_json(struct sl_kbuf *out, const cJSON *v) {
+  if (cJSON_IsString(v)) {
+    size_t n = strlen(v->valuestring);
+    sl_kbuf_put(out, v->valuestring, n);
+    return n;
+  }
+  if (cJSON_IsNumber(v)) {
+    double d = v->valuedouble;
+    if (d == floor(d) && fabs(d) < 9007199254740992.0)
+      return put_int(out, (int64_t)d);
+    char num[32];
+    int n = snprintf(num, sizeof(num), "%.17g", d);
+    sl_kbuf_put(out, num, (size_t)n);
+    return (size_t)n;
+  }
+  if (cJSON_IsTrue(v) || cJSON_IsFalse(v)) {
+    const char *s = cJSON_IsTrue(v) ? "true" : "false";
+    sl_kbuf_put(out, s, strlen(s));
+    return strlen(s);
+  }
+  if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+    char *s = cJSON_PrintUnformatted(v);
+    size_t n = s ? strlen(s) : 0;
+    sl_kbuf_put(out, s, n);
+    free(s);
+    return n;
+  }
+  return 0; /* null */
+}
+
+static const cJSON *lookup(const cJSON *row, const struct part *p) {
+  const cJSON *v = row;
+  for (size_t i = 0; i < p->nsegs && v; i++)
+    v = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, p->segs[i])
+                          : NULL;
+  return v;
+}
+
+size_t sl_ktpl_render(const struct sl_ktpl *t, const struct sl_record *r,
+                      const cJSON *row, struct sl_kbuf *out) {
+  size_t n = 0;
+  for (size_t i = 0; i < t->n; i++) {
+    const struct part *p = &t->parts[i];
+    switch (p->kind) {
+    case PART_TEXT:
+      sl_kbuf_put(out, p->text, strlen(p->text));
+      n += strlen(p->text);
+      break;
+    case PART_FIELD: {
+      const cJSON *v = row ? lookup(row, p) : NULL;
+      n += v ? put_json(out, v) : 0;
+      break;
+    }
+    case PART_KEY:
+      if (r->key) {
+        sl_kbuf_put(out, r->key, r->key_len);
+        n += r->key_len;
+      }
+      break;
+    case PART_TOPIC: {
+      size_t len = r->topic ? strlen(r->topic) : 0;
+      sl_kbuf_put(out, r->topic, len);
+      n += len;
+      break;
+    }
+    case PART_PARTITION:
+      n += put_int(out, r->partition);
+      break;
+    case PART_OFFSET:
+      n += put_int(out, r->offset);
+      break;
+    case PART_TIMESTAMP:
+      n += put_int(out, r->timestamp);
+      break;
+    }
+  }
+  return n;
+}
