@@ -30,8 +30,8 @@ source:
   kafka:
     brokers: $2
     topics: [$3]
-    max_records_per_batch: 10000
-    task_max_records: 5000
+    max_records_per_batch: 4000
+    task_max_records: 2000
 pipeline:
   - parse: json
   - filter: 'id % 10 != 7'
