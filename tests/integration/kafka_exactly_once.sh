@@ -18,6 +18,7 @@
 source "$(dirname "$0")/lib.bash" "$@"
 COUNT=${SLUICE_EOS_RECORDS:-500000}
 KILLS=20
+BATCHES=$((COUNT / 10000)) # max_records_per_batch
 seed=${SLUICE_CRASH_SEED:-$RANDOM}
 echo "crash seed: $seed (rerun with SLUICE_CRASH_SEED=$seed)"
 RANDOM=$seed
@@ -59,13 +60,18 @@ last_commit() {
 
 # crash_runs NAME: runs the job $KILLS times, each killed with SIGKILL at a
 # random moment, then once to the end. Each kill point is drawn from where
-# the job stands: with L the last committed batch and k = L + 0..3, after
-# batch k committed (k = L: during start-up), or once the sink began
-# producing or committing batch k+1; then a further 0-30 ms.
+# the job stands: with L the last committed batch, k = L + a random step
+# (0 .. twice the batches left per kill left, so the kills spread over the
+# whole run); after batch k committed (k = L: during start-up), or once
+# the sink began producing or committing batch k+1; then 0-30 ms more.
 crash_runs() {
   local name=$1 job="$WORK/$1.yaml" ck="$WORK/ckpt-$1" killed=0 inside=0 i
   for ((i = 1; i <= KILLS; i++)); do
-    local k=$(($(last_commit "$ck") + RANDOM % 4)) phase=$((RANDOM % 3))
+    local l span
+    l=$(last_commit "$ck")
+    span=$((2 * (BATCHES - l) / (KILLS - i + 1)))
+    local k=$((l + RANDOM % (span > 0 ? span + 1 : 1))) phase=$((RANDOM % 3))
+    k=$((k < BATCHES ? k : BATCHES - 1)) # a point the run reaches
     local delay=$((RANDOM % 31)) log="$WORK/$name-run$i.err"
     local next=$((k + 1))
     "$SLUICE" run "$job" --progress none --log-level debug 2>"$log" &

@@ -38,7 +38,8 @@ sink:
     mirror_offsets: true
     timeout: 1s
     retry: { attempts: $3, backoff: 100ms, max_backoff: 500ms, max_elapsed: 60s }
-trigger: { available_now: true }
+# Paced, so that the outage lands while batches are still to come.
+trigger: { interval: 250ms }
 checkpoint: { dir: $WORK/ckpt-$1, retain: 1000000 }
 workers: 2
 YAML
@@ -59,9 +60,12 @@ wait_for 60 test -e "$WORK/ckpt-1/commits/3"
 mock_ctl down 2
 wait_for 60 grep -q "sink commit of batch [0-9]* failed (try 2)" "$WORK/run1.err"
 mock_ctl up 2
+wait_for 60 test -e "$WORK/ckpt-1/commits/20" # 100 000 records / 5 000
+kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
 [ "$rc" = 0 ] || { cat "$WORK/run1.err" >&2; fail "the job exited $rc across a broker outage"; }
+[ ! -e "$WORK/ckpt-1/commits/21" ] || fail "more than 20 batches"
 grep -q "sink commit of batch [0-9]* succeeded after [0-9]* tries" "$WORK/run1.err" ||
   fail "no commit was retried: $(cat "$WORK/run1.err")"
 grep "succeeded after" "$WORK/run1.err"
@@ -80,6 +84,6 @@ mock_ctl up -1
 grep -Eq "sink commit of batch [0-9]+ failed: gave up after 4 tries in [0-9.]+ s \(sink.retry limits\): Kafka sink: .*batch [0-9]+" "$WORK/run2.err" ||
   { cat "$WORK/run2.err" >&2; fail "no clear message when the retry budget was spent"; }
 grep "gave up" "$WORK/run2.err"
-expect_exit 0 "$SLUICE" run "$WORK/job2.yaml" --progress none
+expect_exit 0 "$SLUICE" run "$WORK/job2.yaml" --progress none --trigger available-now
 check_output 2 60000
 echo "ok: Kafka sink outages"
