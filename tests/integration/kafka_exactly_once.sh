@@ -18,7 +18,7 @@
 source "$(dirname "$0")/lib.bash" "$@"
 COUNT=${SLUICE_EOS_RECORDS:-500000}
 KILLS=20
-BATCHES=$((COUNT / 10000)) # max_records_per_batch
+BATCHES=$((COUNT / 4000)) # max_records_per_batch
 seed=${SLUICE_CRASH_SEED:-$RANDOM}
 echo "crash seed: $seed (rerun with SLUICE_CRASH_SEED=$seed)"
 RANDOM=$seed
