@@ -773,14 +773,38 @@ batch_offsets(const struct sl_plan *plan, const char *attempt) {
   return l;
 }
 
+/* Commits offsets to the group and waits at most the sink's timeout (a
+ * synchronous rd_kafka_commit waits for an unreachable coordinator with no
+ * bound). A commit still in flight after the timeout is harmless: it
+ * carries the same offsets, and later commits reach the coordinator after
+ * it on the same connection. */
+static rd_kafka_resp_err_t commit_bounded(struct ksink *ks,
+                                          rd_kafka_topic_partition_list_t *l) {
+  rd_kafka_queue_t *q = rd_kafka_queue_new(ks->reader);
+  rd_kafka_resp_err_t e = rd_kafka_commit_queue(ks->reader, l, q, NULL, NULL);
+  if (!e) {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms(ks));
+    if (!ev) {
+      e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    } else {
+      e = rd_kafka_event_error(ev);
+      const rd_kafka_topic_partition_list_t *r =
+          rd_kafka_event_topic_partition_list(ev);
+      for (int i = 0; r && i < r->cnt && !e; i++)
+        e = r->elems[i].err;
+      rd_kafka_event_destroy(ev);
+    }
+  }
+  rd_kafka_queue_destroy(q);
+  return e;
+}
+
 /* mirror_offsets: stores the committed transaction's offsets again with a
  * plain commit (librdkafka's mock drops the transactional one). */
 static int mirror(struct ksink *ks, const struct sl_plan *plan,
                   struct sl_error *err) {
   rd_kafka_topic_partition_list_t *l = batch_offsets(plan, ks->last.attempt);
-  rd_kafka_resp_err_t e = rd_kafka_commit(ks->reader, l, 0);
-  for (int i = 0; i < l->cnt && !e; i++)
-    e = l->elems[i].err;
+  rd_kafka_resp_err_t e = commit_bounded(ks, l);
   rd_kafka_topic_partition_list_destroy(l);
   if (e)
     return sl_error_setf(err, SL_ERR_SINK, SL_ERR_RETRIABLE,

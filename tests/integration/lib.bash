@@ -10,6 +10,12 @@ REDIS_PID=""
 REDIS_PORT=""
 
 cleanup() {
+  # Whatever the test left running in the background (a job it meant to
+  # stop later, when it failed before).
+  local p
+  for p in $(jobs -p); do
+    [ "$p" = "$MOCK_PID" ] || kill -9 "$p" 2>/dev/null || true
+  done
   if [ -n "$MOCK_PID" ]; then
     kill "$MOCK_PID" 2>/dev/null || true
     wait "$MOCK_PID" 2>/dev/null || true
