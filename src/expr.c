@@ -1586,18 +1586,6 @@ static bool parse_float(const char *p, size_t n, double *out) {
   return true;
 }
 
-/* The shortest %g form (15 to 17 digits) that reads back as d. */
-static int fmt_double(double d, char *buf, size_t cap) {
-  if (!isfinite(d))
-    return snprintf(buf, cap, "%s", isnan(d) ? "nan" : d < 0 ? "-inf" : "inf");
-  for (int prec = 15; prec < 17; prec++) {
-    snprintf(buf, cap, "%.*g", prec, d);
-    if (strtod(buf, NULL) == d)
-      return (int)strlen(buf);
-  }
-  return snprintf(buf, cap, "%.17g", d);
-}
-
 static int fn_to_string(const struct sl_value *v, const struct sl_eval_ctx *c,
                         struct sl_value *out, struct sl_error *err) {
   char tmp[40];
@@ -1614,7 +1602,7 @@ static int fn_to_string(const struct sl_value *v, const struct sl_eval_ctx *c,
     n = snprintf(tmp, sizeof(tmp), "%" PRId64, v->u.i);
     break;
   case SL_V_FLOAT:
-    n = fmt_double(v->u.f, tmp, sizeof(tmp));
+    n = sl_fmt_double(v->u.f, tmp, sizeof(tmp));
     break;
   case SL_V_JSON: {
     char *s = cJSON_PrintUnformatted(v->u.json);
@@ -1661,7 +1649,7 @@ static int fn_to_num(enum fn f, const struct sl_value *v, struct sl_value *out,
     if (!isfinite(v->u.f) || v->u.f < -9223372036854775808.0 ||
         v->u.f >= 9223372036854775808.0) {
       char buf[40];
-      fmt_double(v->u.f, buf, sizeof(buf));
+      sl_fmt_double(v->u.f, buf, sizeof(buf));
       return type_err(err, "'to_int' cannot convert %s to an int", buf);
     }
     *out = sl_int((int64_t)v->u.f);

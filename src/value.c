@@ -1,7 +1,9 @@
 /* value.c - see value.h. */
 #include "value.h"
 
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -227,4 +229,45 @@ void sl_arena_free(struct sl_arena *a) {
   }
   a->head = NULL;
   a->used = 0;
+}
+
+int sl_fmt_double(double d, char *buf, size_t cap) {
+  if (!isfinite(d))
+    return snprintf(buf, cap, "%s", isnan(d) ? "nan" : d < 0 ? "-inf" : "inf");
+  for (int prec = 15; prec < 17; prec++) {
+    snprintf(buf, cap, "%.*g", prec, d);
+    if (strtod(buf, NULL) == d)
+      return (int)strlen(buf);
+  }
+  return snprintf(buf, cap, "%.17g", d);
+}
+
+size_t sl_json_text(const cJSON *v, char num[32], char **heap,
+                    const char **text) {
+  *heap = NULL;
+  *text = NULL;
+  if (cJSON_IsString(v)) {
+    *text = v->valuestring;
+    return strlen(v->valuestring);
+  }
+  if (cJSON_IsNumber(v)) {
+    double d = v->valuedouble;
+    int n = d == floor(d) && fabs(d) < 9007199254740992.0
+                ? snprintf(num, 32, "%" PRId64, (int64_t)d)
+                : sl_fmt_double(d, num, 32);
+    *text = num;
+    return (size_t)n;
+  }
+  if (cJSON_IsBool(v)) {
+    *text = cJSON_IsTrue(v) ? "true" : "false";
+    return strlen(*text);
+  }
+  if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+    *heap = cJSON_PrintUnformatted(v);
+    if (!*heap)
+      abort(); /* out of memory, like sl_malloc */
+    *text = *heap;
+    return strlen(*heap);
+  }
+  return 0; /* null */
 }

@@ -90,4 +90,17 @@ char *sl_arena_strndup(struct sl_arena *a, const char *s, size_t n);
 void sl_arena_reset(struct sl_arena *a); /* keeps the first block */
 void sl_arena_free(struct sl_arena *a);
 
+/* The shortest %g text (15 to 17 digits) that reads back as d; "nan",
+ * "inf", "-inf" for the others. Returns its length (cap >= 32). */
+int sl_fmt_double(double d, char *buf, size_t cap);
+
+/* The text a template puts in place of a JSON value: a string as is, an
+ * integral number below 2^53 as an integer, another number by
+ * sl_fmt_double, true/false, an object or array as compact JSON. Points
+ * *text at it and returns its length: into v for a string, into num (32
+ * bytes) for a number or a boolean, into *heap (malloc'd, the caller
+ * frees it) for an object or an array. Null: *text = NULL, returns 0. */
+size_t sl_json_text(const cJSON *v, char num[32], char **heap,
+                    const char **text);
+
 #endif

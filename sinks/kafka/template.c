@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../src/util.h"
+#include "../../src/value.h"
 #include "ksink.h"
 
 /* ---------------------------------------------------------------- buf */
@@ -188,33 +189,12 @@ static size_t put_int(struct sl_kbuf *out, int64_t v) {
 }
 
 static size_t put_json(struct sl_kbuf *out, const cJSON *v) {
-  if (cJSON_IsString(v)) {
-    size_t n = strlen(v->valuestring);
-    sl_kbuf_put(out, v->valuestring, n);
-    return n;
-  }
-  if (cJSON_IsNumber(v)) {
-    double d = v->valuedouble;
-    if (d == floor(d) && fabs(d) < 9007199254740992.0)
-      return put_int(out, (int64_t)d);
-    char num[32];
-    int n = snprintf(num, sizeof(num), "%.17g", d);
-    sl_kbuf_put(out, num, (size_t)n);
-    return (size_t)n;
-  }
-  if (cJSON_IsTrue(v) || cJSON_IsFalse(v)) {
-    const char *s = cJSON_IsTrue(v) ? "true" : "false";
-    sl_kbuf_put(out, s, strlen(s));
-    return strlen(s);
-  }
-  if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
-    char *s = cJSON_PrintUnformatted(v);
-    size_t n = s ? strlen(s) : 0;
-    sl_kbuf_put(out, s, n);
-    free(s);
-    return n;
-  }
-  return 0; /* null */
+  char num[32], *heap;
+  const char *text;
+  size_t n = sl_json_text(v, num, &heap, &text);
+  sl_kbuf_put(out, text, n);
+  free(heap);
+  return n;
 }
 
 static const cJSON *lookup(const cJSON *row, const struct part *p) {

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "../../src/util.h"
+#include "../../src/value.h"
 
 enum num { NUM_NONE, NUM_INT, NUM_FLOAT };
 
@@ -408,38 +409,16 @@ static const cJSON *lookup(const cJSON *row, const char *name) {
 
 static int put_json(struct sl_rargs *a, const cJSON *v, const char *name,
                     char *reason, size_t rsz) {
-  char num[64];
-  if (!v) {
-    snprintf(reason, rsz, "redis command: field '%s' is missing", name);
+  if (!v || cJSON_IsNull(v)) {
+    snprintf(reason, rsz, "redis command: field '%s' is %s", name,
+             v ? "null" : "missing");
     return -1;
   }
-  if (cJSON_IsNull(v)) {
-    snprintf(reason, rsz, "redis command: field '%s' is null", name);
-    return -1;
-  }
-  if (cJSON_IsString(v)) {
-    put(a, v->valuestring, strlen(v->valuestring));
-  } else if (cJSON_IsBool(v)) {
-    put(a, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
-  } else if (cJSON_IsNumber(v)) {
-    double d = v->valuedouble;
-    int n = 0;
-    if (d == floor(d) && fabs(d) < 9007199254740992.0)
-      n = snprintf(num, sizeof(num), "%" PRId64, (int64_t)d);
-    else /* the shortest text that reads back as the same double */
-      for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(num, sizeof(num), "%.*g", prec, d);
-        if (strtod(num, NULL) == d)
-          break;
-      }
-    put(a, num, (size_t)n);
-  } else {
-    char *s = cJSON_PrintUnformatted(v);
-    if (!s)
-      abort();
-    put(a, s, strlen(s));
-    free(s);
-  }
+  char num[32], *heap;
+  const char *text;
+  size_t n = sl_json_text(v, num, &heap, &text);
+  put(a, text, n);
+  free(heap);
   return 0;
 }
 
