@@ -22,6 +22,14 @@ demo: build
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# Benchmarks (tests/bench/run.py) on a Release build of their own; writes
+# docs/benchmarks.md and docs/benchmarks.png. Takes a few minutes.
+bench: deps
+	@cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build-bench -j $(JOBS)
+	@/usr/bin/python3 tests/bench/run.py --build build-bench --report docs/benchmarks.md \
+	  --chart docs/benchmarks.png --json build-bench/bench.json
+
 asan:
 	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSLUICE_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
 
@@ -32,4 +40,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-bench

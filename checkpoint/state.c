@@ -80,7 +80,7 @@ int sl_ckpt_state_write_index(struct sl_ckpt *ck,
   body = sl_realloc(body, n + 2);
   body[n++] = '\n';
   int rc = write_sealed(ck, x->batch, "index", body, n, err);
-  free(body);
+  cJSON_free(body);
   return rc;
 }
 

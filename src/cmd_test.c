@@ -89,7 +89,7 @@ static bool matches(const cJSON *want, const cJSON *got, bool partial) {
 static void print_row(const char *mark, const cJSON *row) {
   char *s = cJSON_PrintUnformatted(row);
   printf("      %s %s\n", mark, s);
-  free(s);
+  cJSON_free(s);
 }
 
 struct collected {

@@ -1613,7 +1613,7 @@ static int fn_to_string(const struct sl_value *v, const struct sl_eval_ctx *c,
     char *d = out_buf(c, len, err);
     if (d)
       memcpy(d, s, len);
-    free(s);
+    cJSON_free(s);
     if (!d)
       return SL_ERR_INVAL;
     *out = sl_str(d, len);

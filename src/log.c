@@ -45,7 +45,7 @@ static int json_line(char *line, size_t cap, enum sl_log_level level,
   char *txt = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   int n = snprintf(line, cap, "%s", txt ? txt : "{}");
-  free(txt);
+  cJSON_free(txt);
   return n;
 }
 

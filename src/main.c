@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "util.h"
 
 static const char usage[] =
     "usage: sluice VERB [options]\n"
@@ -32,6 +33,7 @@ int sl_cli_usage_error(const char *verb, const char *fmt, ...) {
 }
 
 int main(int argc, char **argv) {
+  sl_mark_process_start();
   if (argc < 2) {
     fputs(usage, stderr);
     return SL_EXIT_USAGE;

@@ -23,6 +23,7 @@ struct op {
   size_t n;             /* map / select / drop */
   struct path *paths;
   struct sl_expr **exprs; /* map */
+  bool disjoint;          /* select: no path is, or is inside, another */
 };
 
 struct window_op {
@@ -61,6 +62,21 @@ static void path_split(struct path *p, const char *name) {
       break;
     s = dot + 1;
   }
+}
+
+/* Whether no path equals another or is a prefix of another. */
+static bool paths_disjoint(const struct path *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++) {
+      if (i == j || p[i].n > p[j].n)
+        continue;
+      size_t k = 0;
+      while (k < p[i].n && strcmp(p[i].seg[k], p[j].seg[k]) == 0)
+        k++;
+      if (k == p[i].n)
+        return false;
+    }
+  return true;
 }
 
 static void ops_free(struct op *ops, size_t n) {
@@ -504,6 +520,7 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
     case 3:
       op->kind = OP_SELECT;
       rc = compile_fields(v, "select", op, err);
+      op->disjoint = !rc && paths_disjoint(op->paths, op->n);
       break;
     case 4:
       op->kind = OP_DROP;
@@ -660,7 +677,7 @@ static void emit_out(struct sl_pipe_task *t, struct sl_batch *out,
     char *s = cJSON_PrintUnformatted(row);
     size_t n = strlen(s);
     buf_put(&t->obuf, &t->olen, &t->ocap, s, n);
-    free(s);
+    cJSON_free(s);
     r->value_len = n;
     r->value = NULL; /* fixed up in finish_chunk */
   } else {
@@ -717,7 +734,7 @@ static void emit_dead(struct sl_pipe_task *t, struct sl_batch *dead,
   r->value_len = n;
   t->doff[dead->n] = t->dlen;
   buf_put(&t->dbuf, &t->dlen, &t->dcap, s, n);
-  free(s);
+  cJSON_free(s);
   dead->n++;
   t->st.dead++;
 }
@@ -758,18 +775,28 @@ static void path_set(cJSON *row, const struct path *p, cJSON *v) {
     cJSON_AddItemToObject(parent, last, v);
 }
 
-/* select: a new object with only the listed paths (in the listed order). */
+/* Frees a row, unless it lives in the record arena (sl_pipe_run), which
+ * reclaims it at once on reset: walking it to free nothing costs time. */
+static void row_free(cJSON *row) {
+  if (!sl_arena_json_active())
+    cJSON_Delete(row);
+}
+
+/* select: a new object with only the listed paths (in the listed order).
+ * When no listed path overlaps another, the values move from the old row
+ * instead of being copied. */
 static cJSON *do_select(cJSON *row, const struct op *op) {
   cJSON *n = cJSON_CreateObject();
   for (size_t i = 0; i < op->n; i++) {
+    const char *last = op->paths[i].seg[op->paths[i].n - 1];
     cJSON *parent = path_parent(row, &op->paths[i], false);
-    cJSON *v = parent ? cJSON_GetObjectItemCaseSensitive(
-                            parent, op->paths[i].seg[op->paths[i].n - 1])
-                      : NULL;
+    cJSON *v = parent ? cJSON_GetObjectItemCaseSensitive(parent, last) : NULL;
     if (v)
-      path_set(n, &op->paths[i], cJSON_Duplicate(v, 1));
+      path_set(n, &op->paths[i],
+               op->disjoint ? cJSON_DetachItemViaPointer(parent, v)
+                            : cJSON_Duplicate(v, 1));
   }
-  cJSON_Delete(row);
+  row_free(row);
   return n;
 }
 
@@ -869,6 +896,8 @@ int sl_pipe_run(struct sl_pipe_task *t, const struct sl_batch *in,
   t->olen = t->dlen = 0;
   struct sl_eval_ctx ctx = {.arena = &t->arena, .now_ms = now_ms};
   int rc = 0;
+  /* Each record's cJSON rows live in the arena that is reset per record. */
+  sl_arena_json_begin(&t->arena);
   for (size_t i = 0; i < in->n && !rc; i++) {
     const struct sl_record *rec = &in->recs[i];
     struct sl_error e = {0};
@@ -926,8 +955,9 @@ int sl_pipe_run(struct sl_pipe_task *t, const struct sl_batch *in,
       else
         emit_dead(t, dead, rec, rec->value, rec->value_len, e.msg);
     }
-    cJSON_Delete(row);
+    row_free(row);
   }
+  sl_arena_json_end();
   finish_chunk(t, out, dead);
   return rc;
 }
@@ -953,7 +983,7 @@ int sl_pipe_post(struct sl_pipe_task *t, cJSON **rows, size_t n,
       } else {
         char *s = cJSON_PrintUnformatted(rows[i]);
         emit_dead(t, dead, NULL, s, strlen(s), e.msg);
-        free(s);
+        cJSON_free(s);
       }
     } else if (!rc) {
       t->st.filtered++;

@@ -13,6 +13,18 @@ int64_t sl_mono_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static int64_t process_start_ns;
+
+void sl_mark_process_start(void) {
+  process_start_ns = sl_mono_ns();
+}
+
+int64_t sl_process_start_ns(void) {
+  if (!process_start_ns)
+    sl_mark_process_start();
+  return process_start_ns;
+}
+
 int64_t sl_wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -9,6 +9,10 @@
 
 /* Monotonic clock in nanoseconds. */
 int64_t sl_mono_ns(void);
+/* The monotonic time main() started at (sl_mark_process_start), or the
+ * first call of this function. */
+int64_t sl_process_start_ns(void);
+void sl_mark_process_start(void);
 /* Wall clock in milliseconds since the epoch. */
 int64_t sl_wall_ms(void);
 

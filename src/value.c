@@ -9,6 +9,15 @@
 
 #include "util.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n)   ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 const char *sl_vtype_name(const struct sl_value *v) {
   switch (v->type) {
   case SL_V_NULL:
@@ -193,9 +202,11 @@ void *sl_arena_alloc(struct sl_arena *a, size_t n) {
     b->next = a->head;
     a->head = b;
     a->used = 0;
+    POISON(b->data, size);
   }
   void *p = a->head->data + a->used;
   a->used += n;
+  UNPOISON(p, n);
   return p;
 }
 
@@ -213,22 +224,68 @@ void sl_arena_reset(struct sl_arena *a) {
   struct sl_arena_block *b = a->head->next;
   while (b) {
     struct sl_arena_block *next = b->next;
+    UNPOISON(b->data, b->size);
     free(b);
     b = next;
   }
   a->head->next = NULL;
   a->used = 0;
+  /* Under ASan a use of memory from before the reset is reported. */
+  POISON(a->head->data, a->head->size);
 }
 
 void sl_arena_free(struct sl_arena *a) {
   struct sl_arena_block *b = a->head;
   while (b) {
     struct sl_arena_block *next = b->next;
+    UNPOISON(b->data, b->size);
     free(b);
     b = next;
   }
   a->head = NULL;
   a->used = 0;
+}
+
+/* cJSON's allocator: the thread's json arena while one is set. */
+static _Thread_local struct sl_arena *json_arena;
+
+static bool arena_owns(const struct sl_arena *a, const void *p) {
+  const unsigned char *c = p;
+  for (const struct sl_arena_block *b = a->head; b; b = b->next)
+    if (c >= b->data && c < b->data + b->size)
+      return true;
+  return false;
+}
+
+static void *json_malloc(size_t n) {
+  struct sl_arena *a = json_arena;
+  return a ? sl_arena_alloc(a, n) : malloc(n);
+}
+
+static void json_free(void *p) {
+  struct sl_arena *a = json_arena;
+  if (a && arena_owns(a, p))
+    return;
+  free(p);
+}
+
+/* Installed before main(), while there is one thread: cJSON's hooks are
+ * a global that its calls read. */
+__attribute__((constructor)) static void json_hooks_install(void) {
+  cJSON_Hooks h = {.malloc_fn = json_malloc, .free_fn = json_free};
+  cJSON_InitHooks(&h);
+}
+
+void sl_arena_json_begin(struct sl_arena *a) {
+  json_arena = a;
+}
+
+void sl_arena_json_end(void) {
+  json_arena = NULL;
+}
+
+bool sl_arena_json_active(void) {
+  return json_arena != NULL;
 }
 
 int sl_fmt_double(double d, char *buf, size_t cap) {

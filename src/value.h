@@ -90,6 +90,17 @@ char *sl_arena_strndup(struct sl_arena *a, const char *s, size_t n);
 void sl_arena_reset(struct sl_arena *a); /* keeps the first block */
 void sl_arena_free(struct sl_arena *a);
 
+/* Between sl_arena_json_begin(a) and sl_arena_json_end(), cJSON nodes and
+ * texts that the calling thread allocates come from a, and freeing them
+ * is a no-op; the next sl_arena_reset(a) reclaims them all at once. This
+ * takes malloc and free off the per-record path (parse, select, print).
+ * Every cJSON item made inside must be dead by the reset; cJSON memory
+ * from outside is freed as usual. Other threads are unaffected. */
+void sl_arena_json_begin(struct sl_arena *a);
+void sl_arena_json_end(void);
+/* Whether this thread's cJSON memory comes from an arena now. */
+bool sl_arena_json_active(void);
+
 /* The shortest %g text (15 to 17 digits) that reads back as d; "nan",
  * "inf", "-inf" for the others. Returns its length (cap >= 32). */
 int sl_fmt_double(double d, char *buf, size_t cap);
@@ -98,8 +109,8 @@ int sl_fmt_double(double d, char *buf, size_t cap);
  * integral number below 2^53 as an integer, another number by
  * sl_fmt_double, true/false, an object or array as compact JSON. Points
  * *text at it and returns its length: into v for a string, into num (32
- * bytes) for a number or a boolean, into *heap (malloc'd, the caller
- * frees it) for an object or an array. Null: *text = NULL, returns 0. */
+ * bytes) for a number or a boolean, into *heap (the caller frees it
+ * with cJSON_free) for an object or an array. Null: *text = NULL, returns 0. */
 size_t sl_json_text(const cJSON *v, char num[32], char **heap,
                     const char **text);
 

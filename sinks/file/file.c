@@ -249,7 +249,8 @@ static void put_json_string(struct file_stage *s, const char *p, size_t n) {
   put(s, "\"", 1);
 }
 
-static int file_stage_write(void *stage, const struct sl_batch *b, struct sl_rejects *rejects, struct sl_error *err) {
+static int file_stage_write(void *stage, const struct sl_batch *b,
+                            struct sl_rejects *rejects, struct sl_error *err) {
   (void)rejects; /* every record can be written */
   struct file_stage *s = stage;
   char num[160];
@@ -344,7 +345,7 @@ static int file_commit(struct sl_sink *sink, const struct sl_plan *plan,
   char *body = sl_malloc(blen + 2);
   memcpy(body, json, blen);
   body[blen++] = '\n'; /* the trailer then stands on its own line */
-  free(json);
+  cJSON_free(json);
   char *sealed = sl_fsio_seal(body, blen, &len);
   free(body);
   snprintf(name, sizeof(name), "%" PRIu64, plan->batch);

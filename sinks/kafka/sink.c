@@ -684,13 +684,13 @@ static int set_fatal(struct ksink *ks, rd_kafka_resp_err_t code,
     ks->fatal = true;
     if (fenced_code(code))
       snprintf(ks->fatal_msg, sizeof(ks->fatal_msg),
-               "fenced: another instance with transactional.id '%s' took "
-               "over; this one stops producing (%s)",
+               "fenced: another instance with transactional.id '%.200s' took "
+               "over; this one stops producing (%.400s)",
                ks->tid, msg);
     else
       snprintf(ks->fatal_msg, sizeof(ks->fatal_msg),
-               "Kafka sink: fatal producer error (transactional.id '%s'): "
-               "%s",
+               "Kafka sink: fatal producer error (transactional.id '%.200s'): "
+               "%.400s",
                ks->tid, msg);
   }
   return sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL, "%s", ks->fatal_msg);

@@ -193,7 +193,7 @@ static size_t put_json(struct sl_kbuf *out, const cJSON *v) {
   const char *text;
   size_t n = sl_json_text(v, num, &heap, &text);
   sl_kbuf_put(out, text, n);
-  free(heap);
+  cJSON_free(heap);
   return n;
 }
 

@@ -418,7 +418,7 @@ static int put_json(struct sl_rargs *a, const cJSON *v, const char *name,
   const char *text;
   size_t n = sl_json_text(v, num, &heap, &text);
   put(a, text, n);
-  free(heap);
+  cJSON_free(heap);
   return 0;
 }
 

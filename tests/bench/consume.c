@@ -84,7 +84,10 @@ int main(int argc, char **argv) {
   long long n = 0, bytes = 0;
   double last = now_s(), first = 0;
   while (n < expected) {
-    ssize_t k = rd_kafka_consume_batch_queue(q, 1000, msgs, 4096);
+    /* consume_batch waits for as many messages as asked for: never ask
+     * for more than are left, or the last call waits out its timeout. */
+    long long want = expected - n < 4096 ? expected - n : 4096;
+    ssize_t k = rd_kafka_consume_batch_queue(q, 1000, msgs, (size_t)want);
     if (k < 0)
       die("consume", rd_kafka_err2str(rd_kafka_last_error()));
     if (k == 0 && now_s() - last > 30)
@@ -109,9 +112,10 @@ int main(int argc, char **argv) {
                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
   printf("{\"workload\":\"W0\",\"records\":%lld,\"bytes\":%lld,"
          "\"wall_s\":%.4f,\"first_record_s\":%.4f,\"cpu_s\":%.3f,"
-         "\"records_per_s\":%.0f,\"peak_rss_bytes\":%ld}\n",
+         "\"records_per_s\":%.0f,\"peak_rss_bytes\":%ld,"
+         "\"librdkafka\":\"%s\"}\n",
          n, bytes, wall, first - t0, cpu, wall > 0 ? (double)n / wall : 0,
-         ru.ru_maxrss * 1024L);
+         ru.ru_maxrss * 1024L, rd_kafka_version_str());
   rd_kafka_queue_destroy(q);
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);

@@ -186,6 +186,48 @@ static void filter_map_select_drop(void **state) {
   run_free(&r);
 }
 
+/* select moves values out of the row only when no listed path overlaps
+ * another: an overlapping list still gives every listed path whole. */
+static void select_with_overlapping_paths(void **state) {
+  struct run r = {0};
+  const char *v[] = {"{\"a\":{\"b\":1,\"c\":2},\"d\":[3,{\"e\":4}],\"f\":5}"};
+  (void)state;
+  run_lines(&r, "  - parse: json\n  - select: [a.b, a, d, a.b, f]\n", v, 1,
+            false);
+  assert_int_equal(r.out.n, 1);
+  assert_out(&r, 0, "{\"a\":{\"b\":1,\"c\":2},\"d\":[3,{\"e\":4}],\"f\":5}");
+  run_free(&r);
+  r = (struct run){0};
+  run_lines(&r, "  - parse: json\n  - select: [f, d, a.c]\n", v, 1, false);
+  assert_int_equal(r.out.n, 1);
+  assert_out(&r, 0, "{\"f\":5,\"d\":[3,{\"e\":4}],\"a\":{\"c\":2}}");
+  run_free(&r);
+}
+
+/* Many records through one task: each record's rows come from the task's
+ * arena, reset per record (ASan poisons what a reset reclaims). */
+static void many_records_reuse_the_record_arena(void **state) {
+  struct run r = {0};
+  enum { N = 3000 };
+  static char bufs[N][96];
+  const char *v[N];
+  (void)state;
+  for (int i = 0; i < N; i++) {
+    snprintf(bufs[i], sizeof(bufs[i]),
+             "{\"user\":\"u%04d\",\"amount\":%d.5,\"event\":\"%s\"}", i, i,
+             i % 3 ? "view" : "buy");
+    v[i] = bufs[i];
+  }
+  run_lines(&r,
+            "  - parse: json\n  - filter: 'event == \"buy\"'\n"
+            "  - select: [user, amount]\n",
+            v, N, false);
+  assert_int_equal(r.out.n, N / 3);
+  assert_out(&r, 0, "{\"user\":\"u0000\",\"amount\":0.5}");
+  assert_out(&r, N / 3 - 1, "{\"user\":\"u2997\",\"amount\":2997.5}");
+  run_free(&r);
+}
+
 static void bad_records_become_dead_letters(void **state) {
   struct run r = {0};
   const char *v[] = {"{\"amount\":1}", "{broken", "[1,2]",
@@ -326,6 +368,8 @@ int main(void) {
       cmocka_unit_test(window_errors_are_positioned),
       cmocka_unit_test(raw_records_pass_through),
       cmocka_unit_test(filter_map_select_drop),
+      cmocka_unit_test(select_with_overlapping_paths),
+      cmocka_unit_test(many_records_reuse_the_record_arena),
       cmocka_unit_test(bad_records_become_dead_letters),
       cmocka_unit_test(on_error_fail_stops_at_the_first_bad_record),
       cmocka_unit_test(top_keeps_the_n_largest_per_window),
