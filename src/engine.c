@@ -906,8 +906,13 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
     /* Start-up latency, for operators and the startup benchmark, which
      * reads the absolute monotonic time. */
     e->committed_once = true;
-    sl_debug("first commit %.3f ms after start (monotonic %.6f s)",
-             (double)(t4 - sl_process_start_ns()) / 1e6, (double)t4 / 1e9);
+    sl_debug("first commit %.3f ms after start (monotonic %.6f s); "
+             "batch: plan %.3f, offsets %.3f, tasks %.3f, sink %.3f, "
+             "commit %.3f ms",
+             (double)(t4 - sl_process_start_ns()) / 1e6, (double)t4 / 1e9,
+             (double)plan_ns / 1e6, (double)(t1 - t0) / 1e6,
+             (double)(t2 - t1) / 1e6, (double)(t3 - t2) / 1e6,
+             (double)(t4 - t3) / 1e6);
   }
   /* The batch is committed: its ends are where the next one starts. */
   for (size_t i = 0; i < plan->n; i++) {
