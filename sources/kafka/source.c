@@ -329,7 +329,7 @@ static int start_embedded(struct kafka_src *ks, struct sl_error *err) {
     }
   }
   sl_info("embedded Kafka cluster at %s: %zu topic(s) x %lld partitions, "
-          "%lld records each",
+          "%lld records per topic",
           ks->brokers, ks->conf->topics.n, (long long)e->partitions,
           (long long)e->records);
   return 0;
