@@ -65,7 +65,9 @@ static void append(struct console_stage *s, const char *p, size_t n) {
   s->len += n;
 }
 
-static int console_stage_write(void *stage, const struct sl_batch *b, struct sl_rejects *rejects, struct sl_error *err) {
+static int console_stage_write(void *stage, const struct sl_batch *b,
+                               struct sl_rejects *rejects,
+                               struct sl_error *err) {
   (void)rejects; /* every record can be written */
   struct console_stage *s = stage;
   (void)err;
