@@ -357,6 +357,8 @@ class Bench:
             except OSError:
                 return "not found"
         import confluent_kafka
+        g = re.search(r"v=(\S+)", version(["redis-server", "--version"]))
+        redis_version = g.group(1) if g else "unknown"
         cache = os.path.join(self.build, "CMakeCache.txt")
         build_type = "unknown"
         if os.path.exists(cache):
@@ -375,9 +377,7 @@ class Bench:
             "librdkafka": self.librdkafka,
             "python": platform.python_version(),
             "confluent_kafka": confluent_kafka.version()[0],
-            "redis": version(["redis-server", "--version"]).split(" ")[2]
-            if version(["redis-server", "--version"]).startswith("Redis")
-            else "unknown",
+            "redis": redis_version,
             "records": self.a.records,
             "partitions": self.a.partitions,
             "mean_record_bytes": round(self.bytes / self.a.records, 1),
