@@ -267,10 +267,12 @@ static int read_task(struct sl_task *t, struct worker_ctx *w,
   }
   if (rc)
     return rc;
-  if (tc->pipe)
+  if (tc->pipe) {
     tc->stats = sl_pipe_task_stats(tc->pipe);
-  else
+    sl_pipe_task_trim(tc->pipe);
+  } else {
     tc->stats.in = tc->stats.out = tc->records;
+  }
   tc->stats.out -= tc->sink_rejected;
   tc->stats.dead += tc->sink_rejected;
   if (e->src.plugin->reader_lost)

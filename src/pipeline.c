@@ -628,6 +628,11 @@ struct sl_pipe_task *sl_pipe_task_new(const struct sl_pipeline *p) {
   return t;
 }
 
+void sl_pipe_task_trim(struct sl_pipe_task *t) {
+  if (t)
+    sl_arena_free(&t->arena);
+}
+
 void sl_pipe_task_free(struct sl_pipe_task *t) {
   if (!t)
     return;

@@ -79,6 +79,10 @@ struct sl_pipe_task;
 
 struct sl_pipe_task *sl_pipe_task_new(const struct sl_pipeline *p);
 void sl_pipe_task_free(struct sl_pipe_task *t);
+/* Frees the task's scratch memory (the per-record arena) once its last
+ * chunk ran; the partial window state and the statistics stay until
+ * sl_pipe_task_free. A later sl_pipe_run starts a new arena. */
+void sl_pipe_task_trim(struct sl_pipe_task *t);
 
 /* Runs a chunk of records through the operators before the window.
  * Fills out (records for the sink: for stateless pipelines) and dead

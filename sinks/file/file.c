@@ -204,11 +204,13 @@ static int file_stage_open(struct sl_sink *sink, uint64_t batch, uint32_t task,
     free(s);
     return rc;
   }
-  s->cap = 256 * 1024;
+  s->cap = 16 * 1024; /* grows to about FLUSH_AT; most tasks write less */
   s->buf = sl_malloc(s->cap);
   *stage = s;
   return 0;
 }
+
+#define FLUSH_AT (256 * 1024)
 
 static int flush_stage(struct file_stage *s, struct sl_error *err) {
   if (s->len == 0)
@@ -282,7 +284,7 @@ static int file_stage_write(void *stage, const struct sl_batch *b,
         put(s, "null", 4);
       put(s, "}\n", 2);
     }
-    if (s->len >= 256 * 1024 && flush_stage(s, err))
+    if (s->len >= FLUSH_AT && flush_stage(s, err))
       return err->code;
   }
   s->records += (int64_t)b->n;
@@ -293,6 +295,9 @@ static int file_stage_close(void *stage, struct sl_error *err) {
   struct file_stage *s = stage;
   if (flush_stage(s, err))
     return err->code;
+  free(s->buf); /* the part is written: the buffer is not needed again */
+  s->buf = NULL;
+  s->cap = 0;
   if (sl_fsio->fsync(s->fd) != 0)
     return sl_error_setf(err, SL_ERR_IO, SL_ERR_RETRIABLE,
                          "file sink: fsync %s: %s", s->fpath, strerror(errno));

@@ -3,11 +3,14 @@
  *
  * The coordinator has one client of its own for metadata and watermarks.
  * Every worker has its own consumer (reader), kept across batches: a
- * partition is added to its assignment the first time the worker reads it,
- * and read from its own partition queue, so that a worker that read
- * [a, b) of a partition last batch finds [b, ...) already prefetched. No
- * consumer-group subscription is used: the checkpoint, not Kafka, owns the
- * offsets, and every read is of an exact range.
+ * partition is added to its assignment the first time the worker reads it
+ * and read from its own partition queue. A reader fetches only the
+ * partition it is reading: at the end of a range the partition is paused
+ * and its prefetch dropped, so that a reader's memory does not grow with
+ * the number of partitions (2 million records on 64 partitions held ~600
+ * MB of prefetch before). No consumer-group subscription is used: the
+ * checkpoint, not Kafka, owns the offsets, and every read is of an exact
+ * range.
  *
  * Start-up is fast because offsets are always assigned as absolute numbers
  * (a logical offset such as BEGINNING makes librdkafka run a timed offset
@@ -259,7 +262,10 @@ struct kafka_src {
 
 /* The consumer settings every client of the job starts from: tuned for
  * throughput (the stock fetch.wait.max.ms of 500 ms idles a fetcher that
- * has caught up), then the user's properties on top. */
+ * has caught up) and for bounded memory (a reader fetches only the
+ * partition it reads, at most two chunks ahead plus one 512 KB answer;
+ * see pause_part; docs/benchmarks.md has the measurements), then the
+ * user's properties on top. */
 static rd_kafka_conf_t *make_conf(struct kafka_src *ks, const char *client,
                                   struct sl_error *err) {
   char group[300];
@@ -276,9 +282,9 @@ static rd_kafka_conf_t *make_conf(struct kafka_src *ks, const char *client,
       {"enable.partition.eof", "true"},
       {"fetch.wait.max.ms", "10"},
       {"fetch.min.bytes", "1"},
-      {"fetch.message.max.bytes", "1048576"},
-      {"queued.min.messages", "20000"},
-      {"queued.max.messages.kbytes", "8192"},
+      {"fetch.message.max.bytes", "524288"},
+      {"queued.min.messages", "8192"},
+      {"queued.max.messages.kbytes", "4096"},
   };
   sl_kafka_conf_logging(conf);
   for (size_t i = 0; i < SL_ARRAY_LEN(kv); i++)
@@ -479,17 +485,15 @@ static void kafka_destroy(struct sl_source *src) {
 
 /* --------------------------------------------------------------- reader */
 
-#define CHUNK 4096
+#define CHUNK         4096
+#define KICK_AFTER_MS 2
 
 struct kpart {
   char *topic;
   int32_t partition;
   rd_kafka_queue_t *q;
   int64_t next; /* offset the queue delivers next, as far as we know */
-  /* Messages fetched past the end of the last range, kept in order for
-   * the range that starts there. */
-  rd_kafka_message_t **carry;
-  size_t ncarry, carry_off, carry_cap;
+  bool paused;  /* between ranges: not fetched, nothing queued */
 };
 
 struct kreader {
@@ -500,26 +504,13 @@ struct kreader {
   rd_kafka_message_t *held[CHUNK]; /* backing the last chunk's records */
   size_t nheld;
   int64_t lost;
+  uint64_t kicks; /* starved fetchers woken (see kick) */
 };
 
 static void release_held(struct kreader *r) {
   for (size_t i = 0; i < r->nheld; i++)
     rd_kafka_message_destroy(r->held[i]);
   r->nheld = 0;
-}
-
-static void drop_carry(struct kpart *p) {
-  for (size_t i = p->carry_off; i < p->ncarry; i++)
-    rd_kafka_message_destroy(p->carry[i]);
-  p->ncarry = p->carry_off = 0;
-}
-
-static void carry_push(struct kpart *p, rd_kafka_message_t *m) {
-  if (p->ncarry == p->carry_cap) {
-    p->carry_cap = p->carry_cap ? p->carry_cap * 2 : 256;
-    p->carry = sl_realloc(p->carry, p->carry_cap * sizeof(*p->carry));
-  }
-  p->carry[p->ncarry++] = m;
 }
 
 static void kafka_reader_free(void *reader);
@@ -605,7 +596,6 @@ static struct kpart *add_part(struct kreader *r, const char *topic,
 
 static int seek_part(struct kreader *r, struct kpart *p, int64_t at,
                      struct sl_error *err) {
-  drop_carry(p);
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = at;
   rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, l, 10000);
@@ -634,8 +624,6 @@ static void forget_part(struct kreader *r, struct kpart *p) {
   if (e)
     rd_kafka_error_destroy(e);
   rd_kafka_topic_partition_list_destroy(l);
-  drop_carry(p);
-  free(p->carry);
   rd_kafka_queue_destroy(p->q);
   free(p->topic);
   *p = r->parts[--r->nparts];
@@ -693,6 +681,86 @@ static void push_record(struct sl_batch *out, const rd_kafka_message_t *m,
   rec->timestamp = rd_kafka_message_timestamp(m, &tst);
 }
 
+/* A reader fetches only the partition it is reading: when a range is
+ * done its partition is paused, which also drops what was prefetched, so
+ * a reader's memory is one partition's queue however many partitions it
+ * has read (queued.min.messages and queued.max.messages.kbytes are per
+ * partition). The next range of the partition pays one fetch round trip. */
+static void pause_part(struct kreader *r, struct kpart *p) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+  rd_kafka_resp_err_t e = rd_kafka_pause_partitions(r->rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  p->paused = e == RD_KAFKA_RESP_ERR_NO_ERROR;
+  /* librdkafka 2.0.2 leaves what was queued in the queue until it is read
+   * (measured: the whole prefetch of every paused partition stayed):
+   * drop it now. */
+  rd_kafka_message_t *msgs[256];
+  ssize_t n;
+  while (p->paused && (n = rd_kafka_consume_batch_queue(
+                           p->q, 0, msgs, SL_ARRAY_LEN(msgs))) > 0)
+    for (ssize_t i = 0; i < n; i++)
+      rd_kafka_message_destroy(msgs[i]);
+}
+
+/* Resumes a paused partition at `at`: the seek and the resume are queued
+ * to the partition's fetcher in that order, neither waits. */
+static int resume_part(struct kreader *r, struct kpart *p, int64_t at,
+                       struct sl_error *err) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = at;
+  rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, l, 0 /* async */);
+  rd_kafka_resp_err_t re =
+      e ? rd_kafka_error_code(e) : rd_kafka_resume_partitions(r->rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e)
+    rd_kafka_error_destroy(e);
+  if (re)
+    return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                         "cannot resume %s[%d] at %lld: %s", p->topic,
+                         p->partition, (long long)at, rd_kafka_err2str(re));
+  p->paused = false;
+  p->next = at;
+  return 0;
+}
+
+/* Wakes the fetcher of a partition whose queue ran dry. librdkafka stops
+ * fetching a partition whose queue reached queued.min.messages or
+ * queued.max.messages.kbytes and looks at it again only when its broker
+ * thread wakes up: after up to a second in 2.0.2 when no other partition
+ * is being fetched (fetch.queue.backoff.ms, from 2.2 on, sets that wait).
+ * A seek to where the reader stands is the public call that wakes that
+ * thread; it drops what is queued, and the queue is empty. */
+static void kick(struct kreader *r, struct kpart *p, int64_t at) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = at;
+  rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, l, 0 /* async */);
+  if (e)
+    rd_kafka_error_destroy(e);
+  rd_kafka_topic_partition_list_destroy(l);
+  r->kicks++;
+}
+
+/* Takes up to `want` messages from the partition's queue: what is there
+ * now, or else, when the chunk is still empty, waits (up to 100 ms) for
+ * the first one.
+ * consume_batch returns early only with as many messages as asked for, so
+ * it is never asked for more than the queue holds. */
+static ssize_t take(struct kreader *r, struct kpart *p, int64_t pos,
+                    size_t want, bool have_some, rd_kafka_message_t **msgs) {
+  size_t avail = rd_kafka_queue_length(p->q);
+  if (avail > 0)
+    return rd_kafka_consume_batch_queue(p->q, 0, msgs, SL_MIN(want, avail));
+  if (have_some)
+    return 0; /* hand over what the chunk holds; wait in the next call */
+  /* Empty: give a fetch in flight a moment, then wake the fetcher. */
+  ssize_t n = rd_kafka_consume_batch_queue(p->q, KICK_AFTER_MS, msgs, 1);
+  if (n != 0)
+    return n;
+  kick(r, p, pos);
+  return rd_kafka_consume_batch_queue(p->q, 100, msgs, 1);
+}
+
 static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
                       struct sl_batch *out, struct sl_error *err) {
   struct kreader *r = reader;
@@ -705,38 +773,20 @@ static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
     p = add_part(r, rg->topic, rg->partition, *pos, err);
     if (!p)
       return err->code;
+  } else if (p->paused) {
+    if (resume_part(r, p, *pos, err))
+      return err->code;
   } else if (p->next != *pos && seek_part(r, p, *pos, err)) {
     return err->code;
   }
   sl_batch_reserve(out, CHUNK);
   int64_t deadline = sl_mono_ns() + r->ks->conf->read_timeout_ns;
-  while (out->n == 0 && *pos < rg->end) {
-    /* Messages carried over from the previous range come first. */
-    while (p->carry_off < p->ncarry && out->n < CHUNK) {
-      rd_kafka_message_t *m = p->carry[p->carry_off];
-      if (m->offset >= rg->end) {
-        *pos = rg->end; /* a gap up to the end: the range is complete */
-        break;
-      }
-      p->carry_off++;
-      if (m->offset < *pos) {
-        rd_kafka_message_destroy(m);
-        continue;
-      }
-      push_record(out, m, p->topic);
-      r->held[r->nheld++] = m;
-      *pos = m->offset + 1;
-    }
-    if (p->carry_off == p->ncarry)
-      p->ncarry = p->carry_off = 0;
-    if (out->n > 0 || *pos >= rg->end)
-      break;
+  while (out->n < CHUNK && *pos < rg->end) {
     rd_kafka_message_t *msgs[CHUNK];
-    /* consume_batch returns early only when it has as many messages as
-     * asked for: never ask for more than the range still holds, or the
-     * last chunk of every range would wait out the timeout. */
-    size_t want = (size_t)SL_MIN((int64_t)CHUNK, rg->end - *pos);
-    ssize_t n = rd_kafka_consume_batch_queue(p->q, 100, msgs, want);
+    size_t want = (size_t)SL_MIN((int64_t)(CHUNK - out->n), rg->end - *pos);
+    ssize_t n = take(r, p, *pos, want, out->n > 0, msgs);
+    if (n == 0 && out->n > 0)
+      break;
     if (n < 0)
       return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
                            "reading %s[%d]: %s", p->topic, p->partition,
@@ -776,8 +826,9 @@ static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
       } else if (m->offset < *pos) {
         rd_kafka_message_destroy(m); /* stale: fetched before a seek */
       } else if (m->offset >= rg->end || *pos >= rg->end) {
-        /* Belongs to a later range: keep it for that range. */
-        carry_push(p, m);
+        /* Past the range: it is complete (a gap up to its end when this
+         * is the first such offset). The pause drops the rest. */
+        rd_kafka_message_destroy(m);
         *pos = rg->end;
       } else {
         push_record(out, m, p->topic);
@@ -795,8 +846,10 @@ static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
                            (long long)(r->ks->conf->read_timeout_ns / 1000000),
                            (long long)*pos, (long long)rg->end);
   }
-  /* The carry, then the queue, continue exactly from *pos. */
+  /* The queue continues exactly from *pos. */
   p->next = *pos;
+  if (*pos >= rg->end)
+    pause_part(r, p);
   return 0;
 }
 
@@ -808,10 +861,10 @@ static void kafka_reader_free(void *reader) {
   struct kreader *r = reader;
   if (!r)
     return;
+  sl_debug("reader: %zu partitions assigned, %llu fetcher wake-ups", r->nparts,
+           (unsigned long long)r->kicks);
   release_held(r);
   for (size_t i = 0; i < r->nparts; i++) {
-    drop_carry(&r->parts[i]);
-    free(r->parts[i].carry);
     rd_kafka_queue_destroy(r->parts[i].q);
     free(r->parts[i].topic);
   }
