@@ -319,6 +319,7 @@ static int emit_task(struct sl_task *t, struct worker_ctx *w,
   if (rc)
     return rc;
   tc->stats = sl_pipe_task_stats(tc->pipe);
+  sl_pipe_task_trim(tc->pipe); /* the rows are staged */
   tc->stats.in = 0;
   tc->stats.out -= tc->sink_rejected;
   tc->stats.dead += tc->sink_rejected;
@@ -767,8 +768,10 @@ static int run_window(struct engine *e, const struct sl_plan *plan,
                              .e = e,
                              .shard_lo = g * shards / groups,
                              .shard_hi = (g + 1) * shards / groups};
+  int64_t w0 = sl_mono_ns();
   int rc = run_phase(e, plan->batch, m, groups, (uint32_t)*n, err);
   free(m);
+  int64_t w1 = sl_mono_ns();
   if (!rc)
     sl_wstate_advance(e->ws, e->parts, e->nparts);
   free(e->parts);
@@ -791,9 +794,11 @@ static int run_window(struct engine *e, const struct sl_plan *plan,
                               .shard_lo = g * shards / groups,
                               .shard_hi = (g + 1) * shards / groups};
   *n += groups;
+  int64_t w2 = sl_mono_ns();
   if ((rc =
            run_phase(e, plan->batch, em, groups, (uint32_t)(*n - groups), err)))
     return rc;
+  int64_t w3 = sl_mono_ns();
   if (sl_pipeline_top(e->job->pipeline) &&
       (rc = stage_top(e, plan, tcs, n, groups, stats, err)))
     return rc;
@@ -816,7 +821,13 @@ static int run_window(struct engine *e, const struct sl_plan *plan,
                              .max_event = sl_wstate_max_event(e->ws),
                              .nshards = shards,
                              .shard_batch = e->shard_batch};
-  return sl_ckpt_state_write_index(e->ck, &x, err);
+  rc = sl_ckpt_state_write_index(e->ck, &x, err);
+  int64_t w4 = sl_mono_ns();
+  sl_debug("batch %" PRIu64 " window: merge %.1f, advance %.1f, emit %.1f, "
+           "state %.1f ms",
+           plan->batch, (double)(w1 - w0) / 1e6, (double)(w2 - w1) / 1e6,
+           (double)(w3 - w2) / 1e6, (double)(w4 - w3) / 1e6);
+  return rc;
 }
 
 /* Loads the window state as of batch `batch` (0: empty). */
@@ -867,7 +878,7 @@ static int load_state(struct engine *e, uint64_t batch, struct sl_error *err) {
 static int run_batch(struct engine *e, struct sl_plan *plan,
                      const struct sl_plan *latest, bool rerun, int64_t plan_ns,
                      struct sl_error *err) {
-  int64_t t0 = sl_mono_ns(), t1, t2, t3, t4;
+  int64_t t0 = sl_mono_ns(), t1, tr, t2, t3, t4;
   struct task_ctx *tcs = NULL;
   size_t n = 0;
   int64_t records = 0, lost = 0;
@@ -878,6 +889,7 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
   e->watermark = e->ws ? sl_wstate_watermark(e->ws) : SL_WINDOW_NO_WATERMARK;
   if (run_tasks(e, plan, &tcs, &n, &records, &lost, &stats, err))
     return err->code;
+  tr = sl_mono_ns();
   if (e->ws && run_window(e, plan, &tcs, &n, &stats, err)) {
     free_stages(e, tcs, n);
     free(tcs);
@@ -916,6 +928,11 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
              (double)(t2 - t1) / 1e6, (double)(t3 - t2) / 1e6,
              (double)(t4 - t3) / 1e6);
   }
+  sl_debug("batch %" PRIu64 " phases: plan %.1f, offsets %.1f, read %.1f, "
+           "window %.1f, sink %.1f, commit %.1f ms",
+           plan->batch, (double)plan_ns / 1e6, (double)(t1 - t0) / 1e6,
+           (double)(tr - t1) / 1e6, (double)(t2 - tr) / 1e6,
+           (double)(t3 - t2) / 1e6, (double)(t4 - t3) / 1e6);
   /* The batch is committed: its ends are where the next one starts. */
   for (size_t i = 0; i < plan->n; i++) {
     const struct sl_range *r = &plan->ranges[i];

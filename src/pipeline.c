@@ -618,7 +618,17 @@ struct sl_pipe_task {
   size_t ooffcap, doffcap;
   struct sl_record *dsrc; /* dead letters keep their source coordinates */
   size_t dsrccap;
+  /* rows emitted by the last sl_pipe_post, alive for the sink (the
+   * records' row) until the next call or the task's end */
+  cJSON **rows;
+  size_t nrows, rowscap;
 };
+
+static void drop_rows(struct sl_pipe_task *t) {
+  for (size_t i = 0; i < t->nrows; i++)
+    cJSON_Delete(t->rows[i]);
+  t->nrows = 0;
+}
 
 struct sl_pipe_task *sl_pipe_task_new(const struct sl_pipeline *p) {
   struct sl_pipe_task *t = sl_calloc(1, sizeof(*t));
@@ -629,14 +639,18 @@ struct sl_pipe_task *sl_pipe_task_new(const struct sl_pipeline *p) {
 }
 
 void sl_pipe_task_trim(struct sl_pipe_task *t) {
-  if (t)
-    sl_arena_free(&t->arena);
+  if (!t)
+    return;
+  sl_arena_free(&t->arena);
+  drop_rows(t);
 }
 
 void sl_pipe_task_free(struct sl_pipe_task *t) {
   if (!t)
     return;
   sl_arena_free(&t->arena);
+  drop_rows(t);
+  free(t->rows);
   sl_wpartial_free(t->partial);
   free(t->obuf);
   free(t->dbuf);
@@ -677,6 +691,7 @@ static void emit_out(struct sl_pipe_task *t, struct sl_batch *out,
     *r = *src;
   else
     *r = (struct sl_record){.topic = "", .timestamp = -1};
+  r->row = NULL;
   t->ooff[out->n] = t->olen;
   if (row) {
     char *s = cJSON_PrintUnformatted(row);
@@ -736,6 +751,7 @@ static void emit_dead(struct sl_pipe_task *t, struct sl_batch *dead,
   }
   struct sl_record *r = &dead->recs[dead->n];
   *r = src ? *src : (struct sl_record){.topic = "", .timestamp = -1};
+  r->row = NULL; /* a dead letter is its JSON text only */
   r->value_len = n;
   t->doff[dead->n] = t->dlen;
   buf_put(&t->dbuf, &t->dlen, &t->dcap, s, n);
@@ -974,6 +990,7 @@ int sl_pipe_post(struct sl_pipe_task *t, cJSON **rows, size_t n,
   struct sl_eval_ctx ctx = {.arena = &t->arena, .now_ms = now_ms};
   out->n = dead->n = 0;
   t->olen = t->dlen = 0;
+  drop_rows(t);
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
     struct sl_error e = {0};
@@ -981,6 +998,14 @@ int sl_pipe_post(struct sl_pipe_task *t, cJSON **rows, size_t n,
     int r = rc ? 0 : run_ops(pl->post, pl->npost, &rows[i], &ctx, &e);
     if (r > 0) {
       emit_out(t, out, NULL, rows[i]);
+      /* The sink reads the row itself (record.h): keep it. */
+      if (t->nrows == t->rowscap) {
+        t->rowscap = SL_MAX(t->rowscap * 2, (size_t)256);
+        t->rows = sl_realloc(t->rows, t->rowscap * sizeof(*t->rows));
+      }
+      t->rows[t->nrows++] = rows[i];
+      out->recs[out->n - 1].row = rows[i];
+      continue;
     } else if (r < 0) {
       if (fail_on_error) {
         rc = sl_error_setf(err, SL_ERR_INVAL, SL_ERR_FATAL,

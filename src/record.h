@@ -21,6 +21,11 @@ struct sl_record {
   int32_t partition;
   int64_t offset;
   int64_t timestamp; /* ms since the epoch, -1 when unknown */
+  /* The row that value is the JSON text of, when the pipeline made one and
+   * keeps it alive until the sink's stage_write returns (window output
+   * rows); NULL otherwise. A sink that reads fields uses it instead of
+   * parsing value again. */
+  const struct cJSON *row;
 };
 
 struct sl_batch {

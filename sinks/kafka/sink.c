@@ -518,9 +518,10 @@ static struct krec *add_rec(struct kstage *s) {
 static int stage_record(struct kstage *s, const struct sl_record *r,
                         struct sl_error *err) {
   const struct ksink *ks = s->ks;
-  cJSON *row = ks->needs_row && r->value
-                   ? cJSON_ParseWithLength(r->value, r->value_len)
-                   : NULL;
+  const cJSON *row = r->row;
+  cJSON *parsed = NULL;
+  if (ks->needs_row && !row && r->value)
+    row = parsed = cJSON_ParseWithLength(r->value, r->value_len);
   struct krec *k = add_rec(s);
   int rc = 0;
   if (ks->topic_tpl) {
@@ -554,7 +555,7 @@ static int stage_record(struct kstage *s, const struct sl_record *r,
     k->val_len = r->value_len;
     k->val_off = sl_kbuf_put(&s->buf, r->value, r->value_len);
   }
-  cJSON_Delete(row);
+  cJSON_Delete(parsed);
   return rc;
 }
 

@@ -538,9 +538,10 @@ static int redis_stage_write(void *stage, const struct sl_batch *b,
   (void)err;
   for (size_t i = 0; i < b->n; i++) {
     const struct sl_record *r = &b->recs[i];
-    cJSON *row = NULL;
-    if (s->needs_json && r->value)
-      row = cJSON_ParseWithLength(r->value, r->value_len);
+    const cJSON *row = r->row;
+    cJSON *parsed = NULL;
+    if (s->needs_json && !row && r->value)
+      row = parsed = cJSON_ParseWithLength(r->value, r->value_len);
     size_t len0 = st->len, n0 = st->n;
     for (size_t k = 0; k < s->ncmds; k++) {
       if (sl_rcmd_render(s->cmds[k], r, row, &st->args, reason,
@@ -554,7 +555,7 @@ static int redis_stage_write(void *stage, const struct sl_batch *b,
       if (s->conf->ttl_ns && sl_rcmd_has_key(s->cmds[k]))
         stage_ttl(st, &st->args);
     }
-    cJSON_Delete(row);
+    cJSON_Delete(parsed);
   }
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
 #include <cmocka.h>
 
 #include "src/pipeline.h"
@@ -320,6 +321,57 @@ static void top_keeps_the_n_largest_per_window(void **state) {
   sl_cfg_free(tree);
 }
 
+/* Rows after a window reach the sink as rows too (record.h: row), equal
+ * to their JSON text and alive until the next call; stateless outputs and
+ * dead letters carry text only. */
+static void post_rows_reach_the_sink_as_rows(void **state) {
+  struct run r = {0};
+  struct sl_error err = {0};
+  (void)state;
+  const char *in[] = {"{\"k\":1}", "not json"};
+  run_lines(&r,
+            "  - parse: json\n"
+            "  - window: {tumbling: 1m, time: ts, output: append, "
+            "aggregate: {v: count()}}\n"
+            "  - filter: 'v > 1'\n",
+            in, 2, false);
+  assert_int_equal(r.out.n, 0);
+  assert_int_equal(r.dead.n, 2); /* no ts; not JSON */
+  for (size_t i = 0; i < r.dead.n; i++)
+    assert_null(r.dead.recs[i].row);
+  cJSON *rows[3];
+  rows[0] = cJSON_Parse("{\"window_start\":0,\"window_end\":60000,\"v\":2}");
+  rows[1] = cJSON_Parse("{\"window_start\":60000,\"window_end\":120000,"
+                        "\"v\":1}");
+  rows[2] = cJSON_Parse("{\"window_start\":120000,\"window_end\":180000,"
+                        "\"v\":7.5}");
+  assert_int_equal(sl_pipe_post(r.t, rows, 3, false, 0, &r.out, &r.dead, &err),
+                   0);
+  assert_int_equal(r.out.n, 2); /* v > 1 */
+  for (size_t i = 0; i < r.out.n; i++) {
+    const struct sl_record *o = &r.out.recs[i];
+    assert_non_null(o->row);
+    char *text = cJSON_PrintUnformatted(o->row);
+    assert_int_equal(strlen(text), o->value_len);
+    assert_memory_equal(text, o->value, o->value_len);
+    cJSON_free(text);
+  }
+  assert_true(cJSON_GetObjectItem(r.out.recs[1].row, "v")->valuedouble == 7.5);
+  /* the next call replaces them; trimming frees them (ASan checks) */
+  assert_int_equal(sl_pipe_post(r.t, NULL, 0, false, 0, &r.out, &r.dead, &err),
+                   0);
+  assert_int_equal(r.out.n, 0);
+  run_free(&r);
+  /* without a window nothing keeps rows alive: outputs are text */
+  struct run s = {0};
+  const char *v[] = {"{\"a\":1}"};
+  run_lines(&s, "  - parse: json\n  - select: [a]\n", v, 1, false);
+  assert_int_equal(s.out.n, 1);
+  assert_null(s.out.recs[0].row);
+  assert_out(&s, 0, "{\"a\":1}");
+  run_free(&s);
+}
+
 /* The output fields joined by ',', or "?" when the pipeline leaves them
  * open. */
 static const char *fields_of(const char *yaml) {
@@ -373,6 +425,7 @@ int main(void) {
       cmocka_unit_test(bad_records_become_dead_letters),
       cmocka_unit_test(on_error_fail_stops_at_the_first_bad_record),
       cmocka_unit_test(top_keeps_the_n_largest_per_window),
+      cmocka_unit_test(post_rows_reach_the_sink_as_rows),
       cmocka_unit_test(output_fields_when_known),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
