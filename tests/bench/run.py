@@ -490,7 +490,8 @@ def write_report(path, text):
     if BEGIN in old and END in old:
         head, rest = old.split(BEGIN, 1)
         tail = rest.split(END, 1)[1]
-        body = head + body + tail.lstrip("\n")
+        rest = tail.lstrip("\n")
+        body = head + body + ("\n" + rest if rest else "")
     with open(path + ".tmp", "w") as f:
         f.write(body)
     os.replace(path + ".tmp", path)
