@@ -566,12 +566,20 @@ static struct kpart *get_part(struct kreader *r, const char *topic,
   return NULL;
 }
 
+/* A list of one partition at `offset` (what librdkafka's per-partition
+ * calls take). */
+static rd_kafka_topic_partition_list_t *
+one_part(const char *topic, int32_t partition, int64_t offset) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+  return l;
+}
+
 /* Adds (topic, partition) to this reader's assignment at offset `at`. */
 static struct kpart *add_part(struct kreader *r, const char *topic,
                               int32_t partition, int64_t at,
                               struct sl_error *err) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, topic, partition)->offset = at;
+  rd_kafka_topic_partition_list_t *l = one_part(topic, partition, at);
   rd_kafka_queue_t *q = rd_kafka_queue_get_partition(r->rk, topic, partition);
   rd_kafka_error_t *e = NULL;
   if (q) {
@@ -602,8 +610,7 @@ static struct kpart *add_part(struct kreader *r, const char *topic,
 
 static int seek_part(struct kreader *r, struct kpart *p, int64_t at,
                      struct sl_error *err) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = at;
+  rd_kafka_topic_partition_list_t *l = one_part(p->topic, p->partition, at);
   rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, l, 10000);
   rd_kafka_resp_err_t pe = l->elems[0].err;
   rd_kafka_topic_partition_list_destroy(l);
@@ -624,8 +631,7 @@ static int seek_part(struct kreader *r, struct kpart *p, int64_t at,
  * librdkafka stops fetching it and refuses seeks, so it is assigned again
  * from scratch by the next read. */
 static void forget_part(struct kreader *r, struct kpart *p) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+  rd_kafka_topic_partition_list_t *l = one_part(p->topic, p->partition, 0);
   rd_kafka_error_t *e = rd_kafka_incremental_unassign(r->rk, l);
   if (e)
     rd_kafka_error_destroy(e);
@@ -693,8 +699,7 @@ static void push_record(struct sl_batch *out, const rd_kafka_message_t *m,
  * has read (queued.min.messages and queued.max.messages.kbytes are per
  * partition). The next range of the partition pays one fetch round trip. */
 static void pause_part(struct kreader *r, struct kpart *p) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+  rd_kafka_topic_partition_list_t *l = one_part(p->topic, p->partition, 0);
   rd_kafka_resp_err_t e = rd_kafka_pause_partitions(r->rk, l);
   rd_kafka_topic_partition_list_destroy(l);
   p->paused = e == RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -709,24 +714,21 @@ static void pause_part(struct kreader *r, struct kpart *p) {
       rd_kafka_message_destroy(msgs[i]);
 }
 
-/* Resumes a paused partition at `at`: the seek and the resume are queued
- * to the partition's fetcher in that order, neither waits. */
+/* Resumes a paused partition at `at`. The seek waits for its answer, so
+ * that a failed seek is an error here: otherwise the fetcher would go on
+ * from where the pause left it, past what the drain consumed. */
 static int resume_part(struct kreader *r, struct kpart *p, int64_t at,
                        struct sl_error *err) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = at;
-  rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, l, 0 /* async */);
-  rd_kafka_resp_err_t re =
-      e ? rd_kafka_error_code(e) : rd_kafka_resume_partitions(r->rk, l);
+  if (seek_part(r, p, at, err))
+    return err->code;
+  rd_kafka_topic_partition_list_t *l = one_part(p->topic, p->partition, at);
+  rd_kafka_resp_err_t re = rd_kafka_resume_partitions(r->rk, l);
   rd_kafka_topic_partition_list_destroy(l);
-  if (e)
-    rd_kafka_error_destroy(e);
   if (re)
     return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
                          "cannot resume %s[%d] at %lld: %s", p->topic,
                          p->partition, (long long)at, rd_kafka_err2str(re));
   p->paused = false;
-  p->next = at;
   return 0;
 }
 
@@ -738,10 +740,9 @@ static int resume_part(struct kreader *r, struct kpart *p, int64_t at,
  * A seek to where the reader stands is the public call that wakes that
  * thread; it drops what is queued, and the queue is empty. */
 static void kick(struct kreader *r, struct kpart *p, int64_t at) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = at;
+  rd_kafka_topic_partition_list_t *l = one_part(p->topic, p->partition, at);
   rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, l, 0 /* async */);
-  if (e)
+  if (e) /* the read times out in the end, and the task is retried */
     rd_kafka_error_destroy(e);
   rd_kafka_topic_partition_list_destroy(l);
   r->kicks++;
