@@ -70,6 +70,19 @@ static int count_threads(void) {
   return n;
 }
 
+/* The thread count once it is `want`: a thread that pthread_join already
+ * returned for can stay listed in /proc/self/task for a moment (seen once
+ * in a few hundred runs), so this waits for the count, up to 5 s. */
+static int threads_settle(int want) {
+  int n = count_threads();
+  for (int i = 0; i < 5000 && n != want; i++) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+    n = count_threads();
+  }
+  return n;
+}
+
 static int64_t cpu_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -324,7 +337,8 @@ static void test_idle_workers_steal(void **state) {
   assert_int_equal(t->id, 0);
   assert_int_equal(t->worker, b);
   assert_int_equal(sl_pool_tasks_run(p, (unsigned)b), 1);
-  assert_int_equal(sl_pool_tasks_stolen(p, (unsigned)b), 0);
+  /* task 0 counts as stolen when an idle thief beat worker 0 to it */
+  assert_int_equal(sl_pool_tasks_stolen(p, (unsigned)b), b != 0);
   assert_int_equal(sl_pool_pending(p), 0);
 
   sl_pool_destroy(p);
@@ -456,7 +470,7 @@ static void test_init_failure_fails_new(void **state) {
   assert_int_equal(atomic_load(&lc.finis), 3);
   assert_int_equal(atomic_load(&lc.wrong_thread), 0);
   assert_int_equal(atomic_load(&lc.runs), 0);
-  assert_int_equal(count_threads(), threads);
+  assert_int_equal(threads_settle(threads), threads);
 
   /* Without the failure the same pool starts, runs and stops cleanly. */
   lc.fail_worker = -1;
@@ -474,7 +488,7 @@ static void test_init_failure_fails_new(void **state) {
   assert_int_equal(atomic_load(&lc.finis), 4);
   assert_int_equal(atomic_load(&lc.runs), 1);
   assert_int_equal(atomic_load(&lc.wrong_thread), 0);
-  assert_int_equal(count_threads(), threads);
+  assert_int_equal(threads_settle(threads), threads);
 }
 
 static void test_invalid_config(void **state) {
