@@ -37,7 +37,7 @@ tsan:
 	@$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DSLUICE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
 
 format:
-	@clang-format -i $$(git ls-files '*.c' '*.h')
+	@clang-format -i $$(git ls-files '*.c' '*.cc' '*.h')
 
 clean:
 	rm -rf build build-asan build-tsan build-bench

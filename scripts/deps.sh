@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config python3
       kcat librdkafka-dev libck-dev libyaml-dev liblz4-dev libcmocka-dev
-      libcjson-dev zlib1g-dev libhiredis-dev redis-server
+      libcjson-dev libsimdjson-dev zlib1g-dev libhiredis-dev redis-server
       libmicrohttpd-dev python3-prometheus-client docker-compose
       python3-confluent-kafka python3-redis gnuplot-nox)
 missing=()

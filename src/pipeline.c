@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "util.h"
 
 /* ---------------------------------------------------------- operators */
@@ -928,23 +929,18 @@ int sl_pipe_run(struct sl_pipe_task *t, const struct sl_batch *in,
     sl_arena_reset(&t->arena);
     ctx.rec = rec;
     if (pl->parse_json) {
-      const char *end = NULL;
-      row = rec->value
-                ? cJSON_ParseWithLengthOpts(rec->value, rec->value_len, &end, 0)
-                : NULL;
-      if (!row || !cJSON_IsObject(row)) {
+      struct sl_json_error je;
+      row = rec->value ? sl_json_parse_object(rec->value, rec->value_len, &je)
+                       : NULL;
+      if (!row) {
         if (!rec->value)
           sl_error_set(&e, SL_ERR_INVAL, "parse: the record has no value");
-        else if (!row)
-          sl_error_set(&e, SL_ERR_INVAL, "parse: invalid JSON at byte %zu",
-                       end && end >= rec->value ? (size_t)(end - rec->value)
-                                                : (size_t)0);
-        else
+        else if (je.status == SL_JSON_NOT_OBJECT)
           sl_error_set(&e, SL_ERR_INVAL,
-                       "parse: expected a JSON object, got %s",
-                       cJSON_IsArray(row) ? "an array" : "a scalar");
-        cJSON_Delete(row);
-        row = NULL;
+                       "parse: expected a JSON object, got %s", je.what);
+        else
+          sl_error_set(&e, SL_ERR_INVAL, "parse: invalid JSON at byte %zu: %s",
+                       je.at, je.what);
         r = -1;
       }
     }

@@ -53,8 +53,10 @@ grep -q 'GET /health' <<<"$health" || fail "no HEALTHCHECK on /health"
 for lib in $(readelf -d "$SLUICE" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
   case "$lib" in libc.so.* | libm.so.* | ld-linux* | libasan* | libubsan*) continue ;; esac
   path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !f {print $NF; f = 1}')
-  # By file name: with merged /usr the package may list /lib or /usr/lib.
-  pkg=$(dpkg -S "*/$(basename "$(readlink -f "$path")")" 2>/dev/null | awk -F: 'NR == 1 {print $1}')
+  # By directory and file name (x86_64-linux-gnu/libX.so.N, not lib32's):
+  # with merged /usr the package may list /lib or /usr/lib.
+  real=$(readlink -f "$path")
+  pkg=$(dpkg -S "*/$(basename "$(dirname "$real")")/$(basename "$real")" 2>/dev/null | awk -F: 'NR == 1 {print $1}')
   [ -n "$pkg" ] || fail "no Debian package owns $lib"
   grep -qw -- "$pkg" <<<"$runtime" || fail "the runtime stage does not install $pkg (for $lib)"
 done
