@@ -38,15 +38,8 @@ struct thread_parser {
 
 thread_local thread_parser tp;
 
-cJSON *node(int type) {
-  cJSON *n = static_cast<cJSON *>(cJSON_malloc(sizeof(cJSON)));
-  if (n) {
-    std::memset(n, 0, sizeof(*n));
-    n->type = type;
-  }
-  return n;
-}
-
+/* A copy of s, terminated, from cJSON's allocator: keys and string
+ * values as cJSON keeps them (freed with their node). */
 char *copy(std::string_view s) {
   char *c = static_cast<char *>(cJSON_malloc(s.size() + 1));
   if (c) {
@@ -54,6 +47,22 @@ char *copy(std::string_view s) {
     c[s.size()] = '\0';
   }
   return c;
+}
+
+/* A string node (cJSON_CreateString needs a terminated string; simdjson's
+ * are views). */
+cJSON *string_node(std::string_view s) {
+  cJSON *n = static_cast<cJSON *>(cJSON_malloc(sizeof(cJSON)));
+  char *c = copy(s);
+  if (!n || !c) {
+    cJSON_free(n);
+    cJSON_free(c);
+    return nullptr;
+  }
+  std::memset(n, 0, sizeof(*n));
+  n->type = cJSON_String;
+  n->valuestring = c;
+  return n;
 }
 
 /* Appends c to the container p, as cJSON keeps its children: a list whose
@@ -123,7 +132,7 @@ error_code build(od::value v, cJSON **out) {
     od::object o;
     if ((e = v.get_object().get(o)))
       return e;
-    if (!(*out = node(cJSON_Object)))
+    if (!(*out = cJSON_CreateObject()))
       return simdjson::MEMALLOC;
     return fill_object(o, *out);
   }
@@ -131,7 +140,7 @@ error_code build(od::value v, cJSON **out) {
     od::array a;
     if ((e = v.get_array().get(a)))
       return e;
-    if (!(*out = node(cJSON_Array)))
+    if (!(*out = cJSON_CreateArray()))
       return simdjson::MEMALLOC;
     return fill_array(a, *out);
   }
@@ -139,9 +148,7 @@ error_code build(od::value v, cJSON **out) {
     std::string_view s;
     if ((e = v.get_string().get(s)))
       return e;
-    if (!(*out = node(cJSON_String)) || !((*out)->valuestring = copy(s)))
-      return simdjson::MEMALLOC;
-    return SUCCESS;
+    return (*out = string_node(s)) ? SUCCESS : simdjson::MEMALLOC;
   }
   case od::json_type::number: {
     double d;
@@ -153,8 +160,7 @@ error_code build(od::value v, cJSON **out) {
     bool b;
     if ((e = v.get_bool().get(b)))
       return e;
-    return (*out = node(b ? cJSON_True : cJSON_False)) ? SUCCESS
-                                                       : simdjson::MEMALLOC;
+    return (*out = cJSON_CreateBool(b)) ? SUCCESS : simdjson::MEMALLOC;
   }
   case od::json_type::null: {
     bool is;
@@ -162,7 +168,7 @@ error_code build(od::value v, cJSON **out) {
       return e;
     if (!is)
       return simdjson::N_ATOM_ERROR;
-    return (*out = node(cJSON_NULL)) ? SUCCESS : simdjson::MEMALLOC;
+    return (*out = cJSON_CreateNull()) ? SUCCESS : simdjson::MEMALLOC;
   }
   }
   return simdjson::INCORRECT_TYPE;
@@ -182,7 +188,7 @@ error_code check_other(od::document &doc, od::json_type t, const char **what) {
   switch (t) {
   case od::json_type::array: {
     od::array a;
-    cJSON *tmp = node(cJSON_Array);
+    cJSON *tmp = cJSON_CreateArray();
     if (!tmp)
       return simdjson::MEMALLOC;
     e = doc.get_array().get(a);
@@ -286,7 +292,7 @@ extern "C" cJSON *sl_json_parse_object(const char *s, size_t n,
     return nullptr;
   }
   od::object o;
-  cJSON *row = node(cJSON_Object);
+  cJSON *row = cJSON_CreateObject();
   if (!row) {
     err->what = "out of memory";
     return nullptr;
