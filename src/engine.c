@@ -102,6 +102,10 @@ struct worker_ctx {
 
 enum task_kind { TASK_READ, TASK_MERGE, TASK_EMIT };
 
+/* How many queued ranges past the current one a worker tells its reader
+ * about (see hint_ranges); the source bounds what it fetches ahead. */
+#define SL_PREFETCH_RANGES 8
+
 /* The image of one shard, serialized by an emit task. */
 struct shard_image {
   unsigned shard;
@@ -127,6 +131,11 @@ struct task_ctx {
   int64_t sink_rejected; /* outputs the sink sent to the dead letters */
   int attempts;
   int64_t retry_at_ns;
+  /* Read tasks: the next task queued on the same worker's ring, for the
+   * source's prefetch hint (hint_ranges), and whether a worker has begun
+   * this one. */
+  struct task_ctx *after;
+  atomic_bool started;
 };
 
 /* ---------------------------------------------------------- worker side */
@@ -232,6 +241,25 @@ static int close_stage(struct sl_sink *sink, void *st, struct sl_error *err) {
   return st ? sink->plugin->stage_close(st, err) : 0;
 }
 
+/* Tells the source which ranges this worker reads next (its prefetch
+ * hint): the task's own range when `with_self`, then the tasks queued
+ * after it on this worker's ring that no worker has begun, up to
+ * SL_PREFETCH_RANGES. @locality worker thread */
+static void hint_ranges(struct engine *e, struct worker_ctx *w,
+                        const struct task_ctx *tc, bool with_self) {
+  if (!e->src.plugin->prefetch)
+    return;
+  struct sl_range next[SL_PREFETCH_RANGES + 1];
+  size_t n = 0;
+  if (with_self)
+    next[n++] = tc->slice;
+  for (const struct task_ctx *a = tc->after; a && n < SL_ARRAY_LEN(next);
+       a = a->after)
+    if (!atomic_load(&a->started))
+      next[n++] = a->slice;
+  e->src.plugin->prefetch(w->reader, next, n);
+}
+
 /* Reads the task's exact range, runs the pipeline, and stages the output
  * in the sink and the dead letters in theirs (or, for a windowed job,
  * pre-aggregates into the task's partial).
@@ -249,6 +277,8 @@ static int read_task(struct sl_task *t, struct worker_ctx *w,
       e->src.plugin->reader_lost ? e->src.plugin->reader_lost(w->reader) : 0;
   int64_t pos = tc->slice.start;
   int rc = 0;
+  atomic_store(&tc->started, true);
+  hint_ranges(e, w, tc, true);
   while (pos < tc->slice.end && !rc) {
     rc = e->src.plugin->read(w->reader, &tc->slice, &pos, &w->chunk, &t->err);
     if (rc || w->chunk.n == 0)
@@ -265,6 +295,7 @@ static int read_task(struct sl_task *t, struct worker_ctx *w,
     if (!rc)
       rc = stage_dead(e, tc, t, w, &w->dead, "a record", &t->err);
   }
+  hint_ranges(e, w, tc, false);
   if (rc)
     return rc;
   if (tc->pipe) {
@@ -483,6 +514,7 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
   struct task_ctx *tcs = sl_calloc(n ? n : 1, sizeof(*tcs));
   struct sl_task *tasks = sl_calloc(n ? n : 1, sizeof(*tasks));
   size_t next_submit = 0, done = 0, in_pool = 0;
+  unsigned nw = sl_pool_workers(e->pool), turn = 0;
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
     const struct sl_range *r = &plan->ranges[sl[i].range];
@@ -492,11 +524,31 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
                                          .start = sl[i].start,
                                          .end = sl[i].end}};
     tcs[i].kind = TASK_READ;
+    /* A partition stays with the worker whose reader stands where its
+     * range starts (its previous range, or the slice before this one);
+     * the others go round. */
+    int prefer = prefer_for(e, &tcs[i].slice);
+    if (prefer < 0 && i > 0 && tcs[i - 1].slice.end == tcs[i].slice.start &&
+        tcs[i - 1].slice.partition == tcs[i].slice.partition &&
+        strcmp(tcs[i - 1].slice.topic, tcs[i].slice.topic) == 0)
+      prefer = tasks[i - 1].prefer;
+    if (prefer < 0)
+      prefer = (int)(turn++ % nw);
     tasks[i] = (struct sl_task){.batch = plan->batch,
                                 .id = (uint32_t)i,
-                                .prefer = prefer_for(e, &tcs[i].slice),
+                                .prefer = prefer,
                                 .payload = &tcs[i]};
   }
+  /* Each task's successor on its worker's ring (rings are FIFO), for the
+   * prefetch hint. */
+  struct task_ctx **last = sl_calloc(nw, sizeof(*last));
+  for (size_t i = 0; i < n; i++) {
+    unsigned w = (unsigned)tasks[i].prefer < nw ? (unsigned)tasks[i].prefer : 0;
+    if (last[w])
+      last[w]->after = &tcs[i];
+    last[w] = &tcs[i];
+  }
+  free(last);
   free(sl);
   /* A retry list: tasks waiting for their pause to end. */
   size_t *retry = sl_calloc(n ? n : 1, sizeof(*retry));

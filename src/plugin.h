@@ -73,6 +73,15 @@ struct sl_source_plugin {
    * @locality worker thread */
   int (*read)(void *reader, const struct sl_range *r, int64_t *pos,
               struct sl_batch *out, struct sl_error *err);
+  /* A hint: the ranges this reader will likely read next, in order,
+   * each from its start; it replaces the previous hint, and n may be 0.
+   * The engine passes the range about to be read first, then the ranges
+   * queued after it on the same worker that no worker has begun. A reader
+   * may start fetching them so that fetches overlap the work on the
+   * current range; a hinted range can still go to another worker, so what
+   * a reader fetches ahead must stay bounded. Optional; errors are the
+   * next read's to report. @locality worker thread */
+  void (*prefetch)(void *reader, const struct sl_range *ranges, size_t n);
   /* Records lost to retention that the source skipped (fail_on_data_loss
    * off), added up over the reader's life. Optional. @locality worker */
   int64_t (*reader_lost)(void *reader);

@@ -46,6 +46,14 @@ void *sl_mock_cluster(struct sl_mock *m);
 int sl_mock_control(struct sl_mock *m, const char *line, char *reply, size_t n);
 void sl_mock_destroy(struct sl_mock *m);
 
+/* ---- the source's reader (a kafka reader_new's result) */
+
+/* Messages queued for (topic, partition) in the reader, what it has
+ * fetched and not yet read; -1 when the partition is not assigned to it.
+ * For tests of the prefetch. */
+int64_t sl_kafka_reader_queued(void *reader, const char *topic,
+                               int32_t partition);
+
 /* ---- producing generated clickstream records (clickgen.h) */
 
 struct sl_produce_opts {

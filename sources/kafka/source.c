@@ -5,10 +5,11 @@
  * Every worker has its own consumer (reader), kept across batches: a
  * partition is added to its assignment the first time the worker reads it
  * and read from its own partition queue. A reader fetches only the
- * partition it is reading: at the end of a range the partition is paused
- * and its prefetch dropped, so that a reader's memory does not grow with
- * the number of partitions (2 million records on 64 partitions held ~600
- * MB of prefetch before). No consumer-group subscription is used: the
+ * partition it is reading and the next prefetch_partitions ones the engine
+ * hints at (kafka_prefetch): every other partition is paused and its
+ * prefetch dropped, so that a reader's memory does not grow with the
+ * number of partitions (2 million records on 64 partitions held ~600 MB
+ * of prefetch before). No consumer-group subscription is used: the
  * checkpoint, not Kafka, owns the offsets, and every read is of an exact
  * range.
  *
@@ -46,6 +47,7 @@ struct kafka_conf {
   char *group_id;
   int64_t connect_timeout_ns;
   int64_t read_timeout_ns;
+  int64_t prefetch_partitions;
   struct sl_strmap properties;
   struct kafka_embedded embedded;
 };
@@ -119,6 +121,15 @@ static const struct sl_cfg_field kafka_map[] = {
      .offset = offsetof(struct kafka_conf, read_timeout_ns),
      .desc = "a task fails (and is retried) when its partition gives no "
              "record for this long"},
+    {.key = "prefetch_partitions",
+     .type = SL_CFG_T_INT,
+     .def = "1",
+     .offset = offsetof(struct kafka_conf, prefetch_partitions),
+     .desc = "partitions a worker fetches ahead of the one it reads (those "
+             "of the ranges queued next on it); each holds up to "
+             "queued.min.messages records in memory",
+     .min = 0,
+     .max = 64},
     {.key = "properties",
      .type = SL_CFG_T_STRMAP,
      .offset = offsetof(struct kafka_conf, properties),
@@ -266,12 +277,12 @@ struct kafka_src {
  * in flight per broker: the stock 500 ms idles a fetcher that has caught
  * up, and even 10 ms held up the first fetch of a reader's next partition
  * after every range that ended at the end of its partition (W1's last
- * batch: 390 ms at 1 ms against 540 ms at 10 ms). Only a partition being
- * read is fetched (paused otherwise), so a short wait costs no idle
- * polling. Bounded memory: a reader fetches only the partition it reads,
- * at most two chunks ahead plus one 512 KB answer (see pause_part;
- * docs/benchmarks.md has the measurements). The user's properties go on
- * top. */
+ * batch: 390 ms at 1 ms against 540 ms at 10 ms). Only partitions being
+ * read or about to be are fetched (paused otherwise), so a short wait
+ * costs no idle polling. Bounded memory: a reader fetches only the partitions
+ * it reads or is about to read, each up to queued.min.messages plus one 512 KB
+ * answer ahead (see pause_part and kafka_prefetch; docs/benchmarks.md has
+ * the measurements). The user's properties go on top. */
 static rd_kafka_conf_t *make_conf(struct kafka_src *ks, const char *client,
                                   struct sl_error *err) {
   char group[300];
@@ -500,6 +511,8 @@ struct kpart {
   rd_kafka_queue_t *q;
   int64_t next; /* offset the queue delivers next, as far as we know */
   bool paused;  /* between ranges: not fetched, nothing queued */
+  bool hinted;  /* in the last prefetch hint: kept fetching */
+  int64_t cont; /* a hinted range starts here: keep fetching at range end */
 };
 
 struct kreader {
@@ -510,7 +523,11 @@ struct kreader {
   rd_kafka_message_t *held[CHUNK]; /* backing the last chunk's records */
   size_t nheld;
   int64_t lost;
-  uint64_t kicks; /* starved fetchers woken (see kick) */
+  uint64_t kicks;   /* starved fetchers woken (see kick) */
+  size_t ahead_max; /* partitions fetched ahead of the one being read */
+  uint64_t waits;   /* reads that found their partition's queue empty */
+  int64_t wait_ns;  /* time they waited */
+  uint64_t ahead;   /* partitions resumed ahead of their read by a hint */
 };
 
 static void release_held(struct kreader *r) {
@@ -528,6 +545,7 @@ static int kafka_reader_new(struct sl_source *src, int worker, void **out,
   snprintf(client, sizeof(client), "sluice-worker-%d", worker);
   struct kreader *r = sl_calloc(1, sizeof(*r));
   r->ks = ks;
+  r->ahead_max = (size_t)ks->conf->prefetch_partitions;
   r->rk = make_consumer(ks, client, err);
   if (!r->rk) {
     free(r);
@@ -605,6 +623,7 @@ static struct kpart *add_part(struct kreader *r, const char *topic,
   p->partition = partition;
   p->q = q;
   p->next = at;
+  p->cont = -1;
   return p;
 }
 
@@ -761,11 +780,62 @@ static ssize_t take(struct kreader *r, struct kpart *p, int64_t pos,
   if (have_some)
     return 0; /* hand over what the chunk holds; wait in the next call */
   /* Empty: give a fetch in flight a moment, then wake the fetcher. */
+  int64_t t0 = sl_mono_ns();
+  r->waits++;
   ssize_t n = rd_kafka_consume_batch_queue(p->q, KICK_AFTER_MS, msgs, 1);
-  if (n != 0)
-    return n;
-  kick(r, p, pos);
-  return rd_kafka_consume_batch_queue(p->q, 100, msgs, 1);
+  if (n == 0) {
+    kick(r, p, pos);
+    n = rd_kafka_consume_batch_queue(p->q, 100, msgs, 1);
+  }
+  r->wait_ns += sl_mono_ns() - t0;
+  return n;
+}
+
+/* The engine's hint: the ranges this reader reads next, in order. Their
+ * partitions (the first 1 + ahead_max of them) are positioned at their
+ * ranges' starts and fetched now, so that each range's first records are
+ * queued before its read begins, and every fetch round trip carries
+ * several partitions instead of one (the embedded cluster answers a fetch
+ * with one produced batch per partition). Every other partition is paused
+ * and its queue dropped, so a reader holds at most 1 + ahead_max
+ * partitions' prefetch. A later range of a partition already listed tells
+ * the read to keep fetching at that range's end (cont). */
+static void kafka_prefetch(void *reader, const struct sl_range *ranges,
+                           size_t n) {
+  struct kreader *r = reader;
+  struct sl_error err = {0};
+  for (size_t i = 0; i < r->nparts; i++) {
+    r->parts[i].hinted = false;
+    r->parts[i].cont = -1;
+  }
+  size_t fetching = 0;
+  for (size_t i = 0; i < n; i++) {
+    const struct sl_range *rg = &ranges[i];
+    struct kpart *p = get_part(r, rg->topic, rg->partition);
+    if (p && p->hinted) {
+      if (p->cont < 0)
+        p->cont = rg->start;
+      continue;
+    }
+    if (fetching > r->ahead_max)
+      continue;
+    bool moved = !p || p->paused || p->next != rg->start;
+    if (!p)
+      p = add_part(r, rg->topic, rg->partition, rg->start, &err);
+    else if (p->paused && resume_part(r, p, rg->start, &err))
+      p = NULL;
+    else if (!p->paused && p->next != rg->start &&
+             seek_part(r, p, rg->start, &err))
+      p = NULL;
+    if (p) {
+      r->ahead += i > 0 && moved;
+      p->hinted = true;
+      fetching++;
+    }
+  }
+  for (size_t i = 0; i < r->nparts; i++)
+    if (!r->parts[i].hinted && !r->parts[i].paused)
+      pause_part(r, &r->parts[i]);
 }
 
 static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
@@ -787,6 +857,7 @@ static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
     return err->code;
   }
   sl_batch_reserve(out, CHUNK);
+  bool past = false;
   int64_t deadline = sl_mono_ns() + r->ks->conf->read_timeout_ns;
   while (out->n < CHUNK && *pos < rg->end) {
     rd_kafka_message_t *msgs[CHUNK];
@@ -834,9 +905,11 @@ static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
         rd_kafka_message_destroy(m); /* stale: fetched before a seek */
       } else if (m->offset >= rg->end || *pos >= rg->end) {
         /* Past the range: it is complete (a gap up to its end when this
-         * is the first such offset). The pause drops the rest. */
+         * is the first such offset). The pause drops the rest; a queue
+         * kept for the next range no longer starts at *pos. */
         rd_kafka_message_destroy(m);
         *pos = rg->end;
+        past = true;
       } else {
         push_record(out, m, p->topic);
         r->held[r->nheld++] = m;
@@ -853,11 +926,18 @@ static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
                            (long long)(r->ks->conf->read_timeout_ns / 1000000),
                            (long long)*pos, (long long)rg->end);
   }
-  /* The queue continues exactly from *pos. */
-  p->next = *pos;
-  if (*pos >= rg->end)
+  /* The queue continues exactly from *pos, unless a record past the
+   * range was taken from it. */
+  p->next = past ? -1 : *pos;
+  if (*pos >= rg->end && p->cont != *pos)
     pause_part(r, p);
   return 0;
+}
+
+int64_t sl_kafka_reader_queued(void *reader, const char *topic,
+                               int32_t partition) {
+  struct kpart *p = get_part(reader, topic, partition);
+  return p ? (int64_t)rd_kafka_queue_length(p->q) : -1;
 }
 
 static int64_t kafka_reader_lost(void *reader) {
@@ -868,8 +948,11 @@ static void kafka_reader_free(void *reader) {
   struct kreader *r = reader;
   if (!r)
     return;
-  sl_debug("reader: %zu partitions assigned, %llu fetcher wake-ups", r->nparts,
-           (unsigned long long)r->kicks);
+  sl_debug("reader: %zu partitions assigned, %llu fetcher wake-ups, %llu "
+           "partitions fetched ahead, %llu waits for records (%.1f ms)",
+           r->nparts, (unsigned long long)r->kicks,
+           (unsigned long long)r->ahead, (unsigned long long)r->waits,
+           (double)r->wait_ns / 1e6);
   release_held(r);
   for (size_t i = 0; i < r->nparts; i++) {
     rd_kafka_queue_destroy(r->parts[i].q);
@@ -891,6 +974,7 @@ const struct sl_source_plugin sl_source_kafka = {
     .start_offset = kafka_start_offset,
     .reader_new = kafka_reader_new,
     .read = kafka_read,
+    .prefetch = kafka_prefetch,
     .reader_lost = kafka_reader_lost,
     .reader_free = kafka_reader_free,
     .describe = kafka_describe,

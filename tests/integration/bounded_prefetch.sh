@@ -7,6 +7,8 @@
 # must wake the fetcher (librdkafka 2.0.2 would otherwise look again only
 # after a second, longer than read_timeout: the task would fail three
 # times and the job with it). The output holds every record exactly once.
+# prefetch_partitions: 0 keeps one partition fetched at a time, as this
+# test means (test_kafka_source covers fetching ahead).
 source "$(dirname "$0")/lib.bash" "$@"
 start_mock --topic clicks:8
 "$SLUICE" produce --brokers "$BROKERS" --topic clicks --count 40000 --seed 5 \
@@ -20,6 +22,7 @@ source:
     max_records_per_batch: 8000
     task_max_records: 500
     read_timeout: 500ms
+    prefetch_partitions: 0
     properties:
       queued.min.messages: "100"
       fetch.message.max.bytes: "4096"

@@ -1,0 +1,213 @@
+/* test_kafka_source.c - the Kafka reader on an embedded cluster: exact
+ * ranges read with and without the engine's prefetch hint. A hinted
+ * partition is fetched before its range is read (up to
+ * prefetch_partitions of them past the first), keeps fetching across two
+ * hinted ranges in a row, and is paused with its queue dropped once no
+ * hint names it; a hinted range read from elsewhere, or not at all, never
+ * changes what a read returns. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sources/kafka/kafka.h"
+#include "src/job.h"
+#include "src/offsets.h"
+#include "src/plugin.h"
+#include "src/record.h"
+#include "src/util.h"
+
+struct fixture {
+  char dir[256], path[300];
+  struct sl_job job;
+  struct sl_source src;
+  void *reader;
+  int64_t end[4]; /* high watermark of each partition */
+};
+
+static int setup(void **state) {
+  struct fixture *f = sl_calloc(1, sizeof(*f));
+  const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  snprintf(f->dir, sizeof(f->dir), "%s/test_kafka_source.XXXXXX", tmp);
+  assert_non_null(mkdtemp(f->dir));
+  snprintf(f->path, sizeof(f->path), "%s/job.yaml", f->dir);
+  FILE *out = fopen(f->path, "w");
+  assert_non_null(out);
+  fprintf(out,
+          "job: test-source\n"
+          "source:\n"
+          "  kafka:\n"
+          "    brokers: embedded\n"
+          "    topics: [t]\n"
+          "    prefetch_partitions: 1\n"
+          "    read_timeout: 10s\n"
+          "    embedded: { partitions: 4, records: 8000 }\n"
+          "sink:\n"
+          "  file: { path: %s/out }\n"
+          "checkpoint: { dir: %s/ckpt }\n",
+          f->dir, f->dir);
+  fclose(out);
+  struct sl_error err = {0};
+  if (sl_job_load(f->path, NULL, 0, &f->job, &err))
+    fail_msg("%s", err.msg);
+  f->src = (struct sl_source){.plugin = f->job.source_plugin,
+                              .conf = f->job.source_conf,
+                              .job = &f->job};
+  if (f->src.plugin->init(&f->src, &err))
+    fail_msg("init: %s", err.msg);
+  struct sl_plan wm = {0};
+  if (f->src.plugin->watermarks(&f->src, &wm, &err))
+    fail_msg("watermarks: %s", err.msg);
+  for (int p = 0; p < 4; p++) {
+    struct sl_range *r = sl_plan_find(&wm, "t", p);
+    assert_non_null(r);
+    assert_int_equal(r->start, 0);
+    assert_true(r->end >= 1000); /* the ranges below fit */
+    f->end[p] = r->end;
+  }
+  sl_plan_clear(&wm);
+  if (f->src.plugin->reader_new(&f->src, 0, &f->reader, &err))
+    fail_msg("reader: %s", err.msg);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fixture *f = *state;
+  f->src.plugin->reader_free(f->reader);
+  f->src.plugin->destroy(&f->src);
+  sl_job_free(&f->job);
+  char cmd[400];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+  assert_int_equal(system(cmd), 0);
+  free(f);
+  return 0;
+}
+
+static struct sl_range range(int32_t partition, int64_t start, int64_t end) {
+  return (struct sl_range){
+      .topic = "t", .partition = partition, .start = start, .end = end};
+}
+
+/* Reads r to its end: every offset exactly once, in order. */
+static void read_exactly(struct fixture *f, struct sl_range r) {
+  struct sl_batch chunk = {0};
+  struct sl_error err = {0};
+  int64_t pos = r.start, want = r.start;
+  while (pos < r.end) {
+    if (f->src.plugin->read(f->reader, &r, &pos, &chunk, &err))
+      fail_msg("read [%d] %lld..%lld: %s", r.partition, (long long)r.start,
+               (long long)r.end, err.msg);
+    for (size_t i = 0; i < chunk.n; i++) {
+      assert_int_equal(chunk.recs[i].partition, r.partition);
+      if (chunk.recs[i].offset != want)
+        fail_msg("[%d]: offset %lld where %lld was due", r.partition,
+                 (long long)chunk.recs[i].offset, (long long)want);
+      assert_non_null(chunk.recs[i].value);
+      want++;
+    }
+  }
+  assert_int_equal(want, r.end);
+  assert_int_equal(pos, r.end);
+  sl_batch_free(&chunk);
+}
+
+static void hint(struct fixture *f, const struct sl_range *r, size_t n) {
+  f->src.plugin->prefetch(f->reader, r, n);
+}
+
+static int64_t queued(struct fixture *f, int32_t partition) {
+  return sl_kafka_reader_queued(f->reader, "t", partition);
+}
+
+/* Waits (up to 10 s) for records to be queued for the partition. */
+static void wait_queued(struct fixture *f, int32_t partition) {
+  int64_t until = sl_mono_ns() + 10 * 1000000000LL;
+  while (queued(f, partition) <= 0 && sl_mono_ns() < until)
+    usleep(1000);
+  if (queued(f, partition) <= 0)
+    fail_msg("nothing was fetched ahead for [%d] in 10 s", partition);
+}
+
+static void reads_exact_ranges_without_hints(void **state) {
+  struct fixture *f = *state;
+  read_exactly(f, range(0, 0, 300));
+  read_exactly(f, range(0, 300, 700)); /* continues */
+  read_exactly(f, range(1, 200, 400));
+  read_exactly(f, range(0, 100, 200));                  /* goes back */
+  read_exactly(f, range(3, f->end[3] - 50, f->end[3])); /* to the end */
+  /* Between ranges a partition is paused and holds nothing. */
+  assert_int_equal(queued(f, 0), 0);
+  assert_int_equal(queued(f, 1), 0);
+  assert_int_equal(queued(f, 2), -1); /* never assigned */
+}
+
+static void hinted_partitions_are_fetched_ahead_and_bounded(void **state) {
+  struct fixture *f = *state;
+  struct sl_range plan[] = {range(0, 0, 100), range(1, 0, 100),
+                            range(0, 100, 200), range(2, 50, 150)};
+  hint(f, plan, 4);
+  /* [1] is fetched before anything is read; [2] is one partition past
+   * prefetch_partitions: 1, and is not even assigned. */
+  wait_queued(f, 1);
+  assert_int_equal(queued(f, 2), -1);
+  read_exactly(f, plan[0]);
+  /* [0]'s next hinted range starts where this one ended: it keeps
+   * fetching instead of being paused. */
+  wait_queued(f, 0);
+  hint(f, plan + 1, 3);
+  read_exactly(f, plan[1]);
+  hint(f, plan + 2, 2);
+  read_exactly(f, plan[2]);
+  /* Only [2] is hinted now: [0] and [1] are paused, their queues
+   * dropped. */
+  hint(f, plan + 3, 1);
+  assert_int_equal(queued(f, 0), 0);
+  assert_int_equal(queued(f, 1), 0);
+  wait_queued(f, 2);
+  read_exactly(f, plan[3]);
+}
+
+static void hinted_ranges_read_elsewhere_change_nothing(void **state) {
+  struct fixture *f = *state;
+  /* [3] from 0 and [1] from 300 are hinted; another worker takes [3]'s
+   * range, this one reads [1]'s and then a range of [3] the hint did not
+   * name. */
+  struct sl_range plan[] = {range(3, 0, 100), range(1, 300, 400)};
+  hint(f, plan, 2);
+  wait_queued(f, 3);
+  hint(f, plan + 1, 1);
+  assert_int_equal(queued(f, 3), 0);
+  read_exactly(f, plan[1]);
+  hint(f, NULL, 0);
+  assert_int_equal(queued(f, 1), 0);
+  read_exactly(f, range(3, 10, 60));
+  /* A partition hinted at one offset and read from another. */
+  struct sl_range at0 = range(2, 0, 50);
+  hint(f, &at0, 1);
+  wait_queued(f, 2);
+  read_exactly(f, range(2, 20, 70));
+  /* Hinted twice in a row, read with the gap in between skipped. */
+  struct sl_range two[] = {range(0, 0, 100), range(0, 100, 200)};
+  hint(f, two, 2);
+  read_exactly(f, two[0]);
+  read_exactly(f, range(0, 150, 250));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(reads_exact_ranges_without_hints, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(
+          hinted_partitions_are_fetched_ahead_and_bounded, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          hinted_ranges_read_elsewhere_change_nothing, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
