@@ -543,7 +543,7 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
    * prefetch hint. */
   struct task_ctx **last = sl_calloc(nw, sizeof(*last));
   for (size_t i = 0; i < n; i++) {
-    unsigned w = (unsigned)tasks[i].prefer < nw ? (unsigned)tasks[i].prefer : 0;
+    unsigned w = (unsigned)tasks[i].prefer; /* always a worker: above */
     if (last[w])
       last[w]->after = &tcs[i];
     last[w] = &tcs[i];

@@ -791,6 +791,21 @@ static ssize_t take(struct kreader *r, struct kpart *p, int64_t pos,
   return n;
 }
 
+/* Makes (topic, partition) deliver `at` next, fetching: assigned if new,
+ * resumed if paused, moved if it stands elsewhere. NULL with err set when
+ * librdkafka refuses. */
+static struct kpart *position_part(struct kreader *r, const char *topic,
+                                   int32_t partition, int64_t at,
+                                   struct sl_error *err) {
+  struct kpart *p = get_part(r, topic, partition);
+  if (!p)
+    return add_part(r, topic, partition, at, err);
+  if (p->paused ? resume_part(r, p, at, err)
+                : p->next != at && seek_part(r, p, at, err))
+    return NULL;
+  return p;
+}
+
 /* The engine's hint: the ranges this reader reads next, in order. Their
  * partitions (the first 1 + ahead_max of them) are positioned at their
  * ranges' starts and fetched now, so that each range's first records are
@@ -820,14 +835,7 @@ static void kafka_prefetch(void *reader, const struct sl_range *ranges,
     if (fetching > r->ahead_max)
       continue;
     bool moved = !p || p->paused || p->next != rg->start;
-    if (!p)
-      p = add_part(r, rg->topic, rg->partition, rg->start, &err);
-    else if (p->paused && resume_part(r, p, rg->start, &err))
-      p = NULL;
-    else if (!p->paused && p->next != rg->start &&
-             seek_part(r, p, rg->start, &err))
-      p = NULL;
-    if (p) {
+    if ((p = position_part(r, rg->topic, rg->partition, rg->start, &err))) {
       r->ahead += i > 0 && moved;
       p->hinted = true;
       fetching++;
@@ -845,17 +853,9 @@ static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
   out->n = 0;
   if (*pos >= rg->end)
     return 0;
-  struct kpart *p = get_part(r, rg->topic, rg->partition);
-  if (!p) {
-    p = add_part(r, rg->topic, rg->partition, *pos, err);
-    if (!p)
-      return err->code;
-  } else if (p->paused) {
-    if (resume_part(r, p, *pos, err))
-      return err->code;
-  } else if (p->next != *pos && seek_part(r, p, *pos, err)) {
+  struct kpart *p = position_part(r, rg->topic, rg->partition, *pos, err);
+  if (!p)
     return err->code;
-  }
   sl_batch_reserve(out, CHUNK);
   bool past = false;
   int64_t deadline = sl_mono_ns() + r->ks->conf->read_timeout_ns;
