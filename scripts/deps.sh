@@ -4,8 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config python3
       kcat librdkafka-dev libck-dev libyaml-dev liblz4-dev libcmocka-dev
-      libcjson-dev libsimdjson-dev zlib1g-dev libhiredis-dev redis-server
-      libmicrohttpd-dev python3-prometheus-client docker-compose
+      libcjson-dev libsimdjson-dev libdouble-conversion-dev zlib1g-dev
+      libhiredis-dev redis-server libmicrohttpd-dev python3-prometheus-client docker-compose
       python3-confluent-kafka python3-redis gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do

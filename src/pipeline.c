@@ -695,11 +695,9 @@ static void emit_out(struct sl_pipe_task *t, struct sl_batch *out,
   r->row = NULL;
   t->ooff[out->n] = t->olen;
   if (row) {
-    char *s = cJSON_PrintUnformatted(row);
-    size_t n = strlen(s);
-    buf_put(&t->obuf, &t->olen, &t->ocap, s, n);
-    cJSON_free(s);
-    r->value_len = n;
+    size_t len0 = t->olen;
+    sl_json_append(row, &t->obuf, &t->olen, &t->ocap);
+    r->value_len = t->olen - len0;
     r->value = NULL; /* fixed up in finish_chunk */
   } else {
     t->ooff[out->n] = (size_t)-1; /* raw: keep the source bytes */

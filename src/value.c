@@ -288,17 +288,6 @@ bool sl_arena_json_active(void) {
   return json_arena != NULL;
 }
 
-int sl_fmt_double(double d, char *buf, size_t cap) {
-  if (!isfinite(d))
-    return snprintf(buf, cap, "%s", isnan(d) ? "nan" : d < 0 ? "-inf" : "inf");
-  for (int prec = 15; prec < 17; prec++) {
-    snprintf(buf, cap, "%.*g", prec, d);
-    if (strtod(buf, NULL) == d)
-      return (int)strlen(buf);
-  }
-  return snprintf(buf, cap, "%.17g", d);
-}
-
 size_t sl_json_text(const cJSON *v, char num[32], char **heap,
                     const char **text) {
   *heap = NULL;
@@ -310,7 +299,7 @@ size_t sl_json_text(const cJSON *v, char num[32], char **heap,
   if (cJSON_IsNumber(v)) {
     double d = v->valuedouble;
     int n = d == floor(d) && fabs(d) < 9007199254740992.0
-                ? snprintf(num, 32, "%" PRId64, (int64_t)d)
+                ? sl_fmt_i64((int64_t)d, num, 32)
                 : sl_fmt_double(d, num, 32);
     *text = num;
     return (size_t)n;
@@ -327,4 +316,104 @@ size_t sl_json_text(const cJSON *v, char num[32], char **heap,
     return strlen(*heap);
   }
   return 0; /* null */
+}
+
+/* Room for n more bytes at *buf + *len. */
+static void reserve(char **buf, size_t *len, size_t *cap, size_t n) {
+  if (*len + n > *cap) {
+    *cap = SL_MAX(*cap * 2, *len + n + 256);
+    *buf = sl_realloc(*buf, *cap);
+  }
+}
+
+/* A JSON string literal, escaped as cJSON escapes it: the two-letter
+ * escapes where JSON has them, \u00XX for the other control characters,
+ * the rest (UTF-8 included) as it is. */
+static void append_str(const char *s, char **buf, size_t *len, size_t *cap) {
+  size_t n = 2;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    n += *p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' ||
+                 *p == '\r' || *p == '\t'
+             ? 2
+         : *p < 0x20 ? 6
+                     : 1;
+  reserve(buf, len, cap, n + 1);
+  char *o = *buf + *len;
+  *o++ = '"';
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p >= 0x20 && *p != '"' && *p != '\\') {
+      *o++ = (char)*p;
+      continue;
+    }
+    *o++ = '\\';
+    switch (*p) {
+    case '"':
+    case '\\':
+      *o++ = (char)*p;
+      break;
+    case '\b':
+      *o++ = 'b';
+      break;
+    case '\f':
+      *o++ = 'f';
+      break;
+    case '\n':
+      *o++ = 'n';
+      break;
+    case '\r':
+      *o++ = 'r';
+      break;
+    case '\t':
+      *o++ = 't';
+      break;
+    default:
+      o += snprintf(o, 6, "u%04x", *p);
+    }
+  }
+  *o++ = '"';
+  *len += n;
+}
+
+void sl_json_append(const cJSON *v, char **buf, size_t *len, size_t *cap) {
+  if (cJSON_IsString(v)) {
+    append_str(v->valuestring, buf, len, cap);
+  } else if (cJSON_IsNumber(v)) {
+    double d = v->valuedouble;
+    reserve(buf, len, cap, 32);
+    if (!isfinite(d))
+      *len += (size_t)snprintf(*buf + *len, 32, "null"); /* as cJSON */
+    else if (d == 0 && signbit(d))
+      *len += (size_t)snprintf(*buf + *len, 32, "-0"); /* as cJSON */
+    else
+      *len += (size_t)(d == floor(d) && fabs(d) < 9007199254740992.0
+                           ? sl_fmt_i64((int64_t)d, *buf + *len, 32)
+                           : sl_fmt_double(d, *buf + *len, 32));
+  } else if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+    bool obj = cJSON_IsObject(v);
+    reserve(buf, len, cap, 1);
+    (*buf)[(*len)++] = obj ? '{' : '[';
+    for (const cJSON *c = v->child; c; c = c->next) {
+      if (c != v->child) {
+        reserve(buf, len, cap, 1);
+        (*buf)[(*len)++] = ',';
+      }
+      if (obj) {
+        append_str(c->string ? c->string : "", buf, len, cap);
+        reserve(buf, len, cap, 1);
+        (*buf)[(*len)++] = ':';
+      }
+      sl_json_append(c, buf, len, cap);
+    }
+    reserve(buf, len, cap, 1);
+    (*buf)[(*len)++] = obj ? '}' : ']';
+  } else {
+    const char *t = cJSON_IsTrue(v)                    ? "true"
+                    : cJSON_IsFalse(v)                 ? "false"
+                    : cJSON_IsRaw(v) && v->valuestring ? v->valuestring
+                                                       : "null";
+    size_t n = strlen(t);
+    reserve(buf, len, cap, n);
+    memcpy(*buf + *len, t, n);
+    *len += n;
+  }
 }

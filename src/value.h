@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "numfmt.h"
+
 enum sl_vtype {
   SL_V_NULL = 0,
   SL_V_BOOL,
@@ -101,10 +103,6 @@ void sl_arena_json_end(void);
 /* Whether this thread's cJSON memory comes from an arena now. */
 bool sl_arena_json_active(void);
 
-/* The shortest %g text (15 to 17 digits) that reads back as d; "nan",
- * "inf", "-inf" for the others. Returns its length (cap >= 32). */
-int sl_fmt_double(double d, char *buf, size_t cap);
-
 /* The text a template puts in place of a JSON value: a string as is, an
  * integral number below 2^53 as an integer, another number by
  * sl_fmt_double, true/false, an object or array as compact JSON. Points
@@ -113,5 +111,12 @@ int sl_fmt_double(double d, char *buf, size_t cap);
  * with cJSON_free) for an object or an array. Null: *text = NULL, returns 0. */
 size_t sl_json_text(const cJSON *v, char num[32], char **heap,
                     const char **text);
+
+/* Appends the compact JSON text of v to the buffer *buf of *len bytes
+ * used and *cap allocated (sl_realloc'd as it grows): what
+ * cJSON_PrintUnformatted prints, with numbers as sl_json_text prints them
+ * (NaN and the infinities as null and -0 as -0, as cJSON does), without cJSON's
+ * snprintf and sscanf per number or its allocation per call. */
+void sl_json_append(const cJSON *v, char **buf, size_t *len, size_t *cap);
 
 #endif
