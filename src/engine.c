@@ -317,10 +317,7 @@ static void push_row(cJSON *row, void *arg) {
   cJSON_AddItemToArray(arg, row);
 }
 
-/* Emits the window rows of a range of shards, runs the operators after the
- * window, stages the output, and serializes the shards that changed.
- * @locality worker thread (one per shard range) */
-static int emit_task(struct sl_task *t, struct worker_ctx *w,
+static int emit_rows(struct sl_task *t, struct worker_ctx *w,
                      struct engine *e) {
   struct task_ctx *tc = t->payload;
   tc->sink_rejected = 0;
@@ -367,6 +364,24 @@ static int emit_task(struct sl_task *t, struct worker_ctx *w,
   if (close_stage(&e->sink, tc->stage, &t->err))
     return t->err.code;
   return close_stage(&e->dl, tc->dl_stage, &t->err);
+}
+
+/* Emits the window rows of a range of shards, runs the operators after the
+ * window, stages the output, and serializes the shards that changed. The
+ * rows' cJSON nodes come from an arena of the task's own (value.h), freed
+ * at once when the rows are staged: a malloc and a free per node were a
+ * sixth of a windowed job's CPU (docs/benchmarks.md).
+ * @locality worker thread (one per shard range) */
+static int emit_task(struct sl_task *t, struct worker_ctx *w,
+                     struct engine *e) {
+  struct task_ctx *tc = t->payload;
+  struct sl_arena rows = {0};
+  sl_arena_json_begin(&rows);
+  int rc = emit_rows(t, w, e);
+  sl_pipe_task_trim(tc->pipe); /* the rows die inside their arena */
+  sl_arena_json_end();
+  sl_arena_free(&rows);
+  return rc;
 }
 
 /* @locality worker thread */

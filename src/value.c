@@ -196,7 +196,10 @@ struct sl_arena_block {
 void *sl_arena_alloc(struct sl_arena *a, size_t n) {
   n = (n + 7) & ~(size_t)7;
   if (!a->head || a->used + n > a->head->size) {
-    size_t size = SL_MAX(n, (size_t)64 * 1024);
+    /* Blocks double up to 8 MB: few blocks even for a task's worth of
+     * rows, so that json_free's ownership check stays short. */
+    size_t grow = a->head ? SL_MIN(a->head->size * 2, (size_t)8 << 20) : 0;
+    size_t size = SL_MAX(n, SL_MAX(grow, (size_t)64 * 1024));
     struct sl_arena_block *b = sl_malloc(sizeof(*b) + size);
     b->size = size;
     b->next = a->head;
