@@ -57,6 +57,7 @@
 
 #include "../../src/job.h"
 #include "../../src/log.h"
+#include "../../src/numfmt.h"
 #include "../../src/plugin.h"
 #include "../../src/util.h"
 #include "conn.h"
@@ -156,6 +157,37 @@ size_t sl_redis_chunk_end(const size_t *ends, size_t n, size_t from,
   while (end < n && end - from < max_cmds && ends[end] - base <= max_bytes)
     end++;
   return end;
+}
+
+/* "<c><n>\r\n": a RESP header; returns its length. */
+static size_t resp_header(char *o, char c, size_t n) {
+  o[0] = c;
+  size_t k = 1 + (size_t)sl_fmt_i64((int64_t)n, o + 1, 21);
+  o[k++] = '\r';
+  o[k++] = '\n';
+  return k;
+}
+
+void sl_redis_format(char **buf, size_t *len, size_t *cap, size_t argc,
+                     const char *const *argv, const size_t *lens) {
+  size_t need = 24;
+  for (size_t i = 0; i < argc; i++)
+    need += 24 + lens[i] + 2;
+  if (*len + need > *cap) {
+    *cap = SL_MAX(*cap * 2, *len + need + 4096);
+    *buf = sl_realloc(*buf, *cap);
+  }
+  char *o = *buf + *len;
+  o += resp_header(o, '*', argc);
+  for (size_t i = 0; i < argc; i++) {
+    o += resp_header(o, '$', lens[i]);
+    if (lens[i])
+      memcpy(o, argv[i], lens[i]);
+    o += lens[i];
+    *o++ = '\r';
+    *o++ = '\n';
+  }
+  *len = (size_t)(o - *buf);
 }
 
 static int parse_i64(const char *s, int64_t *out) {
@@ -501,17 +533,8 @@ static int redis_stage_open(struct sl_sink *sink, uint64_t batch, uint32_t task,
 }
 
 static void stage_put(struct rstage *st, const struct sl_rargs *a) {
-  char *cmd;
-  int n = redisFormatCommandArgv(&cmd, (int)a->argc, a->argv, a->argvlen);
-  if (n < 0)
-    abort(); /* out of memory */
-  if (st->len + (size_t)n > st->cap) {
-    st->cap = SL_MAX(st->cap * 2, st->len + (size_t)n + 4096);
-    st->buf = sl_realloc(st->buf, st->cap);
-  }
-  memcpy(st->buf + st->len, cmd, (size_t)n);
-  st->len += (size_t)n;
-  redisFreeCommand(cmd);
+  sl_redis_format(&st->buf, &st->len, &st->cap, a->argc,
+                  (const char *const *)a->argv, a->argvlen);
   if (st->n == st->ncap) {
     st->ncap = SL_MAX(st->ncap * 2, (size_t)256);
     st->ends = sl_realloc(st->ends, st->ncap * sizeof(*st->ends));

@@ -16,6 +16,13 @@
 size_t sl_redis_chunk_end(const size_t *ends, size_t n, size_t from,
                           size_t max_cmds, size_t max_bytes);
 
+/* Appends one command in the Redis protocol (RESP: an array of bulk
+ * strings) to *buf, of *len bytes used and *cap allocated, growing it.
+ * The same bytes as hiredis's redisFormatCommandArgv, without its malloc
+ * and sprintf per command (8% of a windowed job's CPU). */
+void sl_redis_format(char **buf, size_t *len, size_t *cap, size_t argc,
+                     const char *const *argv, const size_t *lens);
+
 /* The commit record in Redis is one hash: "batch" -> N and, per source
  * partition, "o:<topic>:<partition>" -> end offset. Fills *batch and end
  * from the hash's field/value pairs (fields[i], values[i]); unknown

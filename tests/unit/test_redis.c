@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
 
 #include "sinks/redis/conn.h"
 #include "sinks/redis/redis.h"
@@ -215,6 +217,42 @@ static void test_urls(void **state) {
   sl_redis_url_free(&u);
 }
 
+/* Commands are encoded byte for byte as hiredis encodes them, one after
+ * another in one buffer: empty, binary and long arguments, argument
+ * lengths across digit counts. */
+static void test_format(void **state) {
+  (void)state;
+  char *mine = NULL, *ref = NULL;
+  size_t len = 0, cap = 0, rlen = 0;
+  unsigned seed = 1;
+  static char big[100005];
+  for (size_t i = 0; i < sizeof(big); i++)
+    big[i] = (char)(i * 131 + 7); /* NUL, CR and LF among them */
+  for (int c = 0; c < 2000; c++) {
+    size_t argc = 1 + (size_t)(rand_r(&seed) % 12);
+    const char *argv[12];
+    size_t lens[12];
+    for (size_t i = 0; i < argc; i++) {
+      static const size_t sizes[] = {0, 1, 9, 10, 99, 100, 1000, 100005};
+      lens[i] = sizes[rand_r(&seed) % 8];
+      argv[i] = big + (lens[i] < 100000 ? (size_t)(rand_r(&seed) % 1000) : 0);
+    }
+    sl_redis_format(&mine, &len, &cap, argc, argv, lens);
+    char *cmd;
+    int n = redisFormatCommandArgv(&cmd, (int)argc, argv, lens);
+    assert_true(n > 0);
+    ref = realloc(ref, rlen + (size_t)n);
+    memcpy(ref + rlen, cmd, (size_t)n);
+    rlen += (size_t)n;
+    redisFreeCommand(cmd);
+    assert_int_equal(len, rlen);
+    assert_true(len <= cap);
+  }
+  assert_memory_equal(mine, ref, len);
+  free(mine);
+  free(ref);
+}
+
 static void test_chunks(void **state) {
   (void)state;
   /* five commands of 10, 20, 30, 40, 50 bytes */
@@ -289,6 +327,7 @@ int main(void) {
       cmocka_unit_test(test_parse_errors),
       cmocka_unit_test(test_fields),
       cmocka_unit_test(test_urls),
+      cmocka_unit_test(test_format),
       cmocka_unit_test(test_chunks),
       cmocka_unit_test(test_commit_record),
   };
