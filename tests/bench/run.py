@@ -3,7 +3,8 @@
 records from the same embedded Kafka cluster, a `sluice mock-kafka`
 process of its own, and is measured from outside (wall time from spawn to
 exit, user+system CPU seconds and peak RSS from wait4), the median of
---runs runs. Writes the results as JSON, a Markdown report and a gnuplot
+--runs runs (5 by default) taken in rounds, one run of each workload per
+round. Writes the results as JSON, a Markdown report and a gnuplot
 chart.
 
     run.py --build DIR [--records N] [--partitions P] [--runs R]
@@ -78,6 +79,12 @@ def measure(argv, env=None, stdout=None, stderr=None, helpers=()):
         "helper_cpu_s": helper_cpu,
     }
 
+
+
+def same_digest(a, b):
+    """W2 digests (order count, total amount) agree: the count exactly,
+    the float total up to its summation order."""
+    return a[0] == b[0] and abs(a[1] - b[1]) <= 1e-6 * abs(b[1]) + 1e-6
 
 class Bench:
     def __init__(self, a):
@@ -278,13 +285,29 @@ class Bench:
 
     # ------------------------------------------------------------ driver
     def repeat(self, name, fn, runs):
-        ms = []
+        return self.rounds([(name, fn)], runs)
+
+    def rounds(self, workloads, runs):
+        """Runs the workloads in turns, one run of each per round, so that
+        a slow spell of the machine falls on all of them alike, not on
+        whichever ran then; keeps the median of each."""
+        ms = {name: [] for name, _ in workloads}
         for i in range(runs):
-            m = fn()
-            log("%-8s run %d: %.3f s wall, %.3f s CPU, %.1f MB peak RSS" %
-                (name, i + 1, m["wall_s"], m["cpu_s"],
-                 m["peak_rss_bytes"] / 1e6))
-            ms.append(m)
+            for name, fn in workloads:
+                m = fn()
+                log("%-8s run %d: %.3f s wall, %.3f s CPU, %.1f MB peak RSS" %
+                    (name, i + 1, m["wall_s"], m["cpu_s"],
+                     m["peak_rss_bytes"] / 1e6))
+                if ms[name] and "digest" in m and \
+                        not same_digest(m["digest"], ms[name][0]["digest"]):
+                    raise SystemExit("bench: %s run %d wrote %r, run 1 %r" %
+                                     (name, i + 1, m["digest"],
+                                      ms[name][0]["digest"]))
+                ms[name].append(m)
+        for name, _ in workloads:
+            self.summarize(name, ms[name])
+
+    def summarize(self, name, ms):
         keys = ("wall_s", "cpu_s", "peak_rss_bytes", "helper_cpu_s",
                 "first_record_s", "first_commit_s")
         r = {"runs": [{k: m[k] for k in keys if k in m} for m in ms],
@@ -308,8 +331,7 @@ class Bench:
                 raise SystemExit("bench: %s wrote %d records, the peer %d" %
                                  (w, res[w]["out"], res["peer-W1"]["out"]))
         s, p = res["W2"], res["peer-W2"]
-        if s["out"] != p["out"] or s["digest"][0] != p["digest"][0] or \
-                abs(s["digest"][1] - p["digest"][1]) > 1e-6 * abs(p["digest"][1]) + 1e-6:
+        if s["out"] != p["out"] or not same_digest(s["digest"], p["digest"]):
             raise SystemExit("bench: W2 wrote %d hashes %r, the peer %d %r" %
                              (s["out"], s["digest"], p["out"], p["digest"]))
 
@@ -321,13 +343,13 @@ class Bench:
             self.produce("clicks", a.records, 1)
             self.produce("one", 1, 2)
             runs = a.runs
-            self.repeat("W0", self.w0, runs)
-            self.repeat("W1", lambda: self.w1(2), runs)
-            self.repeat("W1-1w", lambda: self.w1(1), runs)
-            self.repeat("W1-b100k", lambda: self.w1(2, 100000), runs)
-            self.repeat("W2", self.w2, runs)
-            self.repeat("peer-W1", lambda: self.peer("w1"), runs)
-            self.repeat("peer-W2", lambda: self.peer("w2"), runs)
+            self.rounds([("W0", self.w0),
+                         ("W1", lambda: self.w1(2)),
+                         ("W1-1w", lambda: self.w1(1)),
+                         ("W1-b100k", lambda: self.w1(2, 100000)),
+                         ("W2", self.w2),
+                         ("peer-W1", lambda: self.peer("w1")),
+                         ("peer-W2", lambda: self.peer("w2"))], runs)
             self.repeat("startup", self.startup, max(runs, a.startup_runs))
             self.check()
         finally:
@@ -456,6 +478,14 @@ def report(doc, chart_name):
              if name in ("W1", "W1-1w", "W1-b100k", "W2") else "",
              x["wall_s"], x["cpu_s"], x["cpu_ns_per_record"],
              x["peak_rss_bytes"] / 1e6, x["helper_cpu_s"]))
+    rounds = list(zip(w0["runs"], r["W1"]["runs"], r["W2"]["runs"]))
+    add("")
+    add("Wall seconds of W0, W1 and W2 in each round: %s. W1's speed as a "
+        "multiple of W0's in the same round: %s." %
+        ("; ".join("%.2f, %.2f, %.2f" % (a["wall_s"], b["wall_s"], c["wall_s"])
+                   for a, b, c in rounds),
+         ", ".join("%.2f" % (a["wall_s"] / b["wall_s"])
+                   for a, b, _ in rounds)))
     s = r["startup"]
     firsts = sorted(x["first_commit_s"] * 1e3 for x in s["runs"])
     w0_firsts = sorted(x["first_record_s"] * 1e3 for x in w0["runs"])
@@ -503,7 +533,7 @@ def main():
     ap.add_argument("--build", required=True, help="a build directory")
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--partitions", type=int, default=64)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--startup-runs", type=int, default=10)
     ap.add_argument("--watermark-ms", type=int, default=300_000,
                     help="W2's watermark delay")
