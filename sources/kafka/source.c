@@ -717,20 +717,25 @@ static void push_record(struct sl_batch *out, const rd_kafka_message_t *m,
  * a reader's memory is one partition's queue however many partitions it
  * has read (queued.min.messages and queued.max.messages.kbytes are per
  * partition). The next range of the partition pays one fetch round trip. */
+/* Drops what a paused partition's queue holds. librdkafka 2.0.2 leaves
+ * what was queued in the queue until it is read (measured: the whole
+ * prefetch of every paused partition stayed). */
+static void drain_part(struct kpart *p) {
+  rd_kafka_message_t *msgs[256];
+  ssize_t n;
+  while ((n = rd_kafka_consume_batch_queue(p->q, 0, msgs, SL_ARRAY_LEN(msgs))) >
+         0)
+    for (ssize_t i = 0; i < n; i++)
+      rd_kafka_message_destroy(msgs[i]);
+}
+
 static void pause_part(struct kreader *r, struct kpart *p) {
   rd_kafka_topic_partition_list_t *l = one_part(p->topic, p->partition, 0);
   rd_kafka_resp_err_t e = rd_kafka_pause_partitions(r->rk, l);
   rd_kafka_topic_partition_list_destroy(l);
   p->paused = e == RD_KAFKA_RESP_ERR_NO_ERROR;
-  /* librdkafka 2.0.2 leaves what was queued in the queue until it is read
-   * (measured: the whole prefetch of every paused partition stayed):
-   * drop it now. */
-  rd_kafka_message_t *msgs[256];
-  ssize_t n;
-  while (p->paused && (n = rd_kafka_consume_batch_queue(
-                           p->q, 0, msgs, SL_ARRAY_LEN(msgs))) > 0)
-    for (ssize_t i = 0; i < n; i++)
-      rd_kafka_message_destroy(msgs[i]);
+  if (p->paused)
+    drain_part(p);
 }
 
 /* Resumes a paused partition at `at`. The seek waits for its answer, so
@@ -841,9 +846,18 @@ static void kafka_prefetch(void *reader, const struct sl_range *ranges,
       fetching++;
     }
   }
-  for (size_t i = 0; i < r->nparts; i++)
-    if (!r->parts[i].hinted && !r->parts[i].paused)
-      pause_part(r, &r->parts[i]);
+  /* The pause takes effect on the fetcher's thread: a fetch answer
+   * already on its way can still land in the queue after the drain. Such
+   * late records are dropped here, on the next hint. */
+  for (size_t i = 0; i < r->nparts; i++) {
+    struct kpart *p = &r->parts[i];
+    if (p->hinted)
+      continue;
+    if (!p->paused)
+      pause_part(r, p);
+    else if (rd_kafka_queue_length(p->q) > 0)
+      drain_part(p);
+  }
 }
 
 static int kafka_read(void *reader, const struct sl_range *rg, int64_t *pos,
