@@ -91,6 +91,8 @@ struct engine {
   int64_t started_ns;
   bool committed_once; /* a batch was committed by this process */
   int64_t done;        /* records processed in this run */
+  bool overlap;        /* commits may run beside the next batch's reads */
+  struct inflight *fl; /* the batch being committed, NULL when none */
 };
 
 struct worker_ctx {
@@ -942,38 +944,73 @@ static int load_state(struct engine *e, uint64_t batch, struct sl_error *err) {
   return rc;
 }
 
-static int run_batch(struct engine *e, struct sl_plan *plan,
-                     const struct sl_plan *latest, bool rerun, int64_t plan_ns,
-                     struct sl_error *err) {
-  int64_t t0 = sl_mono_ns(), t1, tr, t2, t3, t4;
-  struct task_ctx *tcs = NULL;
-  size_t n = 0;
-  int64_t records = 0, lost = 0;
+/* A batch past its window phase: its sink commit runs (on a thread of its
+ * own when e->overlap) and commits/N is still to be written. */
+struct inflight {
+  struct engine *e;
+  struct sl_plan plan, latest; /* owned; latest empty when unknown */
+  bool has_latest;
+  struct task_ctx *tcs;
+  size_t n;
+  int64_t records, lost;
   struct sl_pipe_stats stats;
-  if (!rerun && sl_ckpt_write_offsets(e->ck, plan, err))
-    return err->code;
-  t1 = sl_mono_ns();
-  e->watermark = e->ws ? sl_wstate_watermark(e->ws) : SL_WINDOW_NO_WATERMARK;
-  if (run_tasks(e, plan, &tcs, &n, &records, &lost, &stats, err))
-    return err->code;
-  tr = sl_mono_ns();
-  if (e->ws && run_window(e, plan, &tcs, &n, &stats, err)) {
-    free_stages(e, tcs, n);
-    free(tcs);
-    return err->code;
+  /* plan, offsets/N, reads, waiting for the previous batch's commit, the
+   * window phase (ns); start of the batch, of its commit, end of it */
+  int64_t plan_ns, off_ns, read_ns, wait_ns, win_ns, t0, t2, t3;
+  bool async;
+  pthread_t th;
+  int rc;
+  struct sl_error err;
+};
+
+static void *commit_main(void *arg) {
+  struct inflight *fl = arg;
+  fl->e->sink.note[0] = '\0';
+  fl->rc = commit_sink(fl->e, &fl->plan, fl->tcs, fl->n, &fl->err);
+  fl->t3 = sl_mono_ns();
+  return NULL;
+}
+
+static void inflight_free(struct engine *e, struct inflight *fl) {
+  free_stages(e, fl->tcs, fl->n);
+  free(fl->tcs);
+  sl_plan_clear(&fl->plan);
+  sl_plan_clear(&fl->latest);
+  free(fl);
+}
+
+/* Waits for the in-flight batch's sink commit, then makes the batch
+ * current (commits/N) and reports it. No-op when none is in flight. */
+static int finish_batch(struct engine *e, struct sl_error *err) {
+  struct inflight *fl = e->fl;
+  if (!fl)
+    return 0;
+  e->fl = NULL;
+  if (fl->async)
+    pthread_join(fl->th, NULL);
+  int64_t tj = sl_mono_ns();
+  const struct sl_plan *plan = &fl->plan;
+  if (fl->rc) {
+    *err = fl->err;
+    sl_error_prefix(err, "sink commit of batch %" PRIu64 " failed",
+                    plan->batch);
+    int rc = fl->rc;
+    inflight_free(e, fl);
+    return rc;
   }
-  t2 = sl_mono_ns();
-  e->sink.note[0] = '\0';
-  int rc = commit_sink(e, plan, tcs, n, err);
-  free_stages(e, tcs, n);
-  free(tcs);
-  if (rc)
-    return sl_error_prefix(err, "sink commit of batch %" PRIu64 " failed",
-                           plan->batch);
-  t3 = sl_mono_ns();
+  int64_t t3 = fl->t3, t0 = fl->t0, t2 = fl->t2;
+  int64_t plan_ns = fl->plan_ns, records = fl->records, lost = fl->lost;
+  struct sl_pipe_stats stats = fl->stats;
+  free_stages(e, fl->tcs, fl->n);
+  free(fl->tcs);
+  fl->tcs = NULL;
+  fl->n = 0;
+  int rc = 0;
   sl_ckpt_set_commit_note(e->ck, e->sink.note);
-  if (sl_ckpt_write_commit(e->ck, plan->batch, sl_wall_ms(), err))
-    return err->code;
+  if (sl_ckpt_write_commit(e->ck, plan->batch, sl_wall_ms(), err)) {
+    rc = err->code;
+    goto out;
+  }
   if (sl_ckpt_prune(e->ck, (unsigned)e->job->checkpoint.retain, err))
     sl_warn("pruning the checkpoint: %s", err->msg);
   if (e->ws) {
@@ -982,7 +1019,7 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
     if (sl_ckpt_state_prune(e->ck, oldest, plan->batch, err))
       sl_warn("pruning the window state: %s", err->msg);
   }
-  t4 = sl_mono_ns();
+  int64_t t4 = sl_mono_ns();
   if (!e->committed_once) {
     /* Start-up latency, for operators and the startup benchmark, which
      * reads the absolute monotonic time. */
@@ -991,26 +1028,24 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
              "batch: plan %.3f, offsets %.3f, tasks %.3f, sink %.3f, "
              "commit %.3f ms",
              (double)(t4 - sl_process_start_ns()) / 1e6, (double)t4 / 1e9,
-             (double)plan_ns / 1e6, (double)(t1 - t0) / 1e6,
-             (double)(t2 - t1) / 1e6, (double)(t3 - t2) / 1e6,
-             (double)(t4 - t3) / 1e6);
+             (double)plan_ns / 1e6, (double)fl->off_ns / 1e6,
+             (double)(fl->read_ns + fl->win_ns) / 1e6, (double)(t3 - t2) / 1e6,
+             (double)(t4 - tj) / 1e6);
   }
+  char beside[96] = "";
+  if (fl->wait_ns >= 0)
+    snprintf(beside, sizeof(beside),
+             " (read beside batch %" PRIu64 "'s commit, then waited %.1f ms "
+             "for it)",
+             plan->batch - 1, (double)fl->wait_ns / 1e6);
   sl_debug("batch %" PRIu64 " phases: plan %.1f, offsets %.1f, read %.1f, "
-           "window %.1f, sink %.1f, commit %.1f ms",
-           plan->batch, (double)plan_ns / 1e6, (double)(t1 - t0) / 1e6,
-           (double)(tr - t1) / 1e6, (double)(t2 - tr) / 1e6,
-           (double)(t3 - t2) / 1e6, (double)(t4 - t3) / 1e6);
-  /* The batch is committed: its ends are where the next one starts. */
-  for (size_t i = 0; i < plan->n; i++) {
-    const struct sl_range *r = &plan->ranges[i];
-    struct sl_range *p = sl_plan_find(&e->pos, r->topic, r->partition);
-    if (p)
-      p->end = r->end;
-    else
-      sl_plan_add(&e->pos, r->topic, r->partition, r->end, r->end);
-  }
-  e->next_batch = plan->batch + 1;
-  int64_t total_ns = t4 - t0 + plan_ns;
+           "window %.1f, sink %.1f, commit %.1f ms%s",
+           plan->batch, (double)plan_ns / 1e6, (double)fl->off_ns / 1e6,
+           (double)fl->read_ns / 1e6, (double)fl->win_ns / 1e6,
+           (double)(t3 - t2) / 1e6, (double)(t4 - tj) / 1e6, beside);
+  /* The batch's own time: not the wait for the next batch's reads that
+   * its finished commit may have had. */
+  int64_t total_ns = (t3 - t0) + plan_ns + (t4 - tj);
   struct sl_progress pr = {
       .job_id = e->job->id,
       .run_id = e->run_id,
@@ -1025,14 +1060,14 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
       .processed_rate = total_ns > 0 ? (double)records * 1e9 / total_ns : 0,
       .input_rate = 0,
       .plan_ms = plan_ns / 1000000,
-      .wal_ms = (t1 - t0) / 1000000,
-      .process_ms = (t2 - t1) / 1000000,
+      .wal_ms = fl->off_ns / 1000000,
+      .process_ms = (fl->read_ns + fl->win_ns) / 1000000,
       .sink_ms = (t3 - t2) / 1000000,
-      .commit_ms = (t4 - t3) / 1000000,
+      .commit_ms = (t4 - tj) / 1000000,
       .total_ms = total_ns / 1000000,
       .plan = plan,
-      .latest = latest,
-      .lag = latest ? lag_after(plan, latest) : 0,
+      .latest = fl->has_latest ? &fl->latest : NULL,
+      .lag = fl->has_latest ? lag_after(plan, &fl->latest) : 0,
       .source_desc = e->src.plugin->describe(&e->src),
       .sink_desc = e->sink.plugin->describe(&e->sink)};
   if (e->job->trigger.available_now) {
@@ -1057,7 +1092,104 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
   if (e->ws)
     sl_metrics_state(e->metrics, sl_wstate_windows(e->ws),
                      sl_wstate_bytes(e->ws));
-  return 0;
+out:
+  inflight_free(e, fl);
+  return rc;
+}
+
+/* One batch: offsets/N (the plan), the read tasks, the window, then the
+ * sink commit. When the previous batch's commit is still running (e->fl,
+ * with e->overlap), this batch's read tasks run beside it: no output of
+ * theirs is visible before this batch commits, and offsets/N is written
+ * only once the previous batch is current (commits/N-1), so the
+ * checkpoint sees the same sequence as without the overlap; a crash
+ * before then leaves only stages that no commit lists, and the restart
+ * plans batch N afresh. With e->overlap the commit of this batch is left
+ * running on a thread of its own (e->fl); finish_batch completes it. */
+static int run_batch(struct engine *e, struct sl_plan *plan,
+                     const struct sl_plan *latest, bool rerun, int64_t plan_ns,
+                     struct sl_error *err) {
+  int64_t t0 = sl_mono_ns(), off_ns = 0, wait_ns = -1, t2;
+  struct task_ctx *tcs = NULL;
+  size_t n = 0;
+  int64_t records = 0, lost = 0;
+  struct sl_pipe_stats stats;
+  bool beside = e->fl != NULL;
+  if (!beside && !rerun && sl_ckpt_write_offsets(e->ck, plan, err))
+    return err->code;
+  int64_t t1 = sl_mono_ns();
+  off_ns = t1 - t0;
+  e->watermark = e->ws ? sl_wstate_watermark(e->ws) : SL_WINDOW_NO_WATERMARK;
+  int rc = run_tasks(e, plan, &tcs, &n, &records, &lost, &stats, err);
+  int64_t tread = sl_mono_ns(), tr = tread;
+  if (beside) {
+    struct sl_error ferr = {0};
+    int frc = finish_batch(e, &ferr);
+    if (frc) {
+      if (!rc) {
+        free_stages(e, tcs, n);
+        free(tcs);
+      }
+      *err = ferr;
+      return frc;
+    }
+    int64_t tf = sl_mono_ns();
+    wait_ns = tf - tread;
+    if (!rc && !rerun && sl_ckpt_write_offsets(e->ck, plan, err))
+      rc = err->code;
+    if (rc && n) { /* run_tasks frees its own on failure */
+      free_stages(e, tcs, n);
+      free(tcs);
+    }
+    off_ns = sl_mono_ns() - tf;
+    tr = sl_mono_ns();
+  }
+  if (rc)
+    return rc;
+  if (e->ws && run_window(e, plan, &tcs, &n, &stats, err)) {
+    free_stages(e, tcs, n);
+    free(tcs);
+    return err->code;
+  }
+  t2 = sl_mono_ns();
+  struct inflight *fl = sl_calloc(1, sizeof(*fl));
+  *fl = (struct inflight){.e = e,
+                          .plan = *plan,
+                          .tcs = tcs,
+                          .n = n,
+                          .records = records,
+                          .lost = lost,
+                          .stats = stats,
+                          .plan_ns = plan_ns,
+                          .off_ns = off_ns,
+                          .read_ns = tread - t1,
+                          .wait_ns = wait_ns,
+                          .win_ns = t2 - tr,
+                          .t0 = t0,
+                          .t2 = t2};
+  memset(plan, 0, sizeof(*plan)); /* moved: the tasks point into it */
+  if (latest) {
+    sl_plan_copy(&fl->latest, latest);
+    fl->has_latest = true;
+  }
+  /* The batch's ends are where the next one starts (the next batch is
+   * planned while this one commits; if the commit fails, the job stops). */
+  for (size_t i = 0; i < fl->plan.n; i++) {
+    const struct sl_range *r = &fl->plan.ranges[i];
+    struct sl_range *p = sl_plan_find(&e->pos, r->topic, r->partition);
+    if (p)
+      p->end = r->end;
+    else
+      sl_plan_add(&e->pos, r->topic, r->partition, r->end, r->end);
+  }
+  e->next_batch = fl->plan.batch + 1;
+  e->fl = fl;
+  if (e->overlap && pthread_create(&fl->th, NULL, commit_main, fl) == 0) {
+    fl->async = true;
+    return 0;
+  }
+  commit_main(fl);
+  return finish_batch(e, err);
 }
 
 /* ------------------------------------------------------------- recovery */
@@ -1245,7 +1377,7 @@ static bool reached_target(struct engine *e) {
   return true;
 }
 
-static int loop(struct engine *e, struct sl_error *err) {
+static int loop_batches(struct engine *e, struct sl_error *err) {
   const struct sl_source_common *bc = sl_job_batching(e->job);
   const struct sl_trigger_conf *tr = &e->job->trigger;
   if (e->rerun) {
@@ -1267,6 +1399,8 @@ static int loop(struct engine *e, struct sl_error *err) {
   }
   while (!sl_engine_stop_requested()) {
     if (tr->available_now && reached_target(e)) {
+      if (finish_batch(e, err))
+        return err->code;
       sl_info("available-now: all %zu partitions processed up to the "
               "offsets seen at start; exiting",
               e->target.n);
@@ -1293,6 +1427,8 @@ static int loop(struct engine *e, struct sl_error *err) {
                                            since, bc->max_batch_delay_ns);
     if (go)
       rc = run_batch(e, &plan, &latest, false, sl_mono_ns() - t0, err);
+    else
+      rc = finish_batch(e, err); /* no batch to read beside it */
     sl_plan_clear(&plan);
     sl_plan_clear(&latest);
     if (rc)
@@ -1303,11 +1439,33 @@ static int loop(struct engine *e, struct sl_error *err) {
       continue;
     }
     /* The next batch is due one interval after this one started; a batch
-     * that overran starts the next at once. */
+     * that overran starts the next at once, beside this one's commit. */
+    if (sl_mono_ns() < t0 + tr->interval_ns && finish_batch(e, err))
+      return err->code;
     wait_until(t0 + tr->interval_ns);
   }
+  if (finish_batch(e, err))
+    return err->code;
   sl_info("stopped on request after batch %" PRIu64, e->next_batch - 1);
   return 0;
+}
+
+static unsigned sink_flags(const struct sl_sink *sink) {
+  return sink->plugin->conf_flags ? sink->plugin->conf_flags(sink->conf)
+                                  : sink->plugin->flags;
+}
+
+/* Whatever ends the loop, a commit in flight is waited for and, when it
+ * succeeded, made current. */
+static int loop(struct engine *e, struct sl_error *err) {
+  int rc = loop_batches(e, err);
+  struct sl_error ferr = {0};
+  int frc = finish_batch(e, &ferr);
+  if (frc && !rc) {
+    *err = ferr;
+    rc = frc;
+  }
+  return rc;
 }
 
 static const char *const action_names[] = {
@@ -1434,6 +1592,11 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
     rc = err->code ? err->code : SL_ERR_SOURCE;
     goto out;
   }
+  /* A commit may run beside the next batch's reads when every sink the
+   * batch commits keeps its stages apart from its commit. */
+  e.overlap =
+      (sink_flags(&e.sink) & SL_SINK_STAGE_DURING_COMMIT) &&
+      (!e.dl.plugin || (sink_flags(&e.dl) & SL_SINK_STAGE_DURING_COMMIT));
   sl_metrics_set_ready(e.metrics, true);
   rc = loop(&e, err);
   sl_progress_end(stderr);

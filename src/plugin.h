@@ -94,6 +94,9 @@ struct sl_source_plugin {
 /* --------------------------------------------------------------- sinks */
 
 #define SL_SINK_EXACTLY_ONCE 0x1u /* commits are atomic and idempotent */
+/* Stages of batch N+1 may be opened, written and closed on the workers
+ * while commit(N) runs on another thread: the two share no state. */
+#define SL_SINK_STAGE_DURING_COMMIT 0x2u
 
 /* Keys every sink has, accepted in the sink's own map (sink.redis.retry):
  * how long a failing commit is retried before the job stops. A commit is

@@ -4,7 +4,8 @@
 # INCRBY of a record counter: the last two are not idempotent), killed with
 # SIGKILL at 20 random moments and restarted. Half of the kills wait until
 # the sink is inside a transaction (a client with queued MULTI commands)
-# so that they land in the middle of the commit. At the end the Redis
+# so that they land in the middle of the commit, which is also when the
+# next batch's reads run. At the end the Redis
 # content equals the content computed from the records read back with
 # kcat, exactly.
 source "$(dirname "$0")/lib.bash" "$@"
@@ -46,7 +47,8 @@ targets=$(for _ in $(seq 1 20); do echo $((RANDOM % 45)); done | sort -n)
 killed=0 mid_commit=0 i=0
 for k in $targets; do
   i=$((i + 1))
-  "$SLUICE" run "$WORK/job.yaml" --progress none 2>>"$WORK/runs.err" &
+  "$SLUICE" run "$WORK/job.yaml" --progress none --log-level debug \
+    2>>"$WORK/runs.err" &
   pid=$!
   for _ in $(seq 1 3000); do # bounded: 30 s
     [ "$(batch)" -ge "$k" ] 2>/dev/null && break
@@ -73,6 +75,11 @@ done
 echo "killed $killed of 20 runs while running, $mid_commit inside a transaction"
 [ "$killed" -ge 10 ] || fail "only $killed runs were killed while running"
 [ "$mid_commit" -ge 3 ] || fail "only $mid_commit kills landed inside a transaction"
+# Batches were read while the previous batch's transaction ran (the kills
+# above then also landed there).
+beside=$(grep -c "read beside batch" "$WORK/runs.err" || true)
+[ "$beside" -gt 0 ] || fail "no batch was read beside the previous commit"
+echo "$beside batches were read beside the previous batch's commit"
 # Redis dropped every unfinished transaction with its connection.
 expect_exit 0 "$SLUICE" run "$WORK/job.yaml" --progress none
 

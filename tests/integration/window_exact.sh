@@ -40,7 +40,12 @@ YAML
 # 1. Differential, update mode; lateness above the whole event-time span
 # so that no record is late.
 job upd update 1h
-expect_exit 0 "$SLUICE" run "$WORK/upd.yaml"
+expect_exit 0 "$SLUICE" run "$WORK/upd.yaml" --log-level debug
+# The file sinks let a batch's reads run beside the previous commit; the
+# comparison below then covers that path too.
+beside=$(grep -c "read beside batch" "$WORK/err.txt" || true)
+[ "$beside" -gt 0 ] || fail "no batch was read beside the previous commit"
+echo "ok: $beside batches were read beside the previous batch's commit"
 kcat -b "$BROKERS" -C -t clicks -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null
 [ "$(wc -l <"$WORK/records.jsonl")" = 60000 ] || fail "kcat read $(wc -l <"$WORK/records.jsonl") records"
 python3 "$SRC/tests/integration/window_reference.py" "$WORK/records.jsonl" 10000 >"$WORK/want.json"
