@@ -349,7 +349,6 @@ static int emit_rows(struct sl_task *t, struct worker_ctx *w,
   if (rc)
     return rc;
   tc->stats = sl_pipe_task_stats(tc->pipe);
-  sl_pipe_task_trim(tc->pipe); /* the rows are staged */
   tc->stats.in = 0;
   tc->stats.out -= tc->sink_rejected;
   tc->stats.dead += tc->sink_rejected;
@@ -1001,10 +1000,6 @@ static int finish_batch(struct engine *e, struct sl_error *err) {
   int64_t t3 = fl->t3, t0 = fl->t0, t2 = fl->t2;
   int64_t plan_ns = fl->plan_ns, records = fl->records, lost = fl->lost;
   struct sl_pipe_stats stats = fl->stats;
-  free_stages(e, fl->tcs, fl->n);
-  free(fl->tcs);
-  fl->tcs = NULL;
-  fl->n = 0;
   int rc = 0;
   sl_ckpt_set_commit_note(e->ck, e->sink.note);
   if (sl_ckpt_write_commit(e->ck, plan->batch, sl_wall_ms(), err)) {

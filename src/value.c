@@ -291,6 +291,14 @@ bool sl_arena_json_active(void) {
   return json_arena != NULL;
 }
 
+/* A number's text (32 bytes): integral ones below 2^53 as integers, the
+ * others by sl_fmt_double. */
+static int num_text(double d, char *buf) {
+  return d == floor(d) && fabs(d) < 9007199254740992.0
+             ? sl_fmt_i64((int64_t)d, buf, 32)
+             : sl_fmt_double(d, buf, 32);
+}
+
 size_t sl_json_text(const cJSON *v, char num[32], char **heap,
                     const char **text) {
   *heap = NULL;
@@ -300,12 +308,8 @@ size_t sl_json_text(const cJSON *v, char num[32], char **heap,
     return strlen(v->valuestring);
   }
   if (cJSON_IsNumber(v)) {
-    double d = v->valuedouble;
-    int n = d == floor(d) && fabs(d) < 9007199254740992.0
-                ? sl_fmt_i64((int64_t)d, num, 32)
-                : sl_fmt_double(d, num, 32);
     *text = num;
-    return (size_t)n;
+    return (size_t)num_text(v->valuedouble, num);
   }
   if (cJSON_IsBool(v)) {
     *text = cJSON_IsTrue(v) ? "true" : "false";
@@ -388,9 +392,7 @@ void sl_json_append(const cJSON *v, char **buf, size_t *len, size_t *cap) {
     else if (d == 0 && signbit(d))
       *len += (size_t)snprintf(*buf + *len, 32, "-0"); /* as cJSON */
     else
-      *len += (size_t)(d == floor(d) && fabs(d) < 9007199254740992.0
-                           ? sl_fmt_i64((int64_t)d, *buf + *len, 32)
-                           : sl_fmt_double(d, *buf + *len, 32));
+      *len += (size_t)num_text(d, *buf + *len);
   } else if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
     bool obj = cJSON_IsObject(v);
     reserve(buf, len, cap, 1);
