@@ -612,7 +612,7 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
               (long long)tc->slice.start, (long long)tc->slice.end,
               tc->attempts, (long long)e->job->task_attempts, t->err.msg);
       tc->retry_at_ns = sl_mono_ns() + (100000000LL << (tc->attempts - 1));
-      sl_metrics_task_retry(e->metrics);
+      sl_metrics_retry(e->metrics, SL_RETRY_TASK);
       t->prefer = -1;
       retry[nretry++] = t->id;
       continue;
@@ -656,14 +656,13 @@ static int run_tasks(struct engine *e, const struct sl_plan *plan,
 }
 
 /* Calls fn until it succeeds or fails for good: a retriable failure (an
- * outage) is tried again after a doubling pause within the sink's retry
- * limits (sink.<name>.retry); a stop request ends the waiting. */
-static int with_retry(struct engine *e, const struct sl_sink *sink,
-                      const char *what,
-                      int (*fn)(void *arg, struct sl_error *err), void *arg,
-                      struct sl_error *err) {
-  const struct sl_sink_retry *rt =
-      &((const struct sl_sink_common *)sink->conf)->retry;
+ * outage) is tried again after a doubling pause within the limits rt
+ * (sink.<name>.retry, source.<name>.retry); a stop request ends the
+ * waiting. source says whose outage it is, for the metrics. */
+static int retry_within(struct engine *e, const struct sl_retry *rt,
+                        bool source, const char *what,
+                        int (*fn)(void *arg, struct sl_error *err), void *arg,
+                        struct sl_error *err) {
   int64_t first_fail = 0, pause = rt->backoff_ns;
   for (int64_t attempt = 1;; attempt++) {
     int rc = fn(arg, err);
@@ -672,7 +671,7 @@ static int with_retry(struct engine *e, const struct sl_sink *sink,
         sl_info("%s succeeded after %" PRId64 " tries", what, attempt);
       return 0;
     }
-    if (!(err->flags & SL_ERR_RETRIABLE))
+    if (!(err->flags & SL_ERR_RETRIABLE) || (err->flags & SL_ERR_FATAL))
       return rc;
     int64_t now = sl_mono_ns();
     if (!first_fail)
@@ -680,14 +679,15 @@ static int with_retry(struct engine *e, const struct sl_sink *sink,
     if (attempt >= rt->attempts || now - first_fail >= rt->max_elapsed_ns) {
       sl_error_prefix(err,
                       "gave up after %" PRId64 " tries in %.1f s "
-                      "(sink.retry limits)",
-                      attempt, (double)(now - first_fail) / 1e9);
+                      "(%s.retry limits)",
+                      attempt, (double)(now - first_fail) / 1e9,
+                      source ? "source" : "sink");
       err->flags &= ~SL_ERR_RETRIABLE;
       return rc;
     }
     sl_warn("%s failed (try %" PRId64 "), retrying in %.2f s: %s", what,
             attempt, (double)pause / 1e9, err->msg);
-    sl_metrics_sink_retry(e->metrics);
+    sl_metrics_retry(e->metrics, source ? SL_RETRY_SOURCE : SL_RETRY_SINK);
     wait_until(now + pause);
     if (atomic_load(&stop_requested))
       return sl_error_setf(err, SL_ERR_STOPPED, SL_ERR_FATAL,
@@ -696,6 +696,14 @@ static int with_retry(struct engine *e, const struct sl_sink *sink,
     if (pause <= 0)
       pause = rt->max_backoff_ns;
   }
+}
+
+static int with_retry(struct engine *e, const struct sl_sink *sink,
+                      const char *what,
+                      int (*fn)(void *arg, struct sl_error *err), void *arg,
+                      struct sl_error *err) {
+  return retry_within(e, &((const struct sl_sink_common *)sink->conf)->retry,
+                      false, what, fn, arg, err);
 }
 
 struct commit_args {
@@ -1372,6 +1380,50 @@ static bool reached_target(struct engine *e) {
   return true;
 }
 
+struct plan_args {
+  struct engine *e;
+  struct sl_plan *plan, *latest; /* latest NULL: the watermarks only */
+};
+
+/* plan_next (or the watermarks alone) for retry_within. While the
+ * source is out, the batch in flight is made current, so that an outage
+ * holds back no finished commit. */
+static int plan_call(void *arg, struct sl_error *err) {
+  struct plan_args *a = arg;
+  struct engine *e = a->e;
+  sl_plan_clear(a->plan);
+  int rc;
+  if (a->latest) {
+    sl_plan_clear(a->latest);
+    rc = plan_next(e, a->plan, a->latest, err);
+  } else {
+    rc = e->src.plugin->watermarks(&e->src, a->plan, err);
+  }
+  if (rc && (err->flags & SL_ERR_RETRIABLE) && e->fl) {
+    struct sl_error ferr = {0};
+    if (finish_batch(e, &ferr)) {
+      *err = ferr;
+      err->flags |= SL_ERR_FATAL;
+      return ferr.code;
+    }
+  }
+  return rc;
+}
+
+/* Plans the next batch, retrying an outage of the source within
+ * source.<name>.retry. */
+static int plan_retrying(struct engine *e, struct sl_plan *plan,
+                         struct sl_plan *latest, struct sl_error *err) {
+  char what[64];
+  snprintf(what, sizeof(what), "planning batch %" PRIu64, e->next_batch);
+  struct plan_args a = {e, plan, latest};
+  int rc = retry_within(e, &sl_job_batching(e->job)->retry, true, what,
+                        plan_call, &a, err);
+  if (rc && err->code != SL_ERR_STOPPED)
+    sl_error_prefix(err, "%s failed", what);
+  return rc;
+}
+
 static int loop_batches(struct engine *e, struct sl_error *err) {
   const struct sl_source_common *bc = sl_job_batching(e->job);
   const struct sl_trigger_conf *tr = &e->job->trigger;
@@ -1387,8 +1439,10 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
   }
   if (tr->available_now) {
     struct sl_plan wm = {0};
-    if (e->src.plugin->watermarks(&e->src, &wm, err))
+    if (plan_retrying(e, &wm, NULL, err)) {
+      sl_plan_clear(&wm);
       return err->code;
+    }
     sl_plan_copy(&e->target, &wm);
     sl_plan_clear(&wm);
   }
@@ -1402,8 +1456,8 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
       return 0;
     }
     int64_t t0 = sl_mono_ns();
-    struct sl_plan plan, latest;
-    int rc = plan_next(e, &plan, &latest, err);
+    struct sl_plan plan = {0}, latest = {0};
+    int rc = plan_retrying(e, &plan, &latest, err);
     if (rc) {
       sl_plan_clear(&plan);
       sl_plan_clear(&latest);

@@ -11,6 +11,33 @@
 #include "pipeline.h"
 #include "util.h"
 
+static const struct sl_cfg_field retry_map[] = {
+    {.key = "attempts",
+     .type = SL_CFG_T_INT,
+     .def = "100",
+     .offset = offsetof(struct sl_retry, attempts),
+     .desc = "tries of one step (a batch's commit, planning a batch) "
+             "before the job stops",
+     .min = 1,
+     .max = 1000000},
+    {.key = "backoff",
+     .type = SL_CFG_T_DURATION,
+     .def = "100ms",
+     .offset = offsetof(struct sl_retry, backoff_ns),
+     .desc = "pause after the first failed try; doubled after each"},
+    {.key = "max_backoff",
+     .type = SL_CFG_T_DURATION,
+     .def = "5s",
+     .offset = offsetof(struct sl_retry, max_backoff_ns),
+     .desc = "longest pause between two tries"},
+    {.key = "max_elapsed",
+     .type = SL_CFG_T_DURATION,
+     .def = "5m",
+     .offset = offsetof(struct sl_retry, max_elapsed_ns),
+     .desc = "stop retrying once this long has passed since the first "
+             "failure"},
+    {0}};
+
 const struct sl_cfg_field sl_source_common_map[] = {
     {.key = "max_records_per_batch",
      .type = SL_CFG_T_INT,
@@ -40,39 +67,19 @@ const struct sl_cfg_field sl_source_common_map[] = {
              "tasks that run in parallel",
      .min = 1,
      .max = INT64_MAX},
-    {0}};
-
-static const struct sl_cfg_field sink_retry_map[] = {
-    {.key = "attempts",
-     .type = SL_CFG_T_INT,
-     .def = "100",
-     .offset = offsetof(struct sl_sink_retry, attempts),
-     .desc = "commit tries of one batch before the job stops",
-     .min = 1,
-     .max = 1000000},
-    {.key = "backoff",
-     .type = SL_CFG_T_DURATION,
-     .def = "100ms",
-     .offset = offsetof(struct sl_sink_retry, backoff_ns),
-     .desc = "pause after the first failed try; doubled after each"},
-    {.key = "max_backoff",
-     .type = SL_CFG_T_DURATION,
-     .def = "5s",
-     .offset = offsetof(struct sl_sink_retry, max_backoff_ns),
-     .desc = "longest pause between two tries"},
-    {.key = "max_elapsed",
-     .type = SL_CFG_T_DURATION,
-     .def = "5m",
-     .offset = offsetof(struct sl_sink_retry, max_elapsed_ns),
-     .desc = "stop retrying once this long has passed since the first "
-             "failure"},
+    {.key = "retry",
+     .type = SL_CFG_T_SECTION,
+     .offset = offsetof(struct sl_source_common, retry),
+     .section = retry_map,
+     .desc = "retries of a batch's planning while the source does not "
+             "answer (an outage once the job runs)"},
     {0}};
 
 const struct sl_cfg_field sl_sink_common_map[] = {
     {.key = "retry",
      .type = SL_CFG_T_SECTION,
      .offset = offsetof(struct sl_sink_common, retry),
-     .section = sink_retry_map,
+     .section = retry_map,
      .desc = "retries of a failing commit (an outage of the sink)"},
     {0}};
 

@@ -56,7 +56,7 @@ struct sl_metrics {
   uint64_t hist[NBUCKETS + 1]; /* per bucket, +Inf last */
   double duration_sum;
   double plan_s, wal_s, process_s, sink_s, commit_s;
-  int64_t sink_retries, task_retries;
+  int64_t retries[3]; /* enum sl_retry_kind */
   int64_t state_windows, state_bytes;
   bool has_state;
   int64_t last_batch, last_batch_ms;
@@ -166,19 +166,11 @@ void sl_metrics_batch(struct sl_metrics *m, const struct sl_progress *p) {
   pthread_mutex_unlock(&m->mu);
 }
 
-void sl_metrics_sink_retry(struct sl_metrics *m) {
+void sl_metrics_retry(struct sl_metrics *m, enum sl_retry_kind kind) {
   if (!m)
     return;
   pthread_mutex_lock(&m->mu);
-  m->sink_retries++;
-  pthread_mutex_unlock(&m->mu);
-}
-
-void sl_metrics_task_retry(struct sl_metrics *m) {
-  if (!m)
-    return;
-  pthread_mutex_lock(&m->mu);
-  m->task_retries++;
+  m->retries[kind]++;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -312,9 +304,14 @@ char *sl_metrics_render(struct sl_metrics *m) {
   head(&b, "sluice_sink_retries_total", "counter",
        "Sink calls retried after a retriable failure (an outage).");
   bprintf(&b, "sluice_sink_retries_total{sink=\"%s\"} %lld\n", snk,
-          (long long)m->sink_retries);
+          (long long)m->retries[SL_RETRY_SINK]);
+  head(&b, "sluice_source_retries_total", "counter",
+       "Batch plannings retried while the source did not answer.");
+  bprintf(&b, "sluice_source_retries_total{source=\"%s\"} %lld\n", src,
+          (long long)m->retries[SL_RETRY_SOURCE]);
   head(&b, "sluice_task_retries_total", "counter", "Tasks run again.");
-  bprintf(&b, "sluice_task_retries_total %lld\n", (long long)m->task_retries);
+  bprintf(&b, "sluice_task_retries_total %lld\n",
+          (long long)m->retries[SL_RETRY_TASK]);
   const char *pnames[3][2] = {
       {"sluice_partition_committed_offset",
        "End offset of the last committed batch."},

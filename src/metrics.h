@@ -55,9 +55,10 @@ void sl_metrics_free(struct sl_metrics *m);
 void sl_metrics_set_ready(struct sl_metrics *m, bool ready);
 /* A committed batch: its counts, phase times, offsets and progress JSON. */
 void sl_metrics_batch(struct sl_metrics *m, const struct sl_progress *p);
-/* A retried sink commit (or sink call) and a retried task. */
-void sl_metrics_sink_retry(struct sl_metrics *m);
-void sl_metrics_task_retry(struct sl_metrics *m);
+/* A retried sink commit (or sink call), batch planning (the source was
+ * out) or task. */
+enum sl_retry_kind { SL_RETRY_SINK, SL_RETRY_SOURCE, SL_RETRY_TASK };
+void sl_metrics_retry(struct sl_metrics *m, enum sl_retry_kind kind);
 /* Window state size after a batch. */
 void sl_metrics_state(struct sl_metrics *m, size_t windows, size_t bytes);
 /* Time a worker spent running tasks. @locality worker thread */

@@ -26,13 +26,28 @@ struct sl_job;
 
 /* ------------------------------------------------------------- sources */
 
-/* Keys every source has: how the coordinator cuts its backlog. They are
+/* How long a failing step is tried again before the job stops (the
+ * `retry` key of sources and sinks). A step is retried only when the
+ * plugin marks the error SL_ERR_RETRIABLE (an outage), with a pause that
+ * starts at backoff and doubles up to max_backoff; the job stops once
+ * attempts or max_elapsed is spent. */
+struct sl_retry {
+  int64_t attempts;
+  int64_t backoff_ns;
+  int64_t max_backoff_ns;
+  int64_t max_elapsed_ns;
+};
+
+/* Keys every source has: how the coordinator cuts its backlog, and how
+ * long it keeps planning through an outage of the source (a batch cannot
+ * be planned while the source does not give its watermarks). They are
  * accepted in the source's own map (source.kafka.max_records_per_batch). */
 struct sl_source_common {
   int64_t max_records_per_batch; /* cap on one batch, all partitions */
   int64_t min_records_per_batch; /* wait for this many ...           */
   int64_t max_batch_delay_ns;    /* ... but never longer than this   */
   int64_t task_max_records;      /* longer ranges are split in tasks */
+  struct sl_retry retry;         /* planning through an outage       */
 };
 extern const struct sl_cfg_field sl_source_common_map[];
 
@@ -99,18 +114,9 @@ struct sl_source_plugin {
 #define SL_SINK_STAGE_DURING_COMMIT 0x2u
 
 /* Keys every sink has, accepted in the sink's own map (sink.redis.retry):
- * how long a failing commit is retried before the job stops. A commit is
- * retried only when the plugin marks the error SL_ERR_RETRIABLE (an
- * outage), with a pause that starts at backoff and doubles up to
- * max_backoff; the job stops once attempts or max_elapsed is spent. */
-struct sl_sink_retry {
-  int64_t attempts;
-  int64_t backoff_ns;
-  int64_t max_backoff_ns;
-  int64_t max_elapsed_ns;
-};
+ * how long a failing commit is retried before the job stops. */
 struct sl_sink_common {
-  struct sl_sink_retry retry;
+  struct sl_retry retry;
 };
 extern const struct sl_cfg_field sl_sink_common_map[];
 

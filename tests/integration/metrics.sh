@@ -85,6 +85,7 @@ assert written + filtered == n, (written, filtered)
 assert written == redis_out, (written, redis_out)
 assert one("sluice_ready") == 1
 assert one("sluice_sink_retries", sink="redis") >= 1, "no retry counted while Redis was down"
+assert one("sluice_source_retries", source="kafka") == 0
 parts = [s for s in fam["sluice_partition_committed_offset"].samples]
 assert len(parts) == 4 and sum(s.value for s in parts) == n, parts
 assert all(s.value == 0 for s in fam["sluice_partition_lag_records"].samples)
