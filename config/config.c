@@ -201,6 +201,21 @@ ld_error(struct loader *ld, yaml_mark_t mark, const char *fmt, ...) {
                       line, col, msg);
 }
 
+/* Whether line `line` (from 0) of the text holds "${". */
+static bool flow_line_has_var(const struct loader *ld, size_t line) {
+  const char *p = ld->text, *end = ld->text + ld->len;
+  for (size_t l = 0; l < line && p < end; l++) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    p = nl ? nl + 1 : end;
+  }
+  const char *nl = memchr(p, '\n', (size_t)(end - p));
+  const char *le = nl ? nl : end;
+  for (; p + 1 < le; p++)
+    if (p[0] == '$' && p[1] == '{')
+      return true;
+  return false;
+}
+
 /* Reports a libyaml failure at the problem's position. Reader errors (bad
  * UTF-8, control characters) only carry a byte offset, which is turned into
  * a line and column here. */
@@ -222,7 +237,13 @@ static int syntax_error(struct loader *ld, const yaml_parser_t *p) {
       }
     }
   }
-  return ld_error(ld, mark, "%s", problem);
+  /* In a flow collection ({ } or [ ]) braces end a plain scalar, so an
+   * unquoted ${VAR} there breaks the syntax: say so. */
+  const char *hint = "";
+  if (strstr(problem, "expected ','") && flow_line_has_var(ld, mark.line))
+    hint = " (inside { } or [ ], quote a value that holds ${...}: "
+           "'${VAR}')";
+  return ld_error(ld, mark, "%s%s", problem, hint);
 }
 
 static bool is_null_text(const char *s) {

@@ -138,6 +138,17 @@ static void test_syntax_error(void **state) {
   /* A tab used for indentation. */
   assert_null(load("a:\n\tb: 1\n", &err));
   assert_contains(err.msg, "job.yaml:2:1: ");
+  /* An unquoted ${VAR} in a flow collection: the error says to quote it;
+   * the same syntax error without one has no such hint. */
+  expect_load_error("s:\n  k: { b: ${B}, t: [x] }\n",
+                    "job.yaml:2:12: did not find expected ',' or '}' "
+                    "(inside { } or [ ], quote a value that holds ${...}: "
+                    "'${VAR}')");
+  assert_null(load("s: [${A}]\n", &err));
+  assert_contains(err.msg, "quote a value that holds ${...}");
+  assert_null(load("s: { b: x y: z }\nt: ${A}\n", &err));
+  assert_contains(err.msg, "did not find expected ',' or '}'");
+  assert_null(strstr(err.msg, "quote"));
 }
 
 static void test_reader_error_position(void **state) {
