@@ -1,6 +1,8 @@
 /* record.c - see record.h. */
 #include "record.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,4 +45,46 @@ void sl_rejects_free(struct sl_rejects *rj) {
   free(rj->recs);
   free(rj->reasons);
   memset(rj, 0, sizeof(*rj));
+}
+
+int sl_meta_find(const char *name, size_t len) {
+  static const char *const names[] = {
+      [SL_META_KEY] = "key",       [SL_META_VALUE] = "value",
+      [SL_META_TOPIC] = "topic",   [SL_META_PARTITION] = "partition",
+      [SL_META_OFFSET] = "offset", [SL_META_TIMESTAMP] = "timestamp"};
+  for (size_t i = 0; i < SL_ARRAY_LEN(names); i++)
+    if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
+      return (int)i;
+  return -1;
+}
+
+bool sl_meta_text(const struct sl_record *r, enum sl_meta m, char num[24],
+                  const char **text, size_t *len) {
+  int64_t v;
+  switch (m) {
+  case SL_META_KEY:
+    *text = r->key;
+    *len = r->key_len;
+    return r->key != NULL;
+  case SL_META_VALUE:
+    *text = r->value;
+    *len = r->value_len;
+    return r->value != NULL;
+  case SL_META_TOPIC:
+    *text = r->topic ? r->topic : "";
+    *len = strlen(*text);
+    return true;
+  case SL_META_PARTITION:
+    v = r->partition;
+    break;
+  case SL_META_OFFSET:
+    v = r->offset;
+    break;
+  default:
+    v = r->timestamp;
+    break;
+  }
+  *len = (size_t)snprintf(num, 24, "%" PRId64, v);
+  *text = num;
+  return true;
 }

@@ -9,6 +9,7 @@
 #ifndef SL_RECORD_H
 #define SL_RECORD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,25 @@ void sl_rejects_add(struct sl_rejects *rj, const struct sl_record *r,
 /* Forgets the records (keeps the memory for the next use). */
 void sl_rejects_clear(struct sl_rejects *rj);
 void sl_rejects_free(struct sl_rejects *rj);
+
+/* A record's metadata, as the sinks' templates name it: {@key},
+ * {@value}, {@topic}, {@partition}, {@offset}, {@timestamp} (the same
+ * names as in expressions). */
+enum sl_meta {
+  SL_META_KEY,
+  SL_META_VALUE,
+  SL_META_TOPIC,
+  SL_META_PARTITION,
+  SL_META_OFFSET,
+  SL_META_TIMESTAMP
+};
+#define SL_META_NAMES "@key, @value, @topic, @partition, @offset, @timestamp"
+/* The field named by name[0, len) (without its '@'), or -1. */
+int sl_meta_find(const char *name, size_t len);
+/* The field's text for r: *text points into r, or into num for a number.
+ * Returns false when r has none (no key; no value, a tombstone). */
+bool sl_meta_text(const struct sl_record *r, enum sl_meta m, char num[24],
+                  const char **text, size_t *len);
 
 /* Makes room for at least n records (keeps the contents). */
 void sl_batch_reserve(struct sl_batch *b, size_t n);

@@ -33,20 +33,13 @@ void sl_kbuf_free(struct sl_kbuf *b) {
 
 /* ---------------------------------------------------------- compiling */
 
-enum part_kind {
-  PART_TEXT,
-  PART_FIELD,
-  PART_KEY,
-  PART_TOPIC,
-  PART_PARTITION,
-  PART_OFFSET,
-  PART_TIMESTAMP
-};
+enum part_kind { PART_TEXT, PART_FIELD, PART_META };
 
 struct part {
   enum part_kind kind;
-  char *text;  /* PART_TEXT: the literal; PART_FIELD: the path */
-  char **segs; /* PART_FIELD: the path split at dots */
+  enum sl_meta meta; /* PART_META */
+  char *text;        /* PART_TEXT: the literal; PART_FIELD: the path */
+  char **segs;       /* PART_FIELD: the path split at dots */
   size_t nsegs;
 };
 
@@ -55,15 +48,6 @@ struct sl_ktpl {
   size_t n;
   bool needs_row;
 };
-
-static const struct {
-  const char *name;
-  enum part_kind kind;
-} metas[] = {{"key", PART_KEY},
-             {"topic", PART_TOPIC},
-             {"partition", PART_PARTITION},
-             {"offset", PART_OFFSET},
-             {"timestamp", PART_TIMESTAMP}};
 
 static struct part *add_part(struct sl_ktpl *t, enum part_kind kind) {
   t->parts = sl_realloc(t->parts, (t->n + 1) * sizeof(*t->parts));
@@ -92,16 +76,14 @@ static int add_placeholder(struct sl_ktpl *t, const char *src, const char *s,
                         "template '%s', column %d: empty placeholder {}", src,
                         (int)(s - src));
   if (s[0] == '@') {
-    for (size_t i = 0; i < SL_ARRAY_LEN(metas); i++)
-      if (strlen(metas[i].name) == n - 1 &&
-          memcmp(metas[i].name, s + 1, n - 1) == 0) {
-        add_part(t, metas[i].kind);
-        return 0;
-      }
-    return sl_error_set(err, SL_ERR_CONFIG,
-                        "template '%s', column %d: unknown {%.*s}; known: "
-                        "@key, @topic, @partition, @offset, @timestamp",
-                        src, (int)(s - src), (int)n, s);
+    int m = sl_meta_find(s + 1, n - 1);
+    if (m < 0)
+      return sl_error_set(err, SL_ERR_CONFIG,
+                          "template '%s', column %d: unknown {%.*s}; known: "
+                          "%s",
+                          src, (int)(s - src), (int)n, s, SL_META_NAMES);
+    add_part(t, PART_META)->meta = (enum sl_meta)m;
+    return 0;
   }
   struct part *p = add_part(t, PART_FIELD);
   p->text = sl_strndup(s, n);
@@ -181,13 +163,6 @@ void sl_ktpl_free(struct sl_ktpl *t) {
 
 /* ---------------------------------------------------------- rendering */
 
-static size_t put_int(struct sl_kbuf *out, int64_t v) {
-  char num[24];
-  int n = snprintf(num, sizeof(num), "%" PRId64, v);
-  sl_kbuf_put(out, num, (size_t)n);
-  return (size_t)n;
-}
-
 static size_t put_json(struct sl_kbuf *out, const cJSON *v) {
   char num[32], *heap;
   const char *text;
@@ -220,27 +195,16 @@ size_t sl_ktpl_render(const struct sl_ktpl *t, const struct sl_record *r,
       n += v ? put_json(out, v) : 0;
       break;
     }
-    case PART_KEY:
-      if (r->key) {
-        sl_kbuf_put(out, r->key, r->key_len);
-        n += r->key_len;
+    case PART_META: {
+      char num[24];
+      const char *text;
+      size_t len;
+      if (sl_meta_text(r, p->meta, num, &text, &len)) {
+        sl_kbuf_put(out, text, len);
+        n += len;
       }
       break;
-    case PART_TOPIC: {
-      size_t len = r->topic ? strlen(r->topic) : 0;
-      sl_kbuf_put(out, r->topic, len);
-      n += len;
-      break;
     }
-    case PART_PARTITION:
-      n += put_int(out, r->partition);
-      break;
-    case PART_OFFSET:
-      n += put_int(out, r->offset);
-      break;
-    case PART_TIMESTAMP:
-      n += put_int(out, r->timestamp);
-      break;
     }
   }
   return n;

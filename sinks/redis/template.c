@@ -51,11 +51,12 @@ const char *const sl_rcmd_names[] = {
     "HINCRBYFLOAT", "ZADD",  "ZINCRBY", "SADD",        "XADD",
     "RPUSH",        "LPUSH", "PFADD",   "PUBLISH",     NULL};
 
-enum part_kind { PART_LIT, PART_FIELD, PART_KEY, PART_VALUE };
+enum part_kind { PART_LIT, PART_FIELD, PART_META };
 
 struct part {
   enum part_kind kind;
-  char *text; /* literal bytes, or the field name */
+  enum sl_meta meta; /* PART_META */
+  char *text;        /* literal bytes, or the field name */
   size_t len;
 };
 
@@ -146,17 +147,21 @@ static int placeholder(struct parser *p) {
   if (bad_path)
     return fail(p, start, "'%.*s' is not a field path (a.b.c)", (int)len, name);
   flush_lit(p);
-  if (len == 4 && memcmp(name, "_key", 4) == 0)
-    add_part(p, PART_KEY, name, len);
+  /* {@key} ... as in the Kafka sink's templates; {_key} and {_value} are
+   * the older spellings of {@key} and {@value}. */
+  int meta = -1;
+  if (name[0] == '@')
+    meta = sl_meta_find(name + 1, len - 1);
+  else if (len == 4 && memcmp(name, "_key", 4) == 0)
+    meta = SL_META_KEY;
   else if (len == 6 && memcmp(name, "_value", 6) == 0)
-    add_part(p, PART_VALUE, name, len);
-  else if (name[0] == '_')
-    return fail(p, start,
-                "unknown placeholder {%.*s}: names starting with "
-                "'_' are reserved ({_key}, {_value})",
-                (int)len, name);
-  else
-    add_part(p, PART_FIELD, name, len);
+    meta = SL_META_VALUE;
+  if (meta < 0 && (name[0] == '@' || name[0] == '_'))
+    return fail(p, start, "unknown placeholder {%.*s}; known: %s", (int)len,
+                name, SL_META_NAMES);
+  add_part(p, meta < 0 ? PART_FIELD : PART_META, name, len);
+  if (meta >= 0)
+    p->parts[p->nparts - 1].meta = (enum sl_meta)meta;
   p->i++; /* '}' */
   return 0;
 }
@@ -447,24 +452,18 @@ int sl_rcmd_render(const struct sl_rcmd *c, const struct sl_record *r,
       case PART_LIT:
         put(a, pt->text, pt->len);
         break;
-      case PART_KEY:
-        if (!r->key) {
-          snprintf(reason, rsz,
-                   "redis command: the record has no key "
-                   "for {_key}");
+      case PART_META: {
+        char num[24];
+        const char *text;
+        size_t len;
+        if (!sl_meta_text(r, pt->meta, num, &text, &len)) {
+          snprintf(reason, rsz, "redis command: the record has no %s for {%s}",
+                   pt->meta == SL_META_KEY ? "key" : "value", pt->text);
           return -1;
         }
-        put(a, r->key, r->key_len);
+        put(a, text, len);
         break;
-      case PART_VALUE:
-        if (!r->value) {
-          snprintf(reason, rsz,
-                   "redis command: the record has no value "
-                   "for {_value}");
-          return -1;
-        }
-        put(a, r->value, r->value_len);
-        break;
+      }
       case PART_FIELD:
         if (put_json(a, lookup(row, pt->text), pt->text, reason, rsz))
           return -1;

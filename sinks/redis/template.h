@@ -8,8 +8,10 @@
  *
  * Arguments are separated by spaces; an argument in double quotes may
  * hold spaces (\" and \\ escape). In an argument, {name} is the record's
- * top-level field name, {a.b} a nested field, {_key} the record's key and
- * {_value} its whole value; {{ and }} are literal braces. The command name
+ * top-level field name, {a.b} a nested field, {@key} the record's key,
+ * {@value} its whole value, and {@topic}, {@partition}, {@offset},
+ * {@timestamp} as in the Kafka sink's templates ({_key} and {_value} are
+ * the older spellings); {{ and }} are literal braces. The command name
  * is a literal from a fixed list (see sl_rcmd_names), and its arity and
  * numeric arguments are checked when the job is validated (literals) and
  * for every record (placeholders), so that a record that cannot make a

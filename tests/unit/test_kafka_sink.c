@@ -240,6 +240,8 @@ static void templates_render_metadata_and_braces(void **state) {
   (void)state;
   expect_render("{@key}|{@topic}|{@partition}|{@offset}|{@timestamp}", NULL,
                 "k1|clicks|3|1234|1700000000000");
+  expect_render("<{@value}>", "raw bytes", "<raw bytes>");
+  expect_render("<{@value}>", NULL, "<>"); /* a tombstone */
   expect_render("{{\"u\":\"{user}\"}}", "{\"user\":\"a\"}", "{\"u\":\"a\"}");
 }
 
