@@ -1461,6 +1461,8 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     if (rc) {
       sl_plan_clear(&plan);
       sl_plan_clear(&latest);
+      if (rc == SL_ERR_STOPPED) /* while the source was out: a clean stop */
+        break;
       return rc;
     }
     int64_t records = sl_plan_records(&plan);

@@ -7,6 +7,8 @@
 #  2. The cluster down for good: once source.retry is spent the job exits 1
 #     with a clear message; with the cluster back, a restart completes the
 #     output, exactly.
+#  3. SIGTERM while the cluster is down: a clean stop (exit 0), as at any
+#     other time; the restart completes the output.
 source "$(dirname "$0")/lib.bash" "$@"
 start_mock --topic clicks:4
 
@@ -92,4 +94,23 @@ grep "gave up" "$WORK/run2.err"
 produce 30000 5000
 expect_exit 0 "$SLUICE" run "$WORK/job2.yaml" --progress none --trigger available-now
 python3 "$SRC/tests/integration/check_file_sink.py" "$WORK/out2" 35000
+
+# --- 3. stopped during an outage
+MPORT=$(free_port)
+write_job 3 1000
+"$SLUICE" run "$WORK/job3.yaml" --progress none 2>"$WORK/run3.err" &
+pid=$!
+wait_for 60 complete 3 35000
+mock_ctl down -1
+wait_for 60 grep -Eq "planning batch [0-9]+ failed \(try 2\)" "$WORK/run3.err"
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+mock_ctl up -1
+[ "$rc" = 0 ] || { cat "$WORK/run3.err" >&2; fail "SIGTERM during a source outage: exit $rc, not 0"; }
+grep -q "stopped on request after batch" "$WORK/run3.err" ||
+  fail "no clean stop: $(cat "$WORK/run3.err")"
+produce 35000 1000
+expect_exit 0 "$SLUICE" run "$WORK/job3.yaml" --progress none --trigger available-now
+python3 "$SRC/tests/integration/check_file_sink.py" "$WORK/out3" 36000
 echo "ok: source outages"
