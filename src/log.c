@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,13 +13,15 @@
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static volatile int log_level = SL_LOG_INFO;
 static volatile int log_json;
-static volatile int status_line;
+/* Set by the progress printer, read and cleared by whichever thread logs
+ * next: atomic, so that one of them (only) starts a new line. */
+static atomic_int status_line;
 
 void sl_log_set_status_line(bool active) {
-  status_line = active;
+  atomic_store(&status_line, active);
 }
 bool sl_log_status_line(void) {
-  return status_line;
+  return atomic_load(&status_line);
 }
 
 void sl_log_set_json(bool json) {
@@ -82,9 +85,9 @@ void sl_log(enum sl_log_level level, const char *fmt, ...) {
   } else {
     /* After a status line: leave it as it is and start a new line (the
      * next batch draws a new status line below). */
-    n = snprintf(line, sizeof(line), "%ssluice: %s: ", status_line ? "\n" : "",
+    n = snprintf(line, sizeof(line),
+                 "%ssluice: %s: ", atomic_exchange(&status_line, 0) ? "\n" : "",
                  level_names[level]);
-    status_line = 0;
     va_start(ap, fmt);
     n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);
