@@ -34,7 +34,8 @@ asan:
 	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSLUICE_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
 
 tsan:
-	@$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DSLUICE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
+	@TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp:exitcode=66" \
+	  $(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DSLUICE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.cc' '*.h')
