@@ -60,7 +60,8 @@ write_job 1 1000
 pid=$!
 wait_for 60 complete 1 20000
 mock_ctl down -1
-wait_for 60 grep -Eq "planning batch [0-9]+ failed \(try 3\)" "$WORK/run1.err"
+grep_log() { grep -Eq "$1" "$2" || { kill -0 "$pid" 2>/dev/null || { cat "$2" >&2; fail "the job exited"; }; false; }; }
+wait_for 120 grep_log "planning batch [0-9]+ failed \(try 3\)" "$WORK/run1.err"
 kill -0 "$pid" 2>/dev/null || { cat "$WORK/run1.err" >&2; fail "the job exited during the outage"; }
 mock_ctl up -1
 produce 20000 10000
