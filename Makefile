@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test asan tsan bench format clean
+.PHONY: all deps build demo test soak asan tsan bench format clean
 
 all: build
 
@@ -21,6 +21,16 @@ demo: build
 
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Soak (not part of `make test`): the exactly-once jobs killed with SIGKILL
+# at random moments, each script bounded by SOAK_TIMEOUT seconds. Random
+# kills explore; the crash matrix in `make test` aims at every crash point.
+SOAK_TIMEOUT ?= 1800
+soak: build
+	@set -e; for t in tests/soak/*.sh; do \
+	  echo "== soak: $$t"; \
+	  timeout $(SOAK_TIMEOUT) bash $$t $(BUILD)/sluice $(CURDIR); \
+	done
 
 # Benchmarks (tests/bench/run.py) on a Release build of their own; writes
 # docs/benchmarks.md and docs/benchmarks.png. Takes a few minutes.

@@ -355,7 +355,8 @@ static int metadata_check(struct sl_ckpt *ck, const char *job_id, bool *written,
     json_ok(cJSON_AddStringToObject(root, "job", job_id));
     json_add_int(root, "version", SL_CKPT_VERSION);
     sealed = json_seal(root, &len);
-    rc = sl_fsio_write_atomic(ck->dir, "metadata", sealed, len, err);
+    rc = sl_fsio_write_atomic(ck->dir, "metadata", sealed, len,
+                              "checkpoint.metadata", err);
     *written = rc == 0;
     goto out;
   }
@@ -700,7 +701,8 @@ static int offsets_write(struct sl_ckpt *ck, const struct sl_plan *plan,
   }
   sealed = json_seal(root, &len);
   snprintf(name, sizeof(name), "%" PRIu64, sorted.batch);
-  rc = sl_fsio_write_atomic(ck->offsets_dir, name, sealed, len, err);
+  rc = sl_fsio_write_atomic(ck->offsets_dir, name, sealed, len,
+                            "checkpoint.offsets", err);
 
 out:
   free(sealed);
@@ -824,7 +826,8 @@ static int commit_write(struct sl_ckpt *ck, uint64_t batch,
     json_ok(cJSON_AddStringToObject(root, "sink", ck->note));
   sealed = json_seal(root, &len);
   snprintf(name, sizeof(name), "%" PRIu64, batch);
-  rc = sl_fsio_write_atomic(ck->commits_dir, name, sealed, len, err);
+  rc = sl_fsio_write_atomic(ck->commits_dir, name, sealed, len,
+                            "checkpoint.commits", err);
 out:
   free(sealed);
   cJSON_Delete(root);

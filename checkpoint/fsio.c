@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../src/failpoint.h"
 #include "../src/util.h"
 
 /* open(2) is variadic; the table wants a fixed signature. */
@@ -97,7 +98,7 @@ int sl_fsio_sync_dir(const char *dir, struct sl_error *err) {
  * with '.' so that listings of batch numbers never take it for data. On any
  * failure the temp file is removed and the old dir/name is untouched. */
 int sl_fsio_write_atomic(const char *dir, const char *name, const void *data,
-                         size_t len, struct sl_error *err) {
+                         size_t len, const char *fp, struct sl_error *err) {
   char *path = sl_asprintf("%s/%s", dir, name);
   char *tmp = sl_asprintf("%s/.%s.tmp.%ld", dir, name, (long)getpid());
   const char *what;
@@ -112,7 +113,8 @@ int sl_fsio_write_atomic(const char *dir, const char *name, const void *data,
     what = "write of temporary file";
     goto fail;
   }
-  if (sl_fsio->fsync(fd) < 0) {
+  if ((errno = sl_failpoint_at(fp, "before_fsync")) != 0 ||
+      sl_fsio->fsync(fd) < 0) {
     what = "fsync of temporary file";
     goto fail;
   }
@@ -124,11 +126,13 @@ int sl_fsio_write_atomic(const char *dir, const char *name, const void *data,
     what = "close of temporary file";
     goto fail;
   }
-  if (sl_fsio->rename(tmp, path) < 0) {
+  if ((errno = sl_failpoint_at(fp, "before_rename")) != 0 ||
+      sl_fsio->rename(tmp, path) < 0) {
     what = "rename of temporary file";
     goto fail;
   }
-  if (sync_dir_errno(dir) < 0) {
+  if ((errno = sl_failpoint_at(fp, "before_dir_fsync")) != 0 ||
+      sync_dir_errno(dir) < 0) {
     /* The new content is in place but its directory entry may not survive
      * a power loss: the caller must treat this as a failed write. */
     what = "fsync of directory";

@@ -33,9 +33,11 @@ extern const struct sl_fsio_ops *sl_fsio;
 extern const struct sl_fsio_ops sl_fsio_posix;
 
 /* Atomically replaces dir/name with data[0..len). Errors: SL_ERR_IO with
- * the path and strerror. The temp file is removed on failure. */
+ * the path and strerror. The temp file is removed on failure. fp names the
+ * crash points of its steps (src/failpoint.h): fp.before_fsync,
+ * fp.before_rename and fp.before_dir_fsync; NULL for none. */
 int sl_fsio_write_atomic(const char *dir, const char *name, const void *data,
-                         size_t len, struct sl_error *err);
+                         size_t len, const char *fp, struct sl_error *err);
 
 /* Writes all of buf to fd, retrying short writes and EINTR. */
 int sl_fsio_write_all(int fd, const void *buf, size_t n, const char *path,

@@ -29,7 +29,7 @@ static int write_sealed(struct sl_ckpt *ck, uint64_t batch, const char *name,
   int rc = sl_fsio_mkdirs(dir, err);
   if (!rc) {
     char *sealed = sl_fsio_seal(data, len, &slen);
-    rc = sl_fsio_write_atomic(dir, name, sealed, slen, err);
+    rc = sl_fsio_write_atomic(dir, name, sealed, slen, "checkpoint.state", err);
     free(sealed);
   }
   free(dir);

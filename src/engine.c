@@ -19,6 +19,7 @@
 
 #include "../checkpoint/checkpoint.h"
 #include "../checkpoint/state.h"
+#include "failpoint.h"
 #include "log.h"
 #include "metrics.h"
 #include "plan.h"
@@ -310,6 +311,8 @@ static int read_task(struct sl_task *t, struct worker_ctx *w,
   tc->stats.dead += tc->sink_rejected;
   if (e->src.plugin->reader_lost)
     tc->lost = e->src.plugin->reader_lost(w->reader) - lost0;
+  if (sl_failpoint_err("task.after_read", &t->err))
+    return t->err.code;
   if (close_stage(&e->sink, tc->stage, &t->err))
     return t->err.code;
   return close_stage(&e->dl, tc->dl_stage, &t->err);
@@ -898,6 +901,8 @@ static int run_window(struct engine *e, const struct sl_plan *plan,
                              .nshards = shards,
                              .shard_batch = e->shard_batch};
   rc = sl_ckpt_state_write_index(e->ck, &x, err);
+  if (!rc)
+    rc = sl_failpoint_err("batch.after_state", err);
   int64_t w4 = sl_mono_ns();
   sl_debug("batch %" PRIu64 " window: merge %.1f, advance %.1f, emit %.1f, "
            "state %.1f ms",
@@ -1010,7 +1015,9 @@ static int finish_batch(struct engine *e, struct sl_error *err) {
   struct sl_pipe_stats stats = fl->stats;
   int rc = 0;
   sl_ckpt_set_commit_note(e->ck, e->sink.note);
-  if (sl_ckpt_write_commit(e->ck, plan->batch, sl_wall_ms(), err)) {
+  if (sl_failpoint_err("batch.after_sink_commit", err) ||
+      sl_ckpt_write_commit(e->ck, plan->batch, sl_wall_ms(), err) ||
+      sl_failpoint_err("batch.after_commit", err)) {
     rc = err->code;
     goto out;
   }
@@ -1118,7 +1125,10 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
   int64_t records = 0, lost = 0;
   struct sl_pipe_stats stats;
   bool beside = e->fl != NULL;
-  if (!beside && !rerun && sl_ckpt_write_offsets(e->ck, plan, err))
+  if (!beside && !rerun &&
+      (sl_failpoint_err("batch.planned", err) ||
+       sl_ckpt_write_offsets(e->ck, plan, err) ||
+       sl_failpoint_err("batch.after_offsets", err)))
     return err->code;
   int64_t t1 = sl_mono_ns();
   off_ns = t1 - t0;
@@ -1138,7 +1148,10 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
     }
     int64_t tf = sl_mono_ns();
     wait_ns = tf - tread;
-    if (!rc && !rerun && sl_ckpt_write_offsets(e->ck, plan, err))
+    if (!rc && !rerun &&
+        (sl_failpoint_err("batch.planned", err) ||
+         sl_ckpt_write_offsets(e->ck, plan, err) ||
+         sl_failpoint_err("batch.after_offsets", err)))
       rc = err->code;
     if (rc && n) { /* run_tasks frees its own on failure */
       free_stages(e, tcs, n);
@@ -1146,6 +1159,10 @@ static int run_batch(struct engine *e, struct sl_plan *plan,
     }
     off_ns = sl_mono_ns() - tf;
     tr = sl_mono_ns();
+  }
+  if (!rc && (rc = sl_failpoint_err("batch.after_reads", err))) {
+    free_stages(e, tcs, n);
+    free(tcs);
   }
   if (rc)
     return rc;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "failpoint.h"
 #include "util.h"
 
 static const char usage[] =
@@ -18,6 +19,7 @@ static const char usage[] =
     "  mock-kafka            run an embedded Kafka cluster on loopback\n"
     "  produce               write generated clickstream records to Kafka\n"
     "  checkpoint show DIR   show what a checkpoint directory holds\n"
+    "  failpoints            list the crash points (SLUICE_FAILPOINTS)\n"
     "\n"
     "  --version             print the version\n"
     "  --help                this text; `sluice VERB --help` for a verb\n";
@@ -39,6 +41,15 @@ int main(int argc, char **argv) {
     return SL_EXIT_USAGE;
   }
   const char *verb = argv[1];
+  struct sl_error err = {0};
+  if (sl_failpoints_arm_env(&err)) {
+    fprintf(stderr, "sluice: %s\n", err.msg);
+    return SL_EXIT_USAGE;
+  }
+  if (strcmp(verb, "failpoints") == 0) {
+    sl_failpoints_print(stdout);
+    return SL_EXIT_OK;
+  }
   if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 ||
       strcmp(verb, "help") == 0) {
     fputs(usage, stdout);

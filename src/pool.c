@@ -250,6 +250,7 @@ struct sl_worker {
   _Atomic bool busy;        /* owner is running or taking tasks */
   _Atomic uint64_t tasks_run;
   _Atomic uint64_t tasks_stolen;
+  _Atomic uint64_t passes; /* turns of the work loop (sl_pool_work) */
 } __attribute__((aligned(64)));
 
 struct sl_pool {
@@ -414,6 +415,7 @@ static int sl_pool_await_start(struct sl_pool *p) {
  * @locality worker thread */
 static void sl_pool_work(struct sl_pool *p, struct sl_worker *w) {
   for (;;) {
+    atomic_fetch_add_explicit(&w->passes, 1, memory_order_relaxed);
     uint64_t seen = ck_ec_value(&p->work_ec);
     bool stopping = atomic_load(&p->state) == SL_POOL_STOPPING;
     struct sl_task *t;
@@ -753,6 +755,12 @@ uint64_t sl_pool_tasks_stolen(const struct sl_pool *p, unsigned worker) {
     return 0;
   return atomic_load_explicit(&p->workers[worker].tasks_stolen,
                               memory_order_relaxed);
+}
+
+uint64_t sl_pool_work_passes(const struct sl_pool *p, unsigned worker) {
+  if (!p || worker >= p->nworkers)
+    return 0;
+  return atomic_load_explicit(&p->workers[worker].passes, memory_order_relaxed);
 }
 
 void sl_pool_destroy(struct sl_pool *p) {

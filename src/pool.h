@@ -103,6 +103,11 @@ unsigned sl_pool_workers(const struct sl_pool *p);
  * @locality any thread */
 uint64_t sl_pool_tasks_run(const struct sl_pool *p, unsigned worker);
 uint64_t sl_pool_tasks_stolen(const struct sl_pool *p, unsigned worker);
+/* Turns of a worker's work loop: one per wake-up of an idle worker (and
+ * one at start). An idle pool's count stands still: its workers sleep on
+ * the work event count instead of polling.
+ * @locality any thread */
+uint64_t sl_pool_work_passes(const struct sl_pool *p, unsigned worker);
 
 /* Stops the workers after they finish the tasks already queued, joins
  * them (each runs fini), and frees the pool. Tasks still pending are

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "../../checkpoint/fsio.h"
+#include "../../src/failpoint.h"
 #include "../../src/log.h"
 #include "../../src/plugin.h"
 #include "../../src/util.h"
@@ -306,7 +307,7 @@ static int file_stage_close(void *stage, struct sl_error *err) {
   if (rc != 0)
     return sl_error_setf(err, SL_ERR_IO, SL_ERR_RETRIABLE,
                          "file sink: close %s: %s", s->fpath, strerror(errno));
-  return 0;
+  return sl_failpoint_err("sink.file.after_part_fsync", err);
 }
 
 static int file_commit(struct sl_sink *sink, const struct sl_plan *plan,
@@ -321,6 +322,8 @@ static int file_commit(struct sl_sink *sink, const struct sl_plan *plan,
     err->flags |= SL_ERR_RETRIABLE;
     return err->code;
   }
+  if (sl_failpoint_err("sink.file.before_manifest", err))
+    return err->code;
   cJSON *m = cJSON_CreateObject();
   cJSON_AddNumberToObject(m, "batch", (double)plan->batch);
   cJSON_AddNumberToObject(m, "committed_ms", (double)sl_wall_ms());
@@ -354,7 +357,8 @@ static int file_commit(struct sl_sink *sink, const struct sl_plan *plan,
   char *sealed = sl_fsio_seal(body, blen, &len);
   free(body);
   snprintf(name, sizeof(name), "%" PRIu64, plan->batch);
-  int rc = sl_fsio_write_atomic(fs->manifest_dir, name, sealed, len, err);
+  int rc = sl_fsio_write_atomic(fs->manifest_dir, name, sealed, len,
+                                "sink.file.manifest", err);
   free(sealed);
   if (rc) {
     err->flags |= SL_ERR_RETRIABLE;
@@ -362,7 +366,7 @@ static int file_commit(struct sl_sink *sink, const struct sl_plan *plan,
                            plan->batch);
   }
   fs->last = plan->batch;
-  return 0;
+  return sl_failpoint_err("sink.file.after_manifest", err);
 }
 
 static void file_stage_free(struct sl_sink *sink, void *stage) {

@@ -68,6 +68,7 @@
 #include <unistd.h>
 
 #include "../../sources/kafka/kafka.h"
+#include "../../src/failpoint.h"
 #include "../../src/job.h"
 #include "../../src/log.h"
 #include "../../src/plugin.h"
@@ -816,6 +817,14 @@ static int mirror(struct ksink *ks, const struct sl_plan *plan,
   return 0;
 }
 
+/* An error injected by a failpoint, as librdkafka would report it. */
+static rd_kafka_error_t *injected(int errnum) {
+  return rd_kafka_error_new(RD_KAFKA_RESP_ERR__FAIL,
+                            "failpoint: injected "
+                            "error: %s",
+                            strerror(errnum));
+}
+
 /* commit_transaction; on success the batch is the sink's last. */
 static int txn_end(struct ksink *ks, struct sl_sink *sink,
                    const struct sl_plan *plan, struct sl_error *err) {
@@ -830,7 +839,13 @@ static int txn_end(struct ksink *ks, struct sl_sink *sink,
   memcpy(ks->last.attempt, ks->txn_attempt, sizeof(ks->last.attempt));
   snprintf(sink->note, sizeof(sink->note), "%s", ks->last.attempt);
   ks->mirror_pending = ks->conf->mirror_offsets;
-  return ks->mirror_pending ? mirror(ks, plan, err) : 0;
+  if (ks->mirror_pending && mirror(ks, plan, err))
+    return err->code;
+  if (sl_failpoint_err("sink.kafka.after_commit_txn", err)) {
+    err->flags |= SL_ERR_RETRIABLE; /* the retry finds the batch committed */
+    return err->code;
+  }
+  return 0;
 }
 
 /* One new transaction of the batch: begin, produce, offsets, commit. */
@@ -840,6 +855,7 @@ static int txn_run(struct ksink *ks, struct sl_sink *sink,
   ks->txn_batch = plan->batch;
   sl_ksink_attempt_id(ks->txn_attempt, sizeof(ks->txn_attempt), ks->run,
                       ++ks->attempts);
+  int fe;
   rd_kafka_error_t *e = rd_kafka_begin_transaction(ks->rk);
   if (e)
     return txn_failed(ks, e, "beginning the transaction", err);
@@ -856,6 +872,8 @@ static int txn_run(struct ksink *ks, struct sl_sink *sink,
   if (pe)
     return txn_failed(ks, rd_kafka_error_new(pe, "%s", rd_kafka_err2str(pe)),
                       "producing", err);
+  if ((fe = sl_failpoint("sink.kafka.after_produce")))
+    return txn_failed(ks, injected(fe), "producing", err);
   rd_kafka_topic_partition_list_t *offs = batch_offsets(plan, ks->txn_attempt);
   rd_kafka_consumer_group_metadata_t *cgm =
       rd_kafka_consumer_group_metadata_new(ks->group);
@@ -864,6 +882,8 @@ static int txn_run(struct ksink *ks, struct sl_sink *sink,
   rd_kafka_topic_partition_list_destroy(offs);
   if (e)
     return txn_failed(ks, e, "sending the offsets", err);
+  if ((fe = sl_failpoint("sink.kafka.after_send_offsets")))
+    return txn_failed(ks, injected(fe), "sending the offsets", err);
   return txn_end(ks, sink, plan, err);
 }
 

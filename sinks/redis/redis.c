@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/failpoint.h"
 #include "../../src/job.h"
 #include "../../src/log.h"
 #include "../../src/numfmt.h"
@@ -767,6 +768,10 @@ static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
     total += st->n;
   }
   append_record(s, plan);
+  if (sl_failpoint_err("sink.redis.before_exec", err)) {
+    disconnect(s); /* Redis drops the open MULTI with the connection */
+    return err->code;
+  }
   redisAppendCommand(s->rc, "EXEC");
   for (int i = 0; i < 2; i++) { /* DEL, HSET: QUEUED */
     if (get_reply(s, &r, "writing the commit record", err))
@@ -800,6 +805,8 @@ static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
   if (r->type == REDIS_REPLY_ARRAY) {
     s->last = plan->batch; /* committed, even if some commands failed */
     rc = check_exec(s, plan, r, total, err);
+    if (!rc)
+      rc = sl_failpoint_err("sink.redis.after_exec", err);
   } else {
     rc = sl_error_setf(
         err, SL_ERR_SINK,

@@ -177,10 +177,12 @@ class Bench:
         os.makedirs(d)
         return d
 
-    def run_sluice(self, job, name, extra=(), log_level="info", batch=None):
+    def run_sluice(self, job, name, extra=(), log_level="info", batch=None,
+                   env_extra=None):
         out = self.fresh(name)
         errf = os.path.join(out, "stderr")
         env = self.env(out)
+        env.update(env_extra or {})
         if batch:
             env["BENCH_BATCH"] = str(batch)
         with open(errf, "w") as err:
@@ -283,6 +285,27 @@ class Bench:
         m["out"] = 1
         return m
 
+    def failpoints(self):
+        """The cost of the unarmed crash points: ns per call from
+        bench_failpoint, and how many points one W1 run passes (counted
+        from a run with every point armed as sleep(0), which announces each
+        hit and goes on)."""
+        p = subprocess.run([os.path.join(self.build, "tests", "bench_failpoint"),
+                            str(self.a.failpoint_calls)],
+                           capture_output=True, text=True, check=True)
+        r = json.loads(p.stdout)
+        names = [line.split()[0] for line in subprocess.run(
+            [self.sluice, "failpoints"], capture_output=True, text=True,
+            check=True).stdout.splitlines() if line.strip()]
+        spec = ";".join(n + "=sleep(0)" for n in names)
+        m = self.run_sluice("w1.yaml", "w1-failpoints", ["--set", "workers=2"],
+                            env_extra={"SLUICE_FAILPOINTS": spec})
+        r["points"] = len(names)
+        r["hits_w1"] = m["stderr"].count("sluice: failpoint ")
+        self.results["failpoints"] = r
+        log("failpoints: %.3f ns per call plain, %.3f with a point; %d hits "
+            "in a W1 run" % (r["plain_ns"], r["marked_ns"], r["hits_w1"]))
+
     # ------------------------------------------------------------ driver
     def repeat(self, name, fn, runs):
         return self.rounds([(name, fn)], runs)
@@ -351,6 +374,7 @@ class Bench:
                          ("peer-W1", lambda: self.peer("w1")),
                          ("peer-W2", lambda: self.peer("w2"))], runs)
             self.repeat("startup", self.startup, max(runs, a.startup_runs))
+            self.failpoints()
             self.check()
         finally:
             self.stop()
@@ -501,6 +525,19 @@ def report(doc, chart_name):
     add("W1 wrote %d records, as did the peer; W2 wrote %d Redis hashes, as "
         "did the peer, with the same order count and totals." %
         (r["W1"]["out"], r["W2"]["out"]))
+    fp = r.get("failpoints")
+    if fp:
+        extra = max(fp["marked_ns"] - fp["plain_ns"], 0.0)
+        add("")
+        add("Crash points (tests/bench/failpoint.c): a call that passes an "
+            "unarmed point took %.3f ns, the same call without it %.3f ns "
+            "(medians of %d alternating rounds of %d calls), %.3f ns more. "
+            "A W1 run passes %d points (all %d armed as sleep(0), which only "
+            "counts), so together they cost about %.1f µs, %.5f%% of W1's "
+            "median wall time." %
+            (fp["marked_ns"], fp["plain_ns"], fp["rounds"], fp["iterations"],
+             extra, fp["hits_w1"], fp["points"], fp["hits_w1"] * extra / 1e3,
+             100.0 * fp["hits_w1"] * extra / 1e9 / r["W1"]["wall_s"]))
     if chart_name:
         add("\n![throughput and memory](%s)" % chart_name)
     return "\n".join(lines) + "\n"
@@ -535,6 +572,8 @@ def main():
     ap.add_argument("--partitions", type=int, default=64)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--startup-runs", type=int, default=10)
+    ap.add_argument("--failpoint-calls", type=int, default=100_000_000,
+                    help="calls per round of the crash-point cost")
     ap.add_argument("--watermark-ms", type=int, default=300_000,
                     help="W2's watermark delay")
     ap.add_argument("--json", help="write the results here")

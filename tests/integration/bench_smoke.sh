@@ -10,6 +10,7 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cp "$ROOT/docs/benchmarks.md" "$WORK/report.md" || fail "no docs/benchmarks.md"
 expect_exit 0 /usr/bin/python3 "$ROOT/tests/bench/run.py" --build "$BUILD" \
   --records 20000 --partitions 8 --runs 1 --startup-runs 1 --watermark-ms 10000 \
+  --failpoint-calls 1000000 \
   --json "$WORK/bench.json" --report "$WORK/report.md" \
   --chart "$WORK/bench.png"
 /usr/bin/python3 - "$WORK" "$ROOT/docs/benchmarks.md" <<'PY'
@@ -25,6 +26,9 @@ for w in ("W0", "W1", "W1-1w", "W1-b100k", "W2", "peer-W1", "peer-W2",
 assert res["W1"]["out"] > 0 and res["W1"]["out"] == res["peer-W1"]["out"]
 assert res["W2"]["out"] > 0 and res["W2"]["out"] == res["peer-W2"]["out"]
 assert 0 < res["startup"]["first_commit_s"] <= res["startup"]["wall_s"], res["startup"]
+fp = res["failpoints"]
+assert fp["hits_w1"] > 0 and fp["points"] >= 30 and fp["plain_ns"] > 0, fp
+assert "Crash points (tests/bench/failpoint.c)" in open(work + "/report.md").read()
 assert r["facts"]["records"] == 20000 and r["facts"]["partitions"] == 8
 text = open(work + "/report.md").read()
 # The prose around the generated part is kept; the part is replaced.

@@ -376,10 +376,11 @@ static void check_failed_write(struct fixture *f, const struct sl_fsio_ops *ops,
 
   memset(big, 'n', sizeof(big));
   snprintf(path, sizeof(path), "%s/file", f->root);
-  assert_int_equal(sl_fsio_write_atomic(f->root, "file", "old\n", 4, &err), 0);
+  assert_int_equal(
+      sl_fsio_write_atomic(f->root, "file", "old\n", 4, NULL, &err), 0);
   inj_writes = 0;
   sl_fsio = ops;
-  int rc = sl_fsio_write_atomic(f->root, "file", big, sizeof(big), &err);
+  int rc = sl_fsio_write_atomic(f->root, "file", big, sizeof(big), NULL, &err);
   sl_fsio = &sl_fsio_posix;
   assert_int_equal(rc, SL_ERR_IO);
   assert_contains(err.msg, path);
@@ -413,7 +414,7 @@ static void test_atomic_retries_eintr_and_short(void **state) {
   snprintf(path, sizeof(path), "%s/file", f->root);
   inj_writes = 0;
   sl_fsio = &t_eintr;
-  int rc = sl_fsio_write_atomic(f->root, "file", "abcdefgh", 8, &err);
+  int rc = sl_fsio_write_atomic(f->root, "file", "abcdefgh", 8, NULL, &err);
   sl_fsio = &sl_fsio_posix;
   assert_int_equal(rc, 0);
   assert_true(inj_writes >= 3);

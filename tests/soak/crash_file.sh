@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The same run killed with SIGKILL at 10 random moments and restarted each
 # time: the manifest-listed output equals the input exactly.
-source "$(dirname "$0")/lib.bash" "$@"
+source "$(dirname "$0")/../integration/lib.bash" "$@"
 start_mock --topic clicks:8
 "$SLUICE" produce --brokers "$BROKERS" --topic clicks --count 200000 --seed 5 \
   2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
