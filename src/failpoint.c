@@ -108,6 +108,14 @@ static const struct {
                    {"ENOENT", ENOENT}, {"EINTR", EINTR},   {"EAGAIN", EAGAIN},
                    {"ENOMEM", ENOMEM}, {"EBADF", EBADF},   {"EFBIG", EFBIG}};
 
+/* The name of errno value v as SLUICE_FAILPOINTS spells it, or NULL. */
+static const char *errno_name(long v) {
+  for (size_t i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
+    if (errno_names[i].value == v)
+      return errno_names[i].name;
+  return NULL;
+}
+
 /* Parses the argument of error(...) or sleep(...): text[0..len). */
 static bool parse_arg(const char *text, size_t len, bool is_errno, long *out) {
   char buf[32];
@@ -273,7 +281,10 @@ int sl_failpoint_hit(const char *name) {
       break;
     }
     case FP_ERROR:
-      snprintf(what, sizeof(what), "error(%ld)", a->arg);
+      if (errno_name(a->arg))
+        snprintf(what, sizeof(what), "error(%s)", errno_name(a->arg));
+      else
+        snprintf(what, sizeof(what), "error(%ld)", a->arg);
       announce(name, what, hit);
       return (int)a->arg;
     }

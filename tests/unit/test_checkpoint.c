@@ -191,15 +191,25 @@ static int rename_crash(const char *from, const char *to) {
   return -1;
 }
 
+static int open_eacces(const char *path, int flags, mode_t mode) {
+  (void)path;
+  (void)flags;
+  (void)mode;
+  errno = EACCES;
+  return -1;
+}
+
 static int unlink_nothing(const char *path) {
   (void)path;
   return 0;
 }
 
-static struct sl_fsio_ops t_enospc, t_eintr, t_fsync, t_rename, t_crash;
+static struct sl_fsio_ops t_enospc, t_eintr, t_fsync, t_rename, t_crash,
+    t_eacces;
 
 static void init_tables(void) {
-  t_enospc = t_eintr = t_fsync = t_rename = t_crash = sl_fsio_posix;
+  t_enospc = t_eintr = t_fsync = t_rename = t_crash = t_eacces = sl_fsio_posix;
+  t_eacces.open = open_eacces;
   t_enospc.write = write_short_then_enospc;
   t_eintr.write = write_eintr_and_short;
   t_fsync.fsync = fsync_eio;
@@ -404,6 +414,10 @@ static void test_atomic_fsync_eio(void **state) {
 
 static void test_atomic_rename_fails(void **state) {
   check_failed_write(*state, &t_rename, "rename");
+}
+
+static void test_atomic_open_eacces(void **state) {
+  check_failed_write(*state, &t_eacces, "Permission denied");
 }
 
 static void test_atomic_retries_eintr_and_short(void **state) {
@@ -1035,6 +1049,7 @@ int main(void) {
       T(test_atomic_short_write_enospc),
       T(test_atomic_fsync_eio),
       T(test_atomic_rename_fails),
+      T(test_atomic_open_eacces),
       T(test_atomic_retries_eintr_and_short),
       T(test_ckpt_write_failure_keeps_state),
       T(test_leftover_temp_removed_on_open),
