@@ -13,9 +13,29 @@ for p in "${pkgs[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "installing Debian packages: ${missing[*]}"
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The real Apache Kafka broker of the tests (scripts/kafka-broker.sh): a
+# Java 17 or newer and Maven, from Debian where missing, then the broker's
+# jars from Maven Central into a cache outside the repository (once).
+java_ok() {
+  local v
+  command -v java >/dev/null || return 1
+  v=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+  [ "${v%%.*}" -ge 17 ] 2>/dev/null
+}
+jpkgs=()
+java_ok || jpkgs+=(default-jdk-headless)
+command -v mvn >/dev/null || jpkgs+=(maven)
+if [ ${#jpkgs[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${jpkgs[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${jpkgs[@]}"
+fi
+bash "$(dirname "$0")/kafka-broker.sh" fetch

@@ -130,3 +130,28 @@ stop_redis() {
 rcli() {
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
 }
+
+# use_real_broker: sets BROKERS to the suite's real Kafka broker (the ctest
+# fixture kafka_broker, scripts/kafka-broker.sh), from the file that
+# $SLUICE_TEST_KAFKA names; fails clearly when the fixture did not start or
+# the broker does not answer.
+use_real_broker() {
+  local f=${SLUICE_TEST_KAFKA:-}
+  [ -n "$f" ] || fail "SLUICE_TEST_KAFKA is not set: run this test through ctest (fixture kafka_broker)"
+  [ -s "$f" ] || fail "no real broker: $f is missing (did the fixture kafka_broker.start fail?)"
+  BROKERS=$(cat "$f")
+  kcat -b "$BROKERS" -L -m 10 >/dev/null 2>"$WORK/use_real_broker.err" ||
+    fail "the real broker at $BROKERS does not answer: $(cat "$WORK/use_real_broker.err")"
+}
+
+# create_topic NAME PARTITIONS: creates a topic on $BROKERS (a real broker)
+# and waits until it exists.
+create_topic() {
+  /usr/bin/python3 - "$BROKERS" "$1" "$2" <<'PY' || fail "cannot create topic $1 on $BROKERS"
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+a = AdminClient({"bootstrap.servers": sys.argv[1]})
+f = a.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1)], operation_timeout=30)
+f[sys.argv[2]].result(60)
+PY
+}
