@@ -67,6 +67,15 @@ const struct sl_cfg_field sl_source_common_map[] = {
              "tasks that run in parallel",
      .min = 1,
      .max = INT64_MAX},
+    {.key = "max_record_bytes",
+     .type = SL_CFG_T_SIZE,
+     .def = "1MiB",
+     .offset = offsetof(struct sl_source_common, max_record_bytes),
+     .desc = "a record whose key and value together are larger goes to "
+             "the dead letters, before any parsing (Kafka's default "
+             "message.max.bytes is about 1 MiB)",
+     .min = 1,
+     .max = (int64_t)1 << 31},
     {.key = "retry",
      .type = SL_CFG_T_SECTION,
      .offset = offsetof(struct sl_source_common, retry),
@@ -342,6 +351,8 @@ static int bind_sink(struct sl_job *job, struct sl_error *err) {
 static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
   if (sl_pipeline_compile(job->pipeline_raw, &job->pipeline, err))
     return err->code;
+  sl_pipeline_set_max_record_bytes(
+      job->pipeline, (size_t)sl_job_batching(job)->max_record_bytes);
   if (job->dead_letter_raw) {
     const char *names[] = {"file", "kafka", NULL};
     const char *name;

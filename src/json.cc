@@ -31,6 +31,10 @@ struct thread_parser {
         return nullptr;
       buf = p;
       cap = want;
+      /* room for the record, and the depth limit (json.h), which
+       * the parser keeps when it grows itself */
+      if (parser.allocate(want, SL_JSON_MAX_DEPTH + 1))
+        return nullptr;
     }
     return buf;
   }
@@ -78,12 +82,12 @@ void append(cJSON *p, cJSON *c) {
   }
 }
 
-error_code build(od::value v, cJSON **out);
+error_code build(od::value v, cJSON **out, size_t depth);
 
 /* Fills the (already created and attached) container *into from v's
  * members or elements; on error, what was built stays attached, so the
  * caller frees it with the root. */
-error_code fill_object(od::object o, cJSON *into) {
+error_code fill_object(od::object o, cJSON *into, size_t depth) {
   for (auto field : o) {
     od::field f;
     std::string_view key;
@@ -93,7 +97,7 @@ error_code fill_object(od::object o, cJSON *into) {
     if ((e = std::move(field).get(f)) || (e = f.unescaped_key().get(key)))
       return e;
     v = f.value();
-    e = build(v, &c);
+    e = build(v, &c, depth);
     if (c) {
       append(into, c);
       if (!(c->string = copy(key)))
@@ -105,14 +109,14 @@ error_code fill_object(od::object o, cJSON *into) {
   return SUCCESS;
 }
 
-error_code fill_array(od::array a, cJSON *into) {
+error_code fill_array(od::array a, cJSON *into, size_t depth) {
   for (auto element : a) {
     od::value v;
     cJSON *c = nullptr;
     error_code e;
     if ((e = std::move(element).get(v)))
       return e;
-    e = build(v, &c);
+    e = build(v, &c, depth);
     if (c)
       append(into, c);
     if (e)
@@ -122,7 +126,7 @@ error_code fill_array(od::array a, cJSON *into) {
 }
 
 /* Builds one value. Whatever was created is in *out, even on error. */
-error_code build(od::value v, cJSON **out) {
+error_code build(od::value v, cJSON **out, size_t depth) {
   od::json_type t;
   error_code e;
   if ((e = v.type().get(t)))
@@ -130,19 +134,23 @@ error_code build(od::value v, cJSON **out) {
   switch (t) {
   case od::json_type::object: {
     od::object o;
+    if (depth >= SL_JSON_MAX_DEPTH)
+      return simdjson::DEPTH_ERROR;
     if ((e = v.get_object().get(o)))
       return e;
     if (!(*out = cJSON_CreateObject()))
       return simdjson::MEMALLOC;
-    return fill_object(o, *out);
+    return fill_object(o, *out, depth + 1);
   }
   case od::json_type::array: {
     od::array a;
+    if (depth >= SL_JSON_MAX_DEPTH)
+      return simdjson::DEPTH_ERROR;
     if ((e = v.get_array().get(a)))
       return e;
     if (!(*out = cJSON_CreateArray()))
       return simdjson::MEMALLOC;
-    return fill_array(a, *out);
+    return fill_array(a, *out, depth + 1);
   }
   case od::json_type::string: {
     std::string_view s;
@@ -193,7 +201,7 @@ error_code check_other(od::document &doc, od::json_type t, const char **what) {
       return simdjson::MEMALLOC;
     e = doc.get_array().get(a);
     if (!e)
-      e = fill_array(a, tmp);
+      e = fill_array(a, tmp, 1);
     cJSON_Delete(tmp);
     *what = "an array";
     return e;
@@ -251,6 +259,20 @@ void locate(const char *s, size_t n, struct sl_json_error *err) {
   }
 }
 
+/* Fills *err for a refused record: e's reason, where it stopped, and,
+ * when cJSON can tell, the byte that is wrong. */
+void refuse(error_code e, size_t at, const char *s, size_t n,
+            struct sl_json_error *err) {
+  err->what = simdjson::error_message(e);
+  err->at = at;
+  if (e == simdjson::DEPTH_ERROR) {
+    err->status = SL_JSON_TOO_DEEP;
+    err->what = "nested too deep";
+    return;
+  }
+  locate(s, n, err);
+}
+
 } // namespace
 
 extern "C" cJSON *sl_json_parse_object(const char *s, size_t n,
@@ -271,17 +293,13 @@ extern "C" cJSON *sl_json_parse_object(const char *s, size_t n,
   if (!e)
     e = doc.type().get(t);
   if (e) {
-    err->what = simdjson::error_message(e);
-    err->at = n;
-    locate(s, n, err);
+    refuse(e, n, s, n, err);
     return nullptr;
   }
   if (t != od::json_type::object) {
     const char *what = "";
     if ((e = check_other(doc, t, &what))) {
-      err->what = simdjson::error_message(e);
-      err->at = where(doc, buf, n);
-      locate(s, n, err);
+      refuse(e, where(doc, buf, n), s, n, err);
     } else if (!doc.current_location().error()) {
       err->what = "content after the JSON value";
       err->at = where(doc, buf, n);
@@ -298,12 +316,11 @@ extern "C" cJSON *sl_json_parse_object(const char *s, size_t n,
     return nullptr;
   }
   if (!(e = doc.get_object().get(o)))
-    e = fill_object(o, row);
+    e = fill_object(o, row, 1);
   if (e) {
-    err->what = simdjson::error_message(e);
-    err->at = where(doc, buf, n);
+    size_t at = where(doc, buf, n);
     cJSON_Delete(row);
-    locate(s, n, err);
+    refuse(e, at, s, n, err);
     return nullptr;
   }
   /* The object must be the whole record. */
@@ -315,4 +332,8 @@ extern "C" cJSON *sl_json_parse_object(const char *s, size_t n,
   }
   err->status = SL_JSON_OK;
   return row;
+}
+
+extern "C" bool sl_utf8_valid(const char *s, size_t n) {
+  return simdjson::validate_utf8(s, n);
 }

@@ -12,6 +12,7 @@
 #ifndef SL_JSON_H
 #define SL_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -24,7 +25,14 @@ enum sl_json_status {
   SL_JSON_OK,
   SL_JSON_INVALID,    /* not JSON, or more than one value */
   SL_JSON_NOT_OBJECT, /* valid JSON, but not an object */
+  SL_JSON_TOO_DEEP,   /* nested deeper than SL_JSON_MAX_DEPTH */
 };
+
+/* The deepest nesting of objects and arrays a record may have. Deeper
+ * records are refused (SL_JSON_TOO_DEEP) before any node is built: every
+ * later step (select, templates, output) walks a row recursively, and the
+ * worker threads' stacks (pool.c) are sized for this depth. */
+#define SL_JSON_MAX_DEPTH 10000
 
 struct sl_json_error {
   enum sl_json_status status;
@@ -38,6 +46,9 @@ struct sl_json_error {
  * only, nothing but white space after the object, numbers as doubles
  * (as cJSON keeps them). Thread-safe: each thread has its own parser. */
 cJSON *sl_json_parse_object(const char *s, size_t n, struct sl_json_error *e);
+
+/* Whether the n bytes at s are valid UTF-8 (simdjson's validator). */
+bool sl_utf8_valid(const char *s, size_t n);
 
 #ifdef __cplusplus
 }

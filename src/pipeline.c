@@ -39,6 +39,7 @@ struct window_op {
 
 struct sl_pipeline {
   bool parse_json;
+  size_t max_record_bytes; /* 0: no limit */
   struct sl_top *top;
   struct op *pre, *post;
   size_t npre, npost;
@@ -599,6 +600,10 @@ const struct sl_window_spec *sl_pipeline_window(const struct sl_pipeline *p) {
   return p->win ? &p->win->spec : NULL;
 }
 
+void sl_pipeline_set_max_record_bytes(struct sl_pipeline *p, size_t n) {
+  p->max_record_bytes = n;
+}
+
 size_t sl_pipeline_ops(const struct sl_pipeline *p) {
   return p->npre + p->npost + (p->win ? 1 : 0) + (p->parse_json ? 1 : 0) +
          (p->top ? 1 : 0);
@@ -706,6 +711,34 @@ static void emit_out(struct sl_pipe_task *t, struct sl_batch *out,
   t->st.out++;
 }
 
+/* Adds bytes under name as a string, or, when they are not UTF-8 text
+ * (or hold a NUL, which a JSON reader may cut at), as hex under
+ * name_hex: the dead letter stays valid JSON and loses nothing. NULL
+ * bytes: name is null. */
+static void add_bytes(cJSON *o, const char *name, const char *b, size_t n) {
+  if (!b) {
+    cJSON_AddNullToObject(o, name);
+    return;
+  }
+  if (sl_utf8_valid(b, n) && !memchr(b, 0, n)) {
+    char *v = sl_strndup(b, n);
+    cJSON_AddStringToObject(o, name, v);
+    free(v);
+    return;
+  }
+  static const char digits[] = "0123456789abcdef";
+  char *h = sl_malloc(2 * n + 1);
+  for (size_t i = 0; i < n; i++) {
+    h[2 * i] = digits[(unsigned char)b[i] >> 4];
+    h[2 * i + 1] = digits[(unsigned char)b[i] & 15];
+  }
+  h[2 * n] = 0;
+  char key[32];
+  snprintf(key, sizeof(key), "%s_hex", name);
+  cJSON_AddStringToObject(o, key, h);
+  free(h);
+}
+
 char *sl_dead_letter_json(const struct sl_record *src, const char *raw,
                           size_t rawlen, const char *reason) {
   cJSON *o = cJSON_CreateObject();
@@ -715,21 +748,9 @@ char *sl_dead_letter_json(const struct sl_record *src, const char *raw,
     cJSON_AddNumberToObject(o, "partition", src->partition);
     cJSON_AddNumberToObject(o, "offset", (double)src->offset);
     cJSON_AddNumberToObject(o, "timestamp", (double)src->timestamp);
-    if (src->key) {
-      char *k = sl_strndup(src->key, src->key_len);
-      cJSON_AddStringToObject(o, "key", k);
-      free(k);
-    } else {
-      cJSON_AddNullToObject(o, "key");
-    }
+    add_bytes(o, "key", src->key, src->key_len);
   }
-  if (raw) {
-    char *v = sl_strndup(raw, rawlen);
-    cJSON_AddStringToObject(o, "value", v);
-    free(v);
-  } else {
-    cJSON_AddNullToObject(o, "value");
-  }
+  add_bytes(o, "value", raw, rawlen);
   char *s = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   if (!s)
@@ -926,13 +947,24 @@ int sl_pipe_run(struct sl_pipe_task *t, const struct sl_batch *in,
     t->st.in++;
     sl_arena_reset(&t->arena);
     ctx.rec = rec;
-    if (pl->parse_json) {
+    size_t bytes = rec->key_len + rec->value_len;
+    bool too_large = pl->max_record_bytes && bytes > pl->max_record_bytes;
+    if (too_large) {
+      sl_error_set(&e, SL_ERR_INVAL,
+                   "record too large: %zu bytes > max_record_bytes %zu", bytes,
+                   pl->max_record_bytes);
+      r = -1;
+    } else if (pl->parse_json) {
       struct sl_json_error je;
       row = rec->value ? sl_json_parse_object(rec->value, rec->value_len, &je)
                        : NULL;
       if (!row) {
         if (!rec->value)
           sl_error_set(&e, SL_ERR_INVAL, "parse: the record has no value");
+        else if (je.status == SL_JSON_TOO_DEEP)
+          sl_error_set(&e, SL_ERR_INVAL,
+                       "parse: JSON nested deeper than %d levels",
+                       SL_JSON_MAX_DEPTH);
         else if (je.status == SL_JSON_NOT_OBJECT)
           sl_error_set(&e, SL_ERR_INVAL,
                        "parse: expected a JSON object, got %s", je.what);
@@ -968,7 +1000,11 @@ int sl_pipe_run(struct sl_pipe_task *t, const struct sl_batch *in,
                           "record %s[%d]@%lld: %s (on_error: fail)", rec->topic,
                           rec->partition, (long long)rec->offset, e.msg);
       else
-        emit_dead(t, dead, rec, rec->value, rec->value_len, e.msg);
+        /* An oversized record's bytes stay in the source, at the
+         * dead letter's offset: copying them would only move the
+         * problem to the dead-letter sink. */
+        emit_dead(t, dead, rec, too_large ? NULL : rec->value,
+                  too_large ? 0 : rec->value_len, e.msg);
     }
     row_free(row);
   }

@@ -52,6 +52,11 @@ char *sl_dead_letter_json(const struct sl_record *src, const char *raw,
 int sl_pipeline_compile(const struct sl_cfg_node *list,
                         struct sl_pipeline **out, struct sl_error *err);
 void sl_pipeline_free(struct sl_pipeline *p);
+/* Records whose key and value together are longer than n bytes become
+ * dead letters before any parsing ("record too large"). 0: no limit (the
+ * default of a compiled pipeline; a job sets its source's
+ * max_record_bytes). */
+void sl_pipeline_set_max_record_bytes(struct sl_pipeline *p, size_t n);
 
 bool sl_pipeline_parses_json(const struct sl_pipeline *p);
 /* The window's spec, or NULL for a stateless pipeline. */

@@ -47,6 +47,7 @@ struct sl_source_common {
   int64_t min_records_per_batch; /* wait for this many ...           */
   int64_t max_batch_delay_ns;    /* ... but never longer than this   */
   int64_t task_max_records;      /* longer ranges are split in tasks */
+  int64_t max_record_bytes;      /* larger records are dead letters  */
   struct sl_retry retry;         /* planning through an outage       */
 };
 extern const struct sl_cfg_field sl_source_common_map[];

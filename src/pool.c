@@ -80,6 +80,16 @@
 #include <ck_ec.h>
 #include <ck_ring.h>
 
+/* A worker's stack. A record's row is walked recursively (parsing,
+ * select, templates, output) down to SL_JSON_MAX_DEPTH levels (json.h);
+ * 64 MiB holds that with room to spare, 256 MiB under the sanitizers,
+ * whose frames are several times larger. Only touched pages take memory. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SL_POOL_STACK_BYTES ((size_t)256 << 20)
+#else
+#define SL_POOL_STACK_BYTES ((size_t)64 << 20)
+#endif
+
 /* ---- ThreadSanitizer annotations ---------------------------------------- */
 
 #if defined(__SANITIZE_THREAD__)
@@ -609,9 +619,12 @@ struct sl_pool *sl_pool_new(const struct sl_pool_config *cfg,
    * waits for them (SIGINT/SIGTERM handling in the main loop). */
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, SL_POOL_STACK_BYTES);
   rc = 0;
   for (unsigned i = 0; i < n && rc == 0; i++) {
-    rc = pthread_create(&p->workers[i].thread, NULL, sl_pool_worker_main,
+    rc = pthread_create(&p->workers[i].thread, &attr, sl_pool_worker_main,
                         &p->workers[i]);
     if (rc == 0)
       p->workers[i].started = true;
@@ -619,6 +632,7 @@ struct sl_pool *sl_pool_new(const struct sl_pool_config *cfg,
       sl_error_set(err, SL_ERR_NOMEM, "pool: cannot start worker %u: %s", i,
                    strerror(rc));
   }
+  pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
 
   failed = sl_pool_await_init(p);

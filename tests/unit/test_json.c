@@ -1,10 +1,13 @@
 /* test_json.c - records' JSON text to cJSON rows (src/json.cc): the rows
  * equal what cJSON's own parser builds from valid objects, and everything
  * that is not one JSON object is refused with its reason. */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,6 +161,64 @@ static void large_records(void **state) {
   free(big);
 }
 
+/* Nesting: SL_JSON_MAX_DEPTH levels (the row counts as one) parse, one
+ * more is refused as too deep, for arrays and objects alike. The rows are
+ * walked recursively, so this runs on a stack as large as a worker's. */
+static char *nested(size_t depth, bool objects) {
+  /* {"a": then depth-1 containers, then 1, then the closers */
+  char *s = malloc(8 * depth + 16), *p = s;
+  p += sprintf(p, "{\"a\":");
+  for (size_t i = 1; i < depth; i++)
+    p += sprintf(p, objects ? "{\"k\":" : "[");
+  p += sprintf(p, "1");
+  for (size_t i = 1; i < depth; i++)
+    *p++ = objects ? '}' : ']';
+  *p++ = '}';
+  *p = 0;
+  return s;
+}
+
+static void *nesting_thread(void *arg) {
+  int *failures = arg;
+  for (int objects = 0; objects < 2; objects++) {
+    struct sl_json_error e;
+    char *ok = nested(SL_JSON_MAX_DEPTH, objects);
+    cJSON *r = parse(ok, &e);
+    if (!r)
+      ++*failures;
+    cJSON_Delete(r);
+    free(ok);
+    char *deep = nested(SL_JSON_MAX_DEPTH + 1, objects);
+    r = parse(deep, &e);
+    if (r || e.status != SL_JSON_TOO_DEEP)
+      ++*failures;
+    cJSON_Delete(r);
+    free(deep);
+  }
+  return NULL;
+}
+
+static void nesting_limit(void **state) {
+  (void)state;
+  pthread_attr_t a;
+  pthread_t th;
+  int failures = 0;
+  pthread_attr_init(&a);
+  pthread_attr_setstacksize(&a, (size_t)256 << 20);
+  assert_int_equal(pthread_create(&th, &a, nesting_thread, &failures), 0);
+  pthread_join(th, NULL);
+  pthread_attr_destroy(&a);
+  assert_int_equal(failures, 0);
+}
+
+static void utf8_validation(void **state) {
+  (void)state;
+  assert_true(sl_utf8_valid("caf\xc3\xa9", 5));
+  assert_false(sl_utf8_valid("caf\xc3", 4));
+  assert_false(sl_utf8_valid("\xff", 1));
+  assert_true(sl_utf8_valid("", 0));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(rows_equal_cjsons_own),
@@ -166,6 +227,8 @@ int main(void) {
       cmocka_unit_test(refuses_what_is_not_one_object),
       cmocka_unit_test(reports_where_it_stopped),
       cmocka_unit_test(large_records),
+      cmocka_unit_test(nesting_limit),
+      cmocka_unit_test(utf8_validation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

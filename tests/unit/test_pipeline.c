@@ -255,6 +255,49 @@ static void bad_records_become_dead_letters(void **state) {
   run_free(&r);
 }
 
+/* max_record_bytes: checked before parsing; the dead letter gives the
+ * size and the coordinates, not the bytes. Bytes that are not UTF-8 go
+ * into the dead letter as hex, so it stays valid JSON. */
+static void record_limits_and_raw_bytes(void **state) {
+  struct run r = {0};
+  struct sl_error err;
+  (void)state;
+  assert_int_equal(compile("  - parse: json\n", &r.p, &r.tree, &err), 0);
+  sl_pipeline_set_max_record_bytes(r.p, 16);
+  r.t = sl_pipe_task_new(r.p);
+  const char *v[] = {"{\"a\":1}", "{\"a\":\"0123456789\"}", "\xff\xfe{"};
+  sl_batch_reserve(&r.in, 3);
+  for (size_t i = 0; i < 3; i++)
+    r.in.recs[r.in.n++] = (struct sl_record){.value = v[i],
+                                             .value_len = strlen(v[i]),
+                                             .key = i == 2 ? "k\x80" : NULL,
+                                             .key_len = i == 2 ? 2 : 0,
+                                             .topic = "t",
+                                             .offset = (int64_t)i};
+  assert_int_equal(sl_pipe_run(r.t, &r.in, SL_WINDOW_NO_WATERMARK, false, 0,
+                               &r.out, &r.dead, &err),
+                   0);
+  assert_int_equal(r.out.n, 1);
+  assert_int_equal(r.dead.n, 2);
+  char buf[1024];
+  snprintf(buf, sizeof(buf), "%.*s", (int)r.dead.recs[0].value_len,
+           r.dead.recs[0].value);
+  assert_non_null(
+      strstr(buf, "record too large: 18 bytes > max_record_bytes 16"));
+  assert_non_null(strstr(buf, "\"offset\":1"));
+  assert_non_null(strstr(buf, "\"value\":null"));
+  snprintf(buf, sizeof(buf), "%.*s", (int)r.dead.recs[1].value_len,
+           r.dead.recs[1].value);
+  cJSON *d = cJSON_Parse(buf);
+  assert_non_null(d);
+  assert_string_equal(cJSON_GetObjectItem(d, "value_hex")->valuestring,
+                      "fffe7b");
+  assert_string_equal(cJSON_GetObjectItem(d, "key_hex")->valuestring, "6b80");
+  assert_null(cJSON_GetObjectItem(d, "value"));
+  cJSON_Delete(d);
+  run_free(&r);
+}
+
 static void on_error_fail_stops_at_the_first_bad_record(void **state) {
   struct sl_pipeline *p;
   struct sl_cfg_node *tree;
@@ -423,6 +466,7 @@ int main(void) {
       cmocka_unit_test(select_with_overlapping_paths),
       cmocka_unit_test(many_records_reuse_the_record_arena),
       cmocka_unit_test(bad_records_become_dead_letters),
+      cmocka_unit_test(record_limits_and_raw_bytes),
       cmocka_unit_test(on_error_fail_stops_at_the_first_bad_record),
       cmocka_unit_test(top_keeps_the_n_largest_per_window),
       cmocka_unit_test(post_rows_reach_the_sink_as_rows),
