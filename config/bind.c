@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "cfg_internal.h"
+#include "diags.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -425,6 +426,24 @@ static int bind_field(const struct sl_cfg_field *f,
   return rc;
 }
 
+/* Whether required field f is absent from map and an unknown key there
+ * is a near miss of it. */
+static bool misspelled(const struct sl_cfg_field *f,
+                       const struct sl_cfg_node *map,
+                       const struct sl_cfg_field *table) {
+  if (!(f->flags & SL_CFG_REQUIRED) || !map || sl_cfg_get(map, f->key))
+    return false;
+  for (size_t i = 0; i < map->n; i++) {
+    const char *k = map->keys[i]->scalar;
+    if (!find_field(table, k)) {
+      const char *s = sl_cfg_suggest(table, k);
+      if (s && strcmp(s, f->key) == 0)
+        return true;
+    }
+  }
+  return false;
+}
+
 int sl_cfg_bind(const struct sl_cfg_node *map,
                 const struct sl_cfg_node *where_absent,
                 const struct sl_cfg_field *table, void *base,
@@ -441,19 +460,35 @@ int sl_cfg_bind(const struct sl_cfg_node *map,
     return sl_cfg_error(err, map, "expected a map at top level, got %s",
                         sl_cfg_kind_name(map));
   }
+  /* Collecting every error (diags.h): all unknown keys, then every
+   * field; a field in error is left unset, the others stay bound, and the
+   * caller unbinds the whole table. */
+  bool all = sl_cfg_collecting();
+  int first = 0;
   for (size_t i = 0; map && i < map->n; i++)
-    if (!find_field(table, map->keys[i]->scalar))
-      return unknown_key(map->keys[i], table, ctx, err);
+    if (!find_field(table, map->keys[i]->scalar)) {
+      int rc = unknown_key(map->keys[i], table, ctx, err);
+      if (!all)
+        return rc;
+      first = first ? first : rc;
+    }
 
-  for (size_t i = 0; table[i].key; i++) {
-    int rc = bind_field(&table[i], map, where, base, ctx, err);
-    if (rc) {
+  for (size_t i = 0; table[i].key && (!first || all); i++) {
+    int rc;
+    if (all && misspelled(&table[i], map, table))
+      /* "unknown key 'topcs'; did you mean 'topics'?" already says it */
+      rc = sl_error_set(err, SL_ERR_CONFIG, "missing required key '%s'",
+                        table[i].key);
+    else
+      rc = bind_field(&table[i], map, where, base, ctx, err);
+    if (rc && !all) {
       while (i-- > 0)
         unbind_field(&table[i], base);
       return rc;
     }
+    first = first ? first : rc;
   }
-  return 0;
+  return first;
 }
 
 void sl_cfg_unbind(const struct sl_cfg_field *table, void *base) {

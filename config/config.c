@@ -6,6 +6,7 @@
  * the 1-based position of its first character.
  */
 #include "config.h"
+#include "diags.h"
 #include "cfg_internal.h"
 
 #include <errno.h>
@@ -20,6 +21,9 @@
 /* Deeper documents are certainly mistakes; the bound also keeps the
  * recursive free and bind shallow. */
 #define SL_CFG_MAX_DEPTH 256
+/* A job file is a few KiB; reading stops past this (a wrong file, a
+ * device or a generated monster), before any parsing. */
+#define SL_CFG_MAX_FILE_BYTES (4 << 20)
 
 /* ------------------------------------------------------------ buffers */
 
@@ -131,10 +135,17 @@ int sl_cfg_error(struct sl_error *err, const struct sl_cfg_node *node,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  if (!node || !node->file)
+  if (!node || !node->file) {
+    sl_cfg_diags_add(NULL, 0, 0, msg);
     return sl_error_set(err, SL_ERR_CONFIG, "%s", msg);
-  return sl_error_set(err, SL_ERR_CONFIG, "%s:%d:%d: %s", node->file,
-                      node->line, node->col, msg);
+  }
+  struct sl_error e;
+  sl_error_set(&e, SL_ERR_CONFIG, "%s:%d:%d: %s", node->file, node->line,
+               node->col, msg);
+  sl_cfg_diags_add(node->file, node->line, node->col, e.msg);
+  if (err)
+    *err = e;
+  return SL_ERR_CONFIG;
 }
 
 /* ------------------------------------------------------------ loading */
@@ -503,8 +514,16 @@ struct sl_cfg_node *sl_cfg_load_file(const char *path, struct sl_error *err) {
                  strerror(errno));
     return NULL;
   }
-  while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+  while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+    if (b.len + got > SL_CFG_MAX_FILE_BYTES) {
+      sl_error_set(err, SL_ERR_CONFIG,
+                   "%s: the file is larger than %d MiB; a job file is a "
+                   "few KiB of YAML (is this the right file?)",
+                   path, SL_CFG_MAX_FILE_BYTES >> 20);
+      goto out;
+    }
     sl_cfg_buf_add(&b, chunk, got);
+  }
   if (ferror(f)) {
     sl_error_set(err, SL_ERR_CONFIG, "%s: cannot read: %s", path,
                  strerror(errno));

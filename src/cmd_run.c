@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../config/diags.h"
 #include "cli.h"
 #include "engine.h"
 #include "job.h"
@@ -61,15 +62,23 @@ static void add_set(struct common_args *a, char *s) {
   a->sets[a->nsets++] = s;
 }
 
+/* Loads the job file; on failure prints every error it has, in file
+ * order (config/diags.h), not only the first. */
 static int load_job(const char *verb, struct common_args *a,
                     struct sl_job *job) {
   struct sl_error err = {0};
+  struct sl_cfg_diags *d = sl_cfg_diags_begin();
   int rc = sl_job_load(a->file, a->sets, a->nsets, job, &err);
   if (rc) {
-    fprintf(stderr, "%s\n", err.msg);
-    (void)verb;
-    return rc == SL_ERR_IO ? SL_EXIT_FAIL : SL_EXIT_CONFIG;
+    if (sl_cfg_diags_count(d))
+      sl_cfg_diags_print(d, stderr, SL_CFG_DIAGS_MAX);
+    else
+      fprintf(stderr, "%s\n", err.msg);
   }
+  sl_cfg_diags_end(d);
+  (void)verb;
+  if (rc)
+    return rc == SL_ERR_IO ? SL_EXIT_FAIL : SL_EXIT_CONFIG;
   return 0;
 }
 

@@ -1,5 +1,6 @@
 /* job.c - binds a job file (see job.h). */
 #include "job.h"
+#include "../config/diags.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -263,11 +264,12 @@ static int bind_metrics(struct sl_job *job, struct sl_error *err) {
     return sl_cfg_error(err, n,
                         "metrics must be a map, as "
                         "`metrics: { listen: 127.0.0.1:9464 }`");
-  if (sl_cfg_bind(empty ? NULL : n, n, sl_metrics_conf_map, &job->metrics,
-                  "metrics", err))
-    return err->code;
+  int rc = sl_cfg_bind(empty ? NULL : n, n, sl_metrics_conf_map, &job->metrics,
+                       "metrics", err);
+  /* also after an error: while collecting errors (diags.h) the fields
+   * that did bind stay bound until sl_job_free */
   job->has_metrics = true;
-  return 0;
+  return rc;
 }
 
 static int valid_job_id(const char *id) {
@@ -349,10 +351,12 @@ static int bind_sink(struct sl_job *job, struct sl_error *err) {
 
 /* The pipeline, dead letters and on_error. */
 static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
-  if (sl_pipeline_compile(job->pipeline_raw, &job->pipeline, err))
-    return err->code;
-  sl_pipeline_set_max_record_bytes(
-      job->pipeline, (size_t)sl_job_batching(job)->max_record_bytes);
+  int prc = sl_pipeline_compile(job->pipeline_raw, &job->pipeline, err);
+  if (prc && !sl_cfg_collecting())
+    return prc;
+  if (!prc && job->source_conf)
+    sl_pipeline_set_max_record_bytes(
+        job->pipeline, (size_t)sl_job_batching(job)->max_record_bytes);
   if (job->dead_letter_raw) {
     const char *names[] = {"file", "kafka", NULL};
     const char *name;
@@ -388,7 +392,7 @@ static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
   } else {
     return sl_cfg_error(err, oe, "on_error must be dead_letter or fail");
   }
-  return 0;
+  return prc;
 }
 
 int sl_job_load(const char *path, char *const *sets, size_t nsets,
@@ -401,25 +405,35 @@ int sl_job_load(const char *path, char *const *sets, size_t nsets,
   for (size_t i = 0; i < nsets; i++)
     if (sl_cfg_apply_set(job->tree, sets[i], err))
       goto fail;
-  if (sl_cfg_bind(job->tree, job->tree, job_map, job, "", err))
+  /* Each step below reports its errors; while errors are collected
+   * (diags.h, `sluice validate`) a failed step does not stop the next one
+   * unless that one needs what failed. */
+  bool all = sl_cfg_collecting();
+  int first = 0;
+#define STEP(call)                                                             \
+  do {                                                                         \
+    size_t mark_ = sl_cfg_diags_mark();                                        \
+    int rc_ = sl_cfg_diags_keep(mark_, (call), err);                           \
+    if (rc_ && !all)                                                           \
+      goto fail;                                                               \
+    first = first ? first : rc_;                                               \
+  } while (0)
+  STEP(sl_cfg_bind(job->tree, job->tree, job_map, job, "", err));
+  if (job->tree->kind != SL_CFG_MAP)
     goto fail;
   const struct sl_cfg_node *idn = sl_cfg_get(job->tree, "job");
-  if (!valid_job_id(job->id)) {
-    sl_cfg_error(err, idn,
-                 "job id '%s' must be 1-200 characters of letters, digits, "
-                 "'-', '_' and '.', not starting with '.'",
-                 job->id);
-    goto fail;
-  }
+  if (job->id && !valid_job_id(job->id))
+    STEP(sl_cfg_error(err, idn,
+                      "job id '%s' must be 1-200 characters of letters, "
+                      "digits, '-', '_' and '.', not starting with '.'",
+                      job->id));
   const struct sl_cfg_node *tn = sl_cfg_get(job->tree, "trigger");
   if (tn && tn->kind == SL_CFG_MAP && sl_cfg_get(tn, "interval") &&
-      job->trigger.available_now) {
-    sl_cfg_error(err, tn,
-                 "trigger: choose either interval or available_now, not "
-                 "both");
-    goto fail;
-  }
-  if (!job->checkpoint.dir) {
+      job->trigger.available_now)
+    STEP(sl_cfg_error(err, tn,
+                      "trigger: choose either interval or available_now, not "
+                      "both"));
+  if (!job->checkpoint.dir && job->id) {
     char dir[512];
     snprintf(dir, sizeof(dir), "./checkpoints/%s", job->id);
     job->checkpoint.dir = sl_strdup(dir);
@@ -428,9 +442,21 @@ int sl_job_load(const char *path, char *const *sets, size_t nsets,
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     job->workers = n > 0 ? n : 1;
   }
-  if (bind_source(job, err) || bind_sink(job, err) || bind_pipeline(job, err) ||
-      bind_metrics(job, err))
+  int src_rc = 0, sink_rc = 0, pipe_rc = 0;
+  if (job->source_raw) {
+    STEP(src_rc = bind_source(job, err));
+  }
+  if (job->sink_raw) {
+    STEP(sink_rc = bind_sink(job, err));
+  }
+  STEP(pipe_rc = bind_pipeline(job, err));
+  STEP(bind_metrics(job, err));
+#undef STEP
+  if (first || src_rc || sink_rc || pipe_rc) {
+    if (!err->code)
+      sl_error_set(err, first, "invalid job file");
     goto fail;
+  }
   if (job->sink_plugin->check_fields) {
     char **fields = sl_pipeline_output_fields(job->pipeline);
     int rc = 0;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../config/diags.h"
 #include "json.h"
 #include "util.h"
 
@@ -423,13 +424,22 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
   static const char *const names[] = {"parse", "filter", "map", "select",
                                       "drop",  "window", "top", NULL};
   int rc = 0;
-  for (size_t i = 0; i < list->n && !rc; i++) {
+  /* While every error of the file is collected (config/diags.h), a bad
+   * operator does not stop the next one; after a bad window the rest
+   * would only repeat its error, so that stops. */
+  bool all = sl_cfg_collecting();
+  int first = 0;
+  for (size_t i = 0; i < list->n && (!rc || all); i++) {
+    if (rc) {
+      first = first ? first : rc;
+      rc = 0;
+    }
     const struct sl_cfg_node *item = list->items[i];
     if (item->kind != SL_CFG_MAP || item->n != 1) {
       rc = sl_cfg_error(err, item,
                         "pipeline: each operator is one key: parse, "
                         "filter, map, select, drop or window");
-      break;
+      continue;
     }
     const char *name = item->keys[0]->scalar;
     const struct sl_cfg_node *v = item->items[0];
@@ -445,32 +455,31 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
                                "unknown operator '%s' (known: parse, filter, "
                                "map, select, drop, window, top)",
                                name);
-      break;
+      continue;
     }
     if (k == 0) { /* parse */
       if (i != 0)
         rc = sl_cfg_error(err, item, "parse must be the first operator");
       else if (v->kind != SL_CFG_SCALAR || strcmp(v->scalar, "json") != 0)
         rc = sl_cfg_error(err, v, "parse: only json is supported");
-      else
-        p->parse_json = true;
+      p->parse_json = true; /* also after an error: the rest need it */
       continue;
     }
     if (k != 1 && !p->parse_json) {
       rc = sl_cfg_error(
           err, item, "%s needs JSON records: put `- parse: json` first", name);
-      break;
+      continue;
     }
     if (p->top) {
       rc = sl_cfg_error(err, item, "top must be the last operator");
-      break;
+      continue;
     }
     if (k == 6) { /* top */
       if (!p->win || p->win->spec.mode != SL_WINDOW_APPEND) {
         rc = sl_cfg_error(err, item,
                           "top ranks complete windows: it needs a window "
                           "with output: append before it");
-        break;
+        continue;
       }
       const struct sl_cfg_node *nn = v->kind == SL_CFG_MAP ? sl_cfg_get(v, "n")
                                                            : NULL,
@@ -479,13 +488,13 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
       int64_t n = 0;
       if (!nn || !by || v->n != 2 || by->kind != SL_CFG_SCALAR) {
         rc = sl_cfg_error(err, v, "top: expected {n: N, by: FIELD}");
-        break;
+        continue;
       }
       if ((rc = sl_cfg_int(nn, &n, err)))
-        break;
+        continue;
       if (n < 1) {
         rc = sl_cfg_error(err, nn, "top: n must be at least 1");
-        break;
+        continue;
       }
       p->top = sl_calloc(1, sizeof(*p->top));
       p->top->n = n;
@@ -495,9 +504,11 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
     if (k == 5) { /* window */
       if (p->win) {
         rc = sl_cfg_error(err, item, "only one window per pipeline");
-        break;
+        continue;
       }
       rc = compile_window(v, &p->win, err);
+      if (rc)
+        break;
       continue;
     }
     struct op **ops = p->win ? &p->post : &p->pre;
@@ -530,6 +541,7 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
       break;
     }
   }
+  rc = first ? first : rc;
   if (rc) {
     sl_pipeline_free(p);
     return rc;

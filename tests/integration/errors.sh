@@ -100,4 +100,56 @@ expect_err "checksum mismatch"
 expect_err "$f"
 python3 "$SRC/tests/integration/check_file_sink.py" "$WORK/corrupt-out" 1000
 
+# --- validate reports every error of the file, in file order, each with
+# its place, not only the first
+cat >"$WORK/many.yaml" <<'YAML'
+job: many
+source:
+  kafka:
+    brokers: embedded
+    topic_list: [clicks]
+    max_records_per_batch: lots
+pipeline:
+  - parse: json
+  - filter: 'amount >'
+sink:
+  console: {}
+YAML
+expect_exit 78 "$SLUICE" validate "$WORK/many.yaml"
+printf '%s\n' \
+  "$WORK/many.yaml:5:5: unknown key 'topic_list' in source.kafka \(known keys: .*\)" \
+  "$WORK/many.yaml:6:28: source.kafka.max_records_per_batch: 'lots' is not an integer" \
+  "$WORK/many.yaml:9:13: filter: column 9: expected an expression after '>'" \
+  >"$WORK/many.want"
+[ "$(wc -l <"$WORK/err.txt")" = 4 ] || { cat "$WORK/err.txt" >&2; fail "validate: want 3 errors and the missing topics"; }
+# the missing required key (not a near miss of topic_list) is the fourth
+grep -q "^$WORK/many.yaml:4:5: missing required key 'topics' in source.kafka$" "$WORK/err.txt" ||
+  { cat "$WORK/err.txt" >&2; fail "validate: the missing key"; }
+grep -v "missing required" "$WORK/err.txt" | paste - "$WORK/many.want" |
+  while IFS=$'\t' read -r got want; do
+    [[ $got =~ ^$want$ ]] || fail "validate: got '$got', want '$want'"
+  done
+# a near miss of a required key is one error, not two
+sed -i 's/topic_list/topcs/' "$WORK/many.yaml"
+expect_exit 78 "$SLUICE" validate "$WORK/many.yaml"
+[ "$(wc -l <"$WORK/err.txt")" = 3 ] || { cat "$WORK/err.txt" >&2; fail "validate: a misspelled key counts once"; }
+expect_err "5:5: unknown key 'topcs' in source.kafka; did you mean 'topics'\?"
+# at most 50, then the count of the rest
+{
+  echo "job: many"
+  echo "source: { kafka: { brokers: embedded, topics: [t] } }"
+  echo "sink: { console: {} }"
+  echo "pipeline:"
+  echo "  - parse: json"
+  for i in $(seq 1 60); do echo "  - filter: 'x $i'"; done
+} >"$WORK/sixty.yaml"
+expect_exit 78 "$SLUICE" validate "$WORK/sixty.yaml"
+[ "$(wc -l <"$WORK/err.txt")" = 51 ] || { head -3 "$WORK/err.txt" >&2; fail "validate: want 50 errors and a count"; }
+head -1 "$WORK/err.txt" | grep -q "sixty.yaml:6:" || fail "validate: the first error first"
+sed -n 50p "$WORK/err.txt" | grep -q "sixty.yaml:55:" || fail "validate: in file order"
+[ "$(tail -1 "$WORK/err.txt")" = "... and 10 more errors" ] || fail "validate: $(tail -1 "$WORK/err.txt")"
+# run reports the same way
+expect_exit 78 "$SLUICE" run "$WORK/sixty.yaml"
+[ "$(wc -l <"$WORK/err.txt")" = 51 ] || fail "run: want 50 errors and a count"
+
 echo "ok: errors"
