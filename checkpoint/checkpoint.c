@@ -425,7 +425,8 @@ static int probe_writable(const char *root, const char *dir,
                           struct sl_error *err) {
   char *path = sl_asprintf("%s/.probe.tmp.%ld", dir, (long)getpid());
   int rc = 0;
-  int fd = sl_fsio->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = sl_fsio->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                         SL_FSIO_FILE_MODE);
   if (fd < 0 || sl_fsio->write(fd, "x", 1) != 1) {
     int saved = errno;
     if (fd >= 0) {
@@ -497,7 +498,7 @@ int sl_ckpt_open(const char *dir, const char *job_id, struct sl_ckpt **out,
 
   const char *dirs[] = {ck->dir, ck->offsets_dir, ck->commits_dir};
   for (size_t i = 0; i < SL_ARRAY_LEN(dirs); i++) {
-    rc = sl_fsio_mkdirs(dirs[i], err);
+    rc = sl_fsio_mkdirs_private(dirs[i], err);
     if (rc) {
       sl_error_prefix(err, "checkpoint directory %s is not writable", ck->dir);
       goto fail;

@@ -92,6 +92,18 @@ int sl_fsio_sync_dir(const char *dir, struct sl_error *err) {
   return 0;
 }
 
+/* Gives a file just created exactly SL_FSIO_FILE_MODE whatever the umask
+ * took away (or, for an O_TRUNC of a file left by an older version, had
+ * let through). */
+static int force_mode(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return -1;
+  if ((st.st_mode & 07777) == SL_FSIO_FILE_MODE)
+    return 0;
+  return fchmod(fd, SL_FSIO_FILE_MODE);
+}
+
 /* The protocol of fsio.h: after a crash at any point a reader of dir/name
  * sees the old file or the new one, never a mix. The temp name is per
  * process so two writers cannot trample each other's temp file, and starts
@@ -104,9 +116,14 @@ int sl_fsio_write_atomic(const char *dir, const char *name, const void *data,
   const char *what;
   int fd, saved, rc = SL_ERR_IO;
 
-  fd = sl_fsio->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  fd = sl_fsio->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                     SL_FSIO_FILE_MODE);
   if (fd < 0) {
     what = "cannot create temporary file";
+    goto fail;
+  }
+  if (force_mode(fd) < 0) {
+    what = "chmod of temporary file";
     goto fail;
   }
   if (write_all_errno(fd, data, len) < 0) {
@@ -154,11 +171,13 @@ out:
 }
 
 /* mkdir of one component; an existing directory is fine, an existing
- * non-directory is ENOTDIR. */
-static int mkdir_one(const char *path) {
+ * non-directory is ENOTDIR. A directory it creates gets exactly `mode` when
+ * exact is set (chmod after mkdir: the umask cannot widen or narrow it),
+ * else `mode` less the umask. */
+static int mkdir_one(const char *path, mode_t mode, bool exact) {
   struct stat st;
-  if (mkdir(path, 0755) == 0)
-    return 0;
+  if (mkdir(path, mode) == 0)
+    return exact ? chmod(path, mode) : 0;
   if (errno != EEXIST)
     return -1;
   if (stat(path, &st) < 0)
@@ -170,7 +189,8 @@ static int mkdir_one(const char *path) {
   return 0;
 }
 
-int sl_fsio_mkdirs(const char *path, struct sl_error *err) {
+static int mkdirs(const char *path, mode_t mode, bool exact,
+                  struct sl_error *err) {
   char *p = sl_strdup(path);
   int rc = 0;
   size_t n = strlen(p);
@@ -181,19 +201,27 @@ int sl_fsio_mkdirs(const char *path, struct sl_error *err) {
     if (*s != '/')
       continue;
     *s = '\0';
-    if (mkdir_one(p) < 0) {
+    if (mkdir_one(p, mode, exact) < 0) {
       rc = sl_error_set(err, SL_ERR_IO, "%s: cannot create directory: %s", p,
                         strerror(errno));
       goto out;
     }
     *s = '/';
   }
-  if (n > 0 && mkdir_one(p) < 0)
+  if (n > 0 && mkdir_one(p, mode, exact) < 0)
     rc = sl_error_set(err, SL_ERR_IO, "%s: cannot create directory: %s", p,
                       strerror(errno));
 out:
   free(p);
   return rc;
+}
+
+int sl_fsio_mkdirs(const char *path, struct sl_error *err) {
+  return mkdirs(path, 0755, false, err);
+}
+
+int sl_fsio_mkdirs_private(const char *path, struct sl_error *err) {
+  return mkdirs(path, SL_FSIO_DIR_MODE, true, err);
 }
 
 int sl_fsio_read_file(const char *path, char **data, size_t *len,

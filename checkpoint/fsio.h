@@ -32,7 +32,14 @@ struct sl_fsio_ops {
 extern const struct sl_fsio_ops *sl_fsio;
 extern const struct sl_fsio_ops sl_fsio_posix;
 
-/* Atomically replaces dir/name with data[0..len). Errors: SL_ERR_IO with
+/* The modes of what sluice keeps for itself (checkpoint files, state
+ * snapshots, the file sink's manifests), whatever the umask: they may
+ * hold records' keys and values, and no one else needs to read them. */
+#define SL_FSIO_FILE_MODE 0600
+#define SL_FSIO_DIR_MODE  0700
+
+/* Atomically replaces dir/name with data[0..len); the file is
+ * SL_FSIO_FILE_MODE. Errors: SL_ERR_IO with
  * the path and strerror. The temp file is removed on failure. fp names the
  * crash points of its steps (src/failpoint.h): fp.before_fsync,
  * fp.before_rename and fp.before_dir_fsync; NULL for none. */
@@ -46,8 +53,12 @@ int sl_fsio_write_all(int fd, const void *buf, size_t n, const char *path,
 /* fsyncs a directory (so a rename or create in it is durable). */
 int sl_fsio_sync_dir(const char *dir, struct sl_error *err);
 
-/* mkdir -p with mode 0755; SL_ERR_IO naming the path on failure. */
+/* mkdir -p with mode 0755 less the umask (directories for users, as the
+ * file sink's output); SL_ERR_IO naming the path on failure. */
 int sl_fsio_mkdirs(const char *path, struct sl_error *err);
+/* mkdir -p where every directory it creates is exactly SL_FSIO_DIR_MODE;
+ * existing ones are left as they are. */
+int sl_fsio_mkdirs_private(const char *path, struct sl_error *err);
 
 /* Reads a whole file into a malloc'd buffer (NUL-terminated; *len excludes
  * the NUL). SL_ERR_NOTFOUND when it does not exist, SL_ERR_IO otherwise. */

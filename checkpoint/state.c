@@ -26,7 +26,7 @@ static int write_sealed(struct sl_ckpt *ck, uint64_t batch, const char *name,
                         const void *data, size_t len, struct sl_error *err) {
   char *dir = batch_dir(ck, batch);
   size_t slen;
-  int rc = sl_fsio_mkdirs(dir, err);
+  int rc = sl_fsio_mkdirs_private(dir, err);
   if (!rc) {
     char *sealed = sl_fsio_seal(data, len, &slen);
     rc = sl_fsio_write_atomic(dir, name, sealed, slen, "checkpoint.state", err);

@@ -1615,7 +1615,7 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
                                  .workers = (unsigned)job->workers,
                                  .history = job->metrics.history};
     e.metrics = sl_metrics_new(&mi);
-    if ((rc = sl_metrics_serve(e.metrics, job->metrics.listen, err)))
+    if ((rc = sl_metrics_serve(e.metrics, &job->metrics, err)))
       goto out;
   }
   if (!opts->dry_run &&

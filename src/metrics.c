@@ -3,6 +3,7 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,6 +35,14 @@ const struct sl_cfg_field sl_metrics_conf_map[] = {
      .desc = "batch progress objects kept for /progress",
      .min = 1,
      .max = 10000},
+    {.key = "idle_timeout",
+     .type = SL_CFG_T_DURATION,
+     .def = "10s",
+     .offset = offsetof(struct sl_metrics_conf, idle_timeout),
+     .desc = "a connection that sends nothing for this long is closed "
+             "(whole seconds, rounded up)",
+     .min = 1000000000LL,
+     .max = 3600000000000LL},
     {0}};
 
 /* Batch duration buckets, seconds. */
@@ -373,6 +383,8 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
   struct MHD_Response *r = MHD_create_response_from_buffer(
       strlen(body), body, MHD_RESPMEM_MUST_FREE);
   MHD_add_response_header(r, "Content-Type", type);
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+    MHD_add_response_header(r, "Allow", "GET, HEAD");
   enum MHD_Result rc = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
   return rc;
@@ -390,7 +402,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
   (void)con_cls;
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
     return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
-                 sl_strdup("only GET\n"));
+                 sl_strdup("only GET and HEAD\n"));
   if (strcmp(url, "/metrics") == 0)
     return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
                  sl_metrics_render(m));
@@ -411,8 +423,40 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
                          "/progress\n"));
 }
 
-int sl_metrics_serve(struct sl_metrics *m, const char *listen,
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static bool is_loopback(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) ||
+           (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+  }
+  return false;
+}
+
+/* The server may hold SL_METRICS_MAX_CONNECTIONS sockets beside the job's
+ * own (Kafka, Redis, files): raise the soft limit on descriptors towards
+ * the hard one when it is lower than that needs. */
+static void raise_nofile(void) {
+  const rlim_t want = SL_METRICS_MAX_CONNECTIONS + 1024;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+    return;
+  rlim_t to =
+      rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+  if (to <= rl.rlim_cur)
+    return;
+  rl.rlim_cur = to;
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+    sl_debug("metrics: cannot raise the open files limit: %s", strerror(errno));
+}
+
+int sl_metrics_serve(struct sl_metrics *m, const struct sl_metrics_conf *conf,
                      struct sl_error *err) {
+  const char *listen = conf->listen;
   const char *colon = strrchr(listen, ':');
   if (!colon || colon == listen || !colon[1])
     return sl_error_setf(err, SL_ERR_CONFIG, SL_ERR_FATAL,
@@ -431,12 +475,22 @@ int sl_metrics_serve(struct sl_metrics *m, const char *listen,
   if (gai)
     return sl_error_setf(err, SL_ERR_CONFIG, SL_ERR_FATAL,
                          "metrics.listen '%s': %s", listen, gai_strerror(gai));
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+  if (!is_loopback(ai->ai_addr))
+    sl_warn("metrics.listen %s is not a loopback address: /metrics, "
+            "/progress and the job's topics are open to the network "
+            "(no authentication); put a firewall or a proxy in front",
+            listen);
+  raise_nofile();
+  /* epoll: no FD_SETSIZE bound on the descriptors' numbers. */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
+  unsigned idle = (unsigned)((conf->idle_timeout + 999999999) / 1000000000);
   m->daemon = MHD_start_daemon(
       flags, 0, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-      MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT,
+      SL_METRICS_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)SL_METRICS_CONNECTION_MEMORY, MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!m->daemon)
     return sl_error_setf(err, SL_ERR_IO, SL_ERR_FATAL,

@@ -26,10 +26,18 @@
 struct sl_progress;
 
 struct sl_metrics_conf {
-  char *listen;    /* "127.0.0.1:9464"; NULL: off */
-  int64_t history; /* progress objects kept for /progress */
+  char *listen;         /* "127.0.0.1:9464"; NULL: off */
+  int64_t history;      /* progress objects kept for /progress */
+  int64_t idle_timeout; /* ns; a connection idle this long is closed */
 };
 extern const struct sl_cfg_field sl_metrics_conf_map[];
+
+/* The bounds of the HTTP server (docs/ARCHITECTURE.md, "Security
+ * defaults"): connections open at once, and the memory of one connection,
+ * which holds its request line and headers (a request that does not fit
+ * is refused, 431, and the connection closed). */
+#define SL_METRICS_MAX_CONNECTIONS   1024u
+#define SL_METRICS_CONNECTION_MEMORY (32u * 1024u)
 
 struct sl_metrics;
 
@@ -44,8 +52,10 @@ struct sl_metrics_info {
 /* The numbers without a server (for `sluice test`-like use and unit
  * tests). */
 struct sl_metrics *sl_metrics_new(const struct sl_metrics_info *info);
-/* Starts serving on listen ("host:port", port 0 picks one). */
-int sl_metrics_serve(struct sl_metrics *m, const char *listen,
+/* Starts serving on conf->listen ("host:port", port 0 picks one), with
+ * conf->idle_timeout; warns (once) when the address is not a loopback
+ * one. */
+int sl_metrics_serve(struct sl_metrics *m, const struct sl_metrics_conf *conf,
                      struct sl_error *err);
 /* The port served on (after sl_metrics_serve), 0 when not serving. */
 unsigned sl_metrics_port(const struct sl_metrics *m);

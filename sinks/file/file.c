@@ -116,7 +116,10 @@ static int file_init(struct sl_sink *sink, struct sl_error *err) {
   snprintf(buf, sizeof(buf), "%s/_manifest", c->path);
   fs->manifest_dir = sl_strdup(buf);
   snprintf(fs->describe, sizeof(fs->describe), "File[%s]", c->path);
-  if (sl_fsio_mkdirs(fs->manifest_dir, err))
+  /* The output directory is the users' (the umask decides); the
+   * manifests are the sink's own record, private like the checkpoint. */
+  if (sl_fsio_mkdirs(c->path, err) ||
+      sl_fsio_mkdirs_private(fs->manifest_dir, err))
     return sl_error_prefix(err, "file sink");
   DIR *d = opendir(fs->manifest_dir);
   if (!d)
