@@ -67,12 +67,16 @@ static void put_quoted(FILE *out, const char *s) {
 }
 
 /* A string value; the password of a scheme://user:password@host url is
- * masked. */
+ * masked. The password ends at the last '@' of the value (the Redis url
+ * parser takes the last '@' of the authority; a password may hold an '@' or
+ * a '/' that was not %-encoded, and masking up to the last '@' anywhere
+ * never shows a part of it). */
 static void put_str(FILE *out, const char *s) {
   const char *scheme = strstr(s, "://");
-  const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-  const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
-  if (at && colon && colon < at) {
+  const char *at = scheme ? strrchr(scheme + 3, '@') : NULL;
+  const char *colon =
+      at ? memchr(scheme + 3, ':', (size_t)(at - (scheme + 3))) : NULL;
+  if (colon) {
     char masked[1024];
     snprintf(masked, sizeof(masked), "%.*s********%s", (int)(colon + 1 - s), s,
              at);

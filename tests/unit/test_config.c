@@ -326,6 +326,40 @@ static void test_interp_secret_not_leaked(void **state) {
   unsetenv("SLT_PASSWORD");
 }
 
+/* A url's password is masked by validate --print, also when it holds an
+ * '@' or a '/' that was not %-encoded; a url without one is shown as is. */
+static void test_print_url_password_masked(void **state) {
+  (void)state;
+  static const struct {
+    const char *in, *out;
+  } cases[] = {
+      {"redis://:pw@h:1/0", "\"redis://:********@h:1/0\""},
+      {"redis://u:pw@h:1/0", "\"redis://u:********@h:1/0\""},
+      {"redis://:p@w@h:1/0", "\"redis://:********@h:1/0\""},
+      {"redis://:p/w@h:1/0", "\"redis://:********@h:1/0\""},
+      {"redis://h:1/0", "redis://h:1/0"},
+      {"redis://u@h:1/0", "redis://u@h:1/0"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct sl_error err;
+    char *src = NULL, *text = NULL;
+    size_t len = 0;
+    assert_true(asprintf(&src, "u: '%s'\n", cases[i].in) > 0);
+    struct sl_cfg_node *root = load(src, &err);
+    assert_non_null(root);
+    FILE *f = open_memstream(&text, &len);
+    sl_cfg_print_node(f, sl_cfg_get(root, "u"), 0);
+    fclose(f);
+    char *want = NULL;
+    assert_true(asprintf(&want, " %s\n", cases[i].out) > 0);
+    assert_string_equal(text, want);
+    free(want);
+    free(text);
+    free(src);
+    sl_cfg_free(root);
+  }
+}
+
 /* ----------------------------------------------------------------- --set */
 
 static struct sl_cfg_node *base_tree(void) {
@@ -1038,6 +1072,7 @@ int main(void) {
       cmocka_unit_test(test_interp_forms),
       cmocka_unit_test(test_interp_errors),
       cmocka_unit_test(test_interp_secret_not_leaked),
+      cmocka_unit_test(test_print_url_password_masked),
       cmocka_unit_test(test_set_existing),
       cmocka_unit_test(test_set_new_nested),
       cmocka_unit_test(test_set_values),
