@@ -25,6 +25,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/fsio.h"
+#include "src/util.h"
 
 #define assert_contains(hay, needle)                                           \
   do {                                                                         \
@@ -374,6 +375,65 @@ static void test_fsio_read_missing(void **state) {
   assert_int_equal(sl_fsio_read_file(path, &data, &len, &err), SL_ERR_NOTFOUND);
   assert_null(data);
   assert_contains(err.msg, path);
+}
+
+static unsigned mode_of(const char *path) {
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  return (unsigned)(st.st_mode & 07777);
+}
+
+static bool modes_ok = true;
+static int check_private(const char *path, const struct stat *st, int flag,
+                         struct FTW *ftw) {
+  (void)ftw;
+  unsigned want = flag == FTW_D ? SL_FSIO_DIR_MODE : SL_FSIO_FILE_MODE;
+  if ((unsigned)(st->st_mode & 07777) != want) {
+    print_error("%s is %o, not %o\n", path, (unsigned)(st->st_mode & 07777),
+                want);
+    modes_ok = false;
+  }
+  return 0;
+}
+
+/* What sluice keeps for itself is 0600 (files) and 0700 (directories)
+ * whatever the umask: one that takes the owner's bits away (0277) or
+ * gives everything (0); directories for users follow the umask. */
+static void test_private_modes(void **state) {
+  struct fixture *f = *state;
+  const mode_t masks[] = {0277, 0, 022, 077};
+  char dir[800], path[900];
+  struct sl_error err = {0};
+  for (size_t i = 0; i < SL_ARRAY_LEN(masks); i++) {
+    mode_t old = umask(masks[i]);
+    snprintf(dir, sizeof(dir), "%s/m%zu/a/b", f->root, i);
+    assert_int_equal(sl_fsio_mkdirs_private(dir, &err), 0);
+    assert_int_equal(sl_fsio_write_atomic(dir, "f", "x", 1, NULL, &err), 0);
+    assert_int_equal(sl_fsio_write_atomic(dir, "f", "yy", 2, NULL, &err), 0);
+    snprintf(path, sizeof(path), "%s/f", dir);
+    umask(old);
+    assert_int_equal(mode_of(path), SL_FSIO_FILE_MODE);
+    assert_int_equal(mode_of(dir), SL_FSIO_DIR_MODE);
+    snprintf(path, sizeof(path), "%s/m%zu/a", f->root, i);
+    assert_int_equal(mode_of(path), SL_FSIO_DIR_MODE);
+  }
+  /* A whole checkpoint, opened and written under umask 0277. */
+  mode_t old = umask(0277);
+  struct sl_ckpt *ck = NULL;
+  int rc = sl_ckpt_open(f->dir, "job", &ck, &err);
+  umask(old);
+  assert_int_equal(rc, 0);
+  sl_ckpt_close(ck);
+  modes_ok = true;
+  nftw(f->dir, check_private, 16, FTW_PHYS);
+  assert_true(modes_ok);
+  /* Users' directories: the umask decides. */
+  old = umask(022);
+  snprintf(dir, sizeof(dir), "%s/out/x", f->root);
+  rc = sl_fsio_mkdirs(dir, &err);
+  umask(old);
+  assert_int_equal(rc, 0);
+  assert_int_equal(mode_of(dir), 0755);
 }
 
 /* The old file must survive any failure of a replacing write. */
@@ -1046,6 +1106,7 @@ int main(void) {
       T(test_offsets_out_of_range_rejected),
       T(test_seal_unseal),
       T(test_fsio_read_missing),
+      T(test_private_modes),
       T(test_atomic_short_write_enospc),
       T(test_atomic_fsync_eio),
       T(test_atomic_rename_fails),
