@@ -3,8 +3,9 @@
 # 500 idle connections held open do not keep /health from answering; a
 # request with a 100 KB header is refused and the server answers the next
 # one; with metrics.idle_timeout 1s an idle connection is closed by the
-# server; methods other than GET and HEAD get 405; a non-loopback listen
-# address is warned about once.
+# server; methods other than GET and HEAD get 405; at most 1024
+# connections are taken at once, and the soft limit on open files is raised
+# for them; a non-loopback listen address is warned about once.
 source "$(dirname "$0")/lib.bash" "$@"
 start_mock --topic clicks:2
 "$SLUICE" produce --brokers "$BROKERS" --topic clicks --count 100 --seed 5 \
@@ -25,9 +26,13 @@ workers: 1
 YAML
 }
 pid=""
-# start_job FILE: runs it, waits (bounded) for the line naming its port.
+# start_job FILE [NOFILE]: runs it (with that soft limit on open files),
+# waits (bounded) for the line naming its port.
 start_job() {
-  "$SLUICE" run "$1" --progress none >/dev/null 2>"$WORK/run.err" &
+  (
+    [ -z "${2:-}" ] || ulimit -Sn "$2"
+    exec "$SLUICE" run "$1" --progress none >/dev/null 2>"$WORK/run.err"
+  ) &
   pid=$!
   for _ in $(seq 1 2000); do # bounded: 20 s
     grep -q "metrics on http" "$WORK/run.err" && break
@@ -157,7 +162,60 @@ print("ok: an idle connection is closed by the server")
 PY
 stop_job
 
-# 6. A non-loopback address is warned about, once.
+# 6. The connection limit, 1024: with 1100 connections held open, the
+# server has accepted exactly 1024 and 76 wait in the kernel's accept queue
+# of the listening socket (its rx_queue in /proc/net/tcp); released, the
+# server answers again. Started with a soft limit of 1024 open files, which
+# sluice raises (to 2048, or the hard limit when lower).
+job "$WORK/full.yaml" '{ listen: "127.0.0.1:0", idle_timeout: 1h }'
+start_job "$WORK/full.yaml" 1024
+hard=$(ulimit -Hn)
+want=2048
+[ "$hard" = unlimited ] || [ "$hard" -ge 2048 ] || want=$hard
+soft=$(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")
+[ "$soft" = "$want" ] || fail "soft limit on open files is $soft, not $want"
+[ "$want" -ge 1200 ] || { echo "skip: hard limit $hard on open files is too low for 1100 connections"; want=0; }
+if [ "$want" != 0 ]; then
+  /usr/bin/python3 - "$MPORT" <<'PY' || fail "connection limit (see above)"
+import resource, socket, sys, time
+port = int(sys.argv[1])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+
+def accept_queue():
+    for line in open("/proc/net/tcp"):
+        f = line.split()
+        if f[1] == "0100007F:%04X" % port and f[3] == "0A":
+            return int(f[4].split(":")[1], 16)
+    raise SystemExit("no listening socket on port %d" % port)
+
+held = []
+for i in range(1100):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /heal")
+    held.append(s)
+deadline = time.monotonic() + 30
+while accept_queue() != 1100 - 1024 and time.monotonic() < deadline:
+    time.sleep(0.05)
+q = accept_queue()
+assert q == 1100 - 1024, f"{q} connections wait to be accepted, not 76"
+for s in held:
+    s.close()
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+assert data.startswith(b"HTTP/1.1 200"), data[:80]
+print("ok: 1024 connections accepted of 1100, /health answers once they are gone")
+PY
+fi
+stop_job
+
+# 7. A non-loopback address is warned about, once.
 job "$WORK/any.yaml" '{ listen: "0.0.0.0:0" }'
 start_job "$WORK/any.yaml"
 stop_job
