@@ -5,10 +5,14 @@
 
 #include "../../src/log.h"
 
+/* Also every name validate --print masks (sl_cfg_secret_name: token,
+ * credential, ssl.key..., in any case), so that an error never shows a
+ * value that --print hides. */
 bool sl_kafka_secret_property(const char *name) {
   return strstr(name, "password") || strstr(name, "secret") ||
          strstr(name, "sasl.jaas") || strstr(name, "sasl.oauthbearer.config") ||
-         strstr(name, "ssl.key.pem") || strstr(name, "ssl_key");
+         strstr(name, "ssl.key.pem") || strstr(name, "ssl_key") ||
+         sl_cfg_secret_name(name);
 }
 
 int sl_kafka_conf_set(rd_kafka_conf_t *conf, const char *name,

@@ -217,8 +217,29 @@ static void hinted_ranges_read_elsewhere_change_nothing(void **state) {
   read_exactly(f, range(0, 150, 250));
 }
 
+/* A property whose value validate --print masks is a secret to the
+ * Kafka client's errors too; the others are not. */
+static void secret_properties(void **state) {
+  (void)state;
+  const char *secret[] = {
+      "sasl.password",         "ssl.key.password",
+      "ssl.keystore.password", "sasl.oauthbearer.client.secret",
+      "sasl.jaas.config",      "sasl.oauthbearer.config",
+      "ssl.key.pem",           "sasl.oauthbearer.token.endpoint.url",
+      "Some.Credential"};
+  const char *plain[] = {"bootstrap.servers", "sasl.username",
+                         "security.protocol", "sasl.mechanism", "debug"};
+  for (size_t i = 0; i < SL_ARRAY_LEN(secret); i++)
+    if (!sl_kafka_secret_property(secret[i]))
+      fail_msg("%s is not taken for a secret", secret[i]);
+  for (size_t i = 0; i < SL_ARRAY_LEN(plain); i++)
+    if (sl_kafka_secret_property(plain[i]))
+      fail_msg("%s is taken for a secret", plain[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(secret_properties),
       cmocka_unit_test_setup_teardown(reads_exact_ranges_without_hints, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(
