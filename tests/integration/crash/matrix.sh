@@ -3,7 +3,14 @@
 # job kind (stateless or windowed), crashed at every crash point that such
 # a run passes, one point at a time.
 #
-# usage: matrix.sh SLUICE SRC SINK KIND
+# usage: matrix.sh SLUICE SRC SINK KIND [real]
+#
+# With `real`, the source (and the Kafka sink) is the suite's real Apache
+# Kafka broker (the ctest fixture kafka_broker) instead of the embedded
+# cluster, each cell with its own topics, and the Kafka sink runs with
+# mirror_offsets off: its output is read as a user reads it, read_committed,
+# without sluice's headers, and compared per partition as a multiset (a
+# batch committed twice, or an aborted attempt shown, adds rows).
 #
 # 1. Calibration: one run with every applicable point armed as sleep(0),
 #    which only announces each hit. Every point must be hit at least once
@@ -18,6 +25,7 @@
 source "$(dirname "$0")/../lib.bash" "$@"
 SINK=$3
 KIND=$4
+REAL=${5:-}
 PY=/usr/bin/python3 # Debian's, which has python3-redis
 OUTPUT="$SRC/tests/integration/crash/output.py"
 COUNT=20000
@@ -34,14 +42,25 @@ while read -r name _; do
 done < <("$SLUICE" failpoints)
 [ "${#points[@]}" -ge 15 ] || fail "sluice failpoints listed only ${#points[@]} points for $SINK"
 
-topics=(--topic clicks:4)
-if [ "$SINK" = kafka ]; then
-  for ((i = 0; i <= ${#points[@]}; i++)); do topics+=(--topic "out$i:4"); done
+# IN: the input topic; out_topic CELL: a cell's output topic.
+if [ -n "$REAL" ]; then
+  use_real_broker
+  tag=it-real-crash-$SINK-$KIND-$$
+  IN=$tag-in
+  create_topic "$IN" 4
+else
+  tag=""
+  IN=clicks
+  topics=(--topic clicks:4)
+  if [ "$SINK" = kafka ]; then
+    for ((i = 0; i <= ${#points[@]}; i++)); do topics+=(--topic "out$i:4"); done
+  fi
+  start_mock "${topics[@]}"
 fi
-start_mock "${topics[@]}"
-"$SLUICE" produce --brokers "$BROKERS" --topic clicks --count $COUNT --seed 7 \
+out_topic() { echo "${tag:+$tag-}out$1"; }
+"$SLUICE" produce --brokers "$BROKERS" --topic "$IN" --count $COUNT --seed 7 \
   2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
-kcat -b "$BROKERS" -C -t clicks -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
+kcat -b "$BROKERS" -C -t "$IN" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
   fail "kcat could not read the input back"
 [ "$(wc -l <"$WORK/records.jsonl")" = $COUNT ] || fail "kcat read $(wc -l <"$WORK/records.jsonl") records"
 [ "$SINK" = redis ] && start_redis
@@ -69,7 +88,14 @@ write_job() {
   fi
   case $SINK/$KIND in
     file/*) sink="file: { path: $WORK/$cell-out }" ;;
-    kafka/*) sink="kafka: { brokers: $BROKERS, topic: out$cell, key: '{user}', exactly_once: true, mirror_offsets: true, timeout: 20s }" ;;
+    kafka/*)
+      if [ -n "$REAL" ]; then
+        create_topic "$(out_topic "$cell")" 4
+        sink="kafka: { brokers: $BROKERS, topic: $(out_topic "$cell"), key: '{user}', exactly_once: true, timeout: 30s }"
+      else
+        sink="kafka: { brokers: $BROKERS, topic: out$cell, key: '{user}', exactly_once: true, mirror_offsets: true, timeout: 20s }"
+      fi
+      ;;
     redis/stateless) sink="redis:
     url: $REDIS_URL
     command:
@@ -83,11 +109,11 @@ write_job() {
       - INCRBY t:emitted 1" ;;
   esac
   cat >"$WORK/$cell.yaml" <<YAML
-job: crash-$SINK-$KIND-$cell
+job: ${tag:-crash-$SINK-$KIND}-$cell
 source:
   kafka:
     brokers: $BROKERS
-    topics: [clicks]
+    topics: [$IN]
     max_records_per_batch: 5000
     task_max_records: 1500
 pipeline:$pipeline
@@ -105,9 +131,16 @@ output() {
     file) $PY "$OUTPUT" "$1" file "$KIND" "$WORK/$2-out" ;;
     redis) $PY "$OUTPUT" "$1" redis "$KIND" "$REDIS_PORT" ;;
     kafka)
-      kcat -b "$BROKERS" -C -t "out$2" -e -q -f '%h\t%k\t%s\n' >"$WORK/$2.tsv" 2>"$WORK/kcat.err" ||
-        fail "kcat: $(cat "$WORK/kcat.err")"
-      $PY "$OUTPUT" "$1" kafka "$KIND" "$WORK/$2.tsv" "$WORK/$2-ckpt"
+      if [ -n "$REAL" ]; then
+        kcat -b "$BROKERS" -C -t "$(out_topic "$2")" -e -q -X isolation.level=read_committed \
+          -f '%p\t%k\t%s\n' >"$WORK/$2.tsv" 2>"$WORK/kcat.err" ||
+          fail "kcat: $(cat "$WORK/kcat.err")"
+        $PY "$OUTPUT" "$1" kafka-committed "$KIND" "$WORK/$2.tsv"
+      else
+        kcat -b "$BROKERS" -C -t "out$2" -e -q -f '%h\t%k\t%s\n' >"$WORK/$2.tsv" 2>"$WORK/kcat.err" ||
+          fail "kcat: $(cat "$WORK/kcat.err")"
+        $PY "$OUTPUT" "$1" kafka "$KIND" "$WORK/$2.tsv" "$WORK/$2-ckpt"
+      fi
       ;;
   esac
 }
@@ -154,4 +187,4 @@ for p in "${points[@]}"; do
   }
   echo "ok: $p crashed at hit $n of ${hits[$p]}; the restart committed exactly the uninterrupted output"
 done
-echo "ok: $SINK/$KIND: ${#points[@]} crash points, each fired, nothing lost, nothing twice"
+echo "ok: $SINK/$KIND${REAL:+ on the real broker}: ${#points[@]} crash points, each fired, nothing lost, nothing twice"

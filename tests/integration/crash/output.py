@@ -10,6 +10,9 @@ SINK is file, redis or kafka, KIND stateless or windowed. WHERE is
   file:  the sink's directory (only manifest-listed files count);
   kafka: the output topic as read by kcat -f '%h\\t%k\\t%s\\n', then the
          checkpoint directory (commits/N names the committed attempt);
+  kafka-committed: the output topic as a user reads it from a real broker,
+         kcat -X isolation.level=read_committed -f '%p\\t%k\\t%s\\n' (no
+         headers: `dump` gives each partition's rows as a sorted multiset);
   redis: the server's port (every key but the sluice:* ones).
 
 `dump` prints every committed batch's rows, sorted within the batch, so two
@@ -73,6 +76,21 @@ def kafka_batches(tsv, ckpt):
                 fail("record %s has key %r" % (value, key))
             rows.append(r)
         yield b, rows
+
+
+def kafka_committed(tsv):
+    """Each partition's rows in log order, each checked against its key."""
+    parts = collections.defaultdict(list)
+    for line in open(tsv, encoding="utf-8"):
+        line = line.rstrip("\n")
+        if not line:
+            continue
+        part, key, value = line.split("\t", 2)
+        r = json.loads(value)
+        if key != r["user"]:
+            fail("record %s has key %r" % (value, key))
+        parts[int(part)].append(r)
+    return parts
 
 
 def redis_keys(port):
@@ -164,6 +182,17 @@ def main():
     where = sys.argv[4:]
     if verb == "expect":
         res = expect(sink, kind, where[0])
+    elif sink == "kafka-committed":
+        parts = kafka_committed(where[0])
+        if verb == "dump":
+            res = [[p, sorted(canon(r) for r in rs)] for p, rs in sorted(parts.items())]
+        elif kind == "stateless":
+            res = final_rows(kind, [(0, [r for rs in parts.values() for r in rs])])
+        else:
+            # update mode: a window's rows share its user's partition, in
+            # commit order; the last is its value
+            res = final_rows(kind, [(i, [r]) for rs in parts.values()
+                                    for i, r in enumerate(rs)])
     elif sink == "redis":
         keys = redis_keys(where[0])
         res = keys if verb == "dump" else redis_final(kind, keys)
