@@ -145,7 +145,9 @@ format() {
   # A cluster id is 16 random bytes in unpadded URL-safe base64.
   id=$(/usr/bin/python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
   jvm_cmd "$dir"
-  "${JVM[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" \
+  # --cluster-id=ID, not -t ID: one id in 64 starts with '-', which the
+  # tool's argument parser would take for an option
+  "${JVM[@]}" kafka.tools.StorageTool format --cluster-id="$id" -c "$dir/server.properties" \
     >"$dir/format.log" 2>&1 || {
     cat "$dir/format.log" >&2
     die "formatting $dir/data failed"
