@@ -9,24 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h" /* sl_cfg_buf (buf.c) */
 #include "config.h"
+#include "interp.h" /* sl_cfg_interpolate (interp.c) */
 
 /* File name of nodes created by --set (never freed: a literal). */
 #define SL_CFG_SET_FILE "--set"
 
 /* Longest explanation a converter writes (fits an sl_error message). */
 #define SL_CFG_WHY_MAX 512
-
-/* ------------------------------------------------------------ buffers */
-
-/* A growable NUL-terminated string. */
-struct sl_cfg_buf {
-  char *p;
-  size_t len, cap;
-};
-
-void sl_cfg_buf_add(struct sl_cfg_buf *b, const char *s, size_t n);
-void sl_cfg_buf_adds(struct sl_cfg_buf *b, const char *s);
 
 /* ------------------------------------------------------------- nodes */
 
@@ -59,13 +50,6 @@ struct sl_cfg_node *sl_cfg_parse(const struct sl_cfg_parse_opts *opts,
 struct sl_cfg_node *sl_cfg_parse_value(const char *file, const char *text,
                                        int col_shift, bool interpolate,
                                        struct sl_error *err);
-
-/* ----------------------------------------------------- interpolation */
-
-/* Expands ${VAR}, ${VAR:-def}, ${VAR:?msg} and $$ in s into *out (malloc'd).
- * Returns 0, or -1 with a reason (never containing a variable's value) in
- * why. */
-int sl_cfg_interpolate(const char *s, char **out, char *why, size_t why_len);
 
 /* --------------------------------------------------------- converters */
 

@@ -8,14 +8,15 @@
  * Any other '$' is kept as is. Error reasons name variables, never their
  * values, since those are often credentials.
  */
-#include "config.h"
-#include "cfg_internal.h"
+#include "interp.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../src/util.h"
+#include "buf.h"
 
 /* ${A:-${B:-${C}}} nests; a bound keeps hostile input off the C stack. */
 #define SL_INTERP_MAX_NEST 16

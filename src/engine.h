@@ -13,12 +13,7 @@
 
 #include "error.h"
 #include "job.h"
-
-enum sl_progress_format {
-  SL_PROGRESS_TEXT,
-  SL_PROGRESS_JSON,
-  SL_PROGRESS_NONE
-};
+#include "progress.h"
 
 struct sl_run_opts {
   enum sl_progress_format progress;

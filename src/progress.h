@@ -11,8 +11,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "engine.h"
 #include "offsets.h"
+
+/* How run reports its batches (--progress); the engine takes it in its
+ * run options. */
+enum sl_progress_format {
+  SL_PROGRESS_TEXT,
+  SL_PROGRESS_JSON,
+  SL_PROGRESS_NONE
+};
 
 struct sl_progress {
   const char *job_id;
