@@ -223,10 +223,14 @@ static struct sl_cfg_field *merge_tables(const struct sl_cfg_field *a,
   return t;
 }
 
-/* Resolves "source: {kafka: {...}}" to the plugin name and its map. */
+/* Resolves "source: {kafka: {...}}" to the plugin name and its map.
+ * omitted, when not NULL, tells which option would build a name that is
+ * not among names (a sink left out of this binary). */
 static int pick_plugin(const struct sl_cfg_node *node, const char *what,
-                       const char *const *names, const char **name,
-                       const struct sl_cfg_node **map, struct sl_error *err) {
+                       const char *const *names,
+                       const char *(*omitted)(const char *name),
+                       const char **name, const struct sl_cfg_node **map,
+                       struct sl_error *err) {
   char list[256] = "";
   for (size_t i = 0; names[i]; i++) {
     if (i)
@@ -243,6 +247,12 @@ static int pick_plugin(const struct sl_cfg_node *node, const char *what,
   for (size_t i = 0; names[i]; i++)
     if (strcmp(names[i], *name) == 0)
       return 0;
+  const char *option = omitted ? omitted(*name) : NULL;
+  if (option)
+    return sl_cfg_error(err, node->keys[0],
+                        "%s '%s' is not built into this binary (built "
+                        "without %s)",
+                        what, *name, option);
   const char *best = sl_suggest_name(*name, names);
   if (best)
     return sl_cfg_error(err, node->keys[0],
@@ -291,7 +301,7 @@ static int bind_source(struct sl_job *job, struct sl_error *err) {
   const struct sl_cfg_node *map;
   for (size_t i = 0; sl_source_plugins[i] && i < 15; i++)
     names[i] = sl_source_plugins[i]->name;
-  if (pick_plugin(job->source_raw, "source", names, &name, &map, err))
+  if (pick_plugin(job->source_raw, "source", names, NULL, &name, &map, err))
     return err->code;
   job->source_plugin = sl_source_find(name);
   job->source_node = map;
@@ -323,7 +333,8 @@ static int bind_sink(struct sl_job *job, struct sl_error *err) {
   const struct sl_cfg_node *map;
   for (size_t i = 0; sl_sink_plugins[i] && i < 15; i++)
     names[i] = sl_sink_plugins[i]->name;
-  if (pick_plugin(job->sink_raw, "sink", names, &name, &map, err))
+  if (pick_plugin(job->sink_raw, "sink", names, sl_sink_omitted, &name, &map,
+                  err))
     return err->code;
   job->sink_plugin = sl_sink_find(name);
   job->sink_node = map;
@@ -349,6 +360,18 @@ static int bind_sink(struct sl_job *job, struct sl_error *err) {
   return 0;
 }
 
+/* The sinks that can take dead letters (those built in are offered). */
+static const char *const dl_sinks[] = {"file", "kafka", NULL};
+
+/* sl_sink_omitted for the dead-letter sinks only: a left-out Redis sink
+ * could not take dead letters anyway. */
+static const char *dl_omitted(const char *name) {
+  for (size_t i = 0; dl_sinks[i]; i++)
+    if (strcmp(dl_sinks[i], name) == 0)
+      return sl_sink_omitted(name);
+  return NULL;
+}
+
 /* The pipeline, dead letters and on_error. */
 static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
   int prc = sl_pipeline_compile(job->pipeline_raw, &job->pipeline, err);
@@ -358,11 +381,15 @@ static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
     sl_pipeline_set_max_record_bytes(
         job->pipeline, (size_t)sl_job_batching(job)->max_record_bytes);
   if (job->dead_letter_raw) {
-    const char *names[] = {"file", "kafka", NULL};
+    const char *names[sizeof(dl_sinks) / sizeof(dl_sinks[0])] = {0};
+    size_t nn = 0;
+    for (size_t i = 0; dl_sinks[i]; i++)
+      if (sl_sink_find(dl_sinks[i]))
+        names[nn++] = dl_sinks[i];
     const char *name;
     const struct sl_cfg_node *map;
-    if (pick_plugin(job->dead_letter_raw, "dead_letter", names, &name, &map,
-                    err))
+    if (pick_plugin(job->dead_letter_raw, "dead_letter", names, dl_omitted,
+                    &name, &map, err))
       return err->code;
     job->dl_plugin = sl_sink_find(name);
     job->dl_table =

@@ -3,9 +3,11 @@
  *
  * A plugin is one struct of callbacks filled with designated initializers
  * and exported as one symbol from its folder (sources/<name>/,
- * sinks/<name>/); src/registry.c lists them. Each plugin declares its
- * config_map (keys, types, defaults, docs) and the size of the struct the
- * loader binds it into; `conf` below points at that struct.
+ * sinks/<name>/); src/registry.c lists them, and the ones a CMake option
+ * left out of this build (SLUICE_WITH_REDIS, SLUICE_WITH_KAFKA_SINK). Each
+ * plugin declares its config_map (keys, types, defaults, docs) and the size
+ * of the struct the loader binds it into; `conf` below points at that
+ * struct.
  *
  * Return values: 0, or a negative sl_err with the sl_error filled. The
  * engine owns retries: a callback that may succeed when called again sets
@@ -188,5 +190,17 @@ const struct sl_sink_plugin *sl_sink_find(const char *name);
 /* NULL-terminated lists, for messages and --help. */
 extern const struct sl_source_plugin *const sl_source_plugins[];
 extern const struct sl_sink_plugin *const sl_sink_plugins[];
+
+/* A plugin that exists in the source tree but was left out of this binary
+ * by a CMake option: a job that names it is told which option builds it. */
+struct sl_plugin_omitted {
+  const char *name;   /* "redis" */
+  const char *option; /* "SLUICE_WITH_REDIS" */
+};
+/* The sinks left out, ended by {NULL, NULL}. */
+extern const struct sl_plugin_omitted sl_sink_plugins_omitted[];
+/* The option that would build sink name, or NULL when it is built in (or
+ * not a sink at all). */
+const char *sl_sink_omitted(const char *name);
 
 #endif
