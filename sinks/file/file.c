@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +58,9 @@ static const struct sl_cfg_field file_map[] = {
 struct file_sink {
   char *path;
   char *manifest_dir;
-  uint64_t last; /* newest committed batch */
+  /* Newest committed batch; stage_open reads it on the workers while a
+   * commit may run on another thread. */
+  _Atomic uint64_t last;
   char describe[300];
 };
 
@@ -70,6 +73,7 @@ struct file_stage {
   int64_t records, bytes;
   char *buf;
   size_t len, cap;
+  bool discard; /* the batch is committed already: write nothing */
 };
 
 static int parse_batch_name(const char *name, uint64_t *out) {
@@ -195,6 +199,16 @@ static int file_stage_open(struct sl_sink *sink, uint64_t batch, uint32_t task,
   char path[4096];
   s->fs = fs;
   s->conf = sink->conf;
+  if (batch <= atomic_load(&fs->last)) {
+    /* A re-run of a batch this sink holds (the dead letters are committed
+     * before the main sink): its commit is a no-op, and rewriting the
+     * listed part files would change committed output, or cut it short
+     * if the process died meanwhile. */
+    s->discard = true;
+    s->fd = -1;
+    *stage = s;
+    return 0;
+  }
   snprintf(s->name, sizeof(s->name), "part-%010" PRIu64 "-%05u.jsonl", batch,
            task);
   snprintf(path, sizeof(path), "%s/%s", fs->path, s->name);
@@ -260,6 +274,8 @@ static int file_stage_write(void *stage, const struct sl_batch *b,
   (void)rejects; /* every record can be written */
   struct file_stage *s = stage;
   char num[160];
+  if (s->discard)
+    return 0;
   for (size_t i = 0; i < b->n; i++) {
     const struct sl_record *r = &b->recs[i];
     if (s->conf->format == FMT_VALUE) {
@@ -297,6 +313,8 @@ static int file_stage_write(void *stage, const struct sl_batch *b,
 
 static int file_stage_close(void *stage, struct sl_error *err) {
   struct file_stage *s = stage;
+  if (s->discard)
+    return 0;
   if (flush_stage(s, err))
     return err->code;
   free(s->buf); /* the part is written: the buffer is not needed again */
