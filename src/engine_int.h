@@ -1,0 +1,173 @@
+/*
+ * engine_int.h - what the engine's files share; nothing outside src/
+ * engine*.c, tasks.c, window_phase.c, commit.c and recover.c includes it.
+ *
+ *   engine.c        stopping, retries, planning, one batch, the trigger
+ *                   loop, sl_engine_run
+ *   tasks.c         the worker side and task dispatch
+ *   window_phase.c  merge, emit, snapshot; restoring the state
+ *   commit.c        sink commits, commits/N, progress
+ *   recover.c       the recovery decision and --dry-run
+ *
+ * The coordinator thread owns struct engine; workers read it (the job,
+ * the plugins, the window state during a phase) but write only their
+ * task's task_ctx.
+ */
+#ifndef SL_ENGINE_INT_H
+#define SL_ENGINE_INT_H
+
+#include "engine.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../checkpoint/checkpoint.h"
+#include "../checkpoint/state.h"
+#include "failpoint.h"
+#include "log.h"
+#include "metrics.h"
+#include "plan.h"
+#include "pipeline.h"
+#include "pool.h"
+#include "progress.h"
+#include "util.h"
+
+struct engine {
+  struct sl_job *job;
+  const struct sl_run_opts *opts;
+  struct sl_source src;
+  struct sl_sink sink;
+  struct sl_sink dl;          /* dead letters; dl.plugin NULL when none */
+  bool has_ops;               /* the pipeline does something */
+  struct sl_wstate *ws;       /* window state, NULL when stateless */
+  uint64_t *shard_batch;      /* per shard: batch whose file holds it */
+  struct sl_wpartial **parts; /* the batch's partials, while merging */
+  size_t nparts;
+  int64_t watermark; /* window watermark at the start of the batch */
+  struct sl_ckpt *ck;
+  struct sl_pool *pool;
+  struct sl_metrics *metrics; /* NULL when off */
+  bool src_ready, sink_ready;
+
+  struct sl_plan pos;      /* where the next batch starts, per partition */
+  struct sl_plan target;   /* available-now: where to stop */
+  struct sl_plan affinity; /* start = worker whose reader stands at end */
+  uint64_t next_batch;
+  uint64_t rerun; /* batch to re-run from offsets/, 0 none */
+  char run_id[40];
+  int64_t last_batch_start_ns;
+  int64_t last_batch_end_ns;
+  int64_t started_ns;
+  bool committed_once; /* a batch was committed by this process */
+  int64_t done;        /* records processed in this run */
+  bool overlap;        /* commits may run beside the next batch's reads */
+  struct inflight *fl; /* the batch being committed, NULL when none */
+};
+
+struct worker_ctx {
+  void *reader;
+  struct sl_batch chunk, out, dead;
+  struct sl_rejects rejects; /* records the sink could not write */
+  struct sl_batch rdead;     /* their dead letters */
+};
+
+enum task_kind { TASK_READ, TASK_MERGE, TASK_EMIT };
+
+/* How many queued ranges past the current one a worker tells its reader
+ * about (see hint_ranges); the source bounds what it fetches ahead. */
+#define SL_PREFETCH_RANGES 8
+
+/* The image of one shard, serialized by an emit task. */
+struct shard_image {
+  unsigned shard;
+  void *data;
+  size_t len;
+};
+
+struct task_ctx {
+  enum task_kind kind;
+  unsigned shard_lo, shard_hi; /* merge / emit: shards [lo, hi) */
+  struct shard_image *images;  /* emit: dirty shards serialized */
+  size_t nimages;
+  char **top_rows; /* emit with `top`: rows for the coordinator to rank */
+  size_t ntop;
+  struct engine *e;
+  struct sl_range slice; /* topic points into the batch's plan */
+  void *stage;           /* opened on the first output */
+  void *dl_stage;        /* opened on the first dead letter */
+  struct sl_pipe_task *pipe;
+  struct sl_pipe_stats stats;
+  int64_t records;
+  int64_t lost;          /* skipped: deleted by retention */
+  int64_t sink_rejected; /* outputs the sink sent to the dead letters */
+  int attempts;
+  int64_t retry_at_ns;
+  /* Read tasks: the next task queued on the same worker's ring, for the
+   * source's prefetch hint (hint_ranges), and whether a worker has begun
+   * this one. */
+  struct task_ctx *after;
+  atomic_bool started;
+};
+
+/* A batch past its window phase: its sink commit runs (on a thread of its
+ * own when e->overlap) and commits/N is still to be written. */
+struct inflight {
+  struct engine *e;
+  struct sl_plan plan, latest; /* owned; latest empty when unknown */
+  bool has_latest;
+  struct task_ctx *tcs;
+  size_t n;
+  int64_t records, lost;
+  struct sl_pipe_stats stats;
+  /* plan, offsets/N, reads, waiting for the previous batch's commit, the
+   * window phase (ns); start of the batch, of its commit, end of it */
+  int64_t plan_ns, off_ns, read_ns, wait_ns, win_ns, t0, t2, t3;
+  bool async;
+  pthread_t th;
+  int rc;
+  struct sl_error err;
+};
+
+/* engine.c: stopping, retries, planning, the trigger loop */
+int64_t eng_lag_after(const struct sl_plan *plan, const struct sl_plan *latest);
+int eng_with_retry(struct engine *e, const struct sl_sink *sink,
+                   const char *what, int (*fn)(void *arg, struct sl_error *err),
+                   void *arg, struct sl_error *err);
+
+/* tasks.c */
+int eng_worker_init(int worker, void *arg, void **wctx, struct sl_error *err);
+void eng_worker_fini(int worker, void *arg, void *wctx);
+int eng_stage_out(struct engine *e, struct task_ctx *tc,
+                  const struct sl_task *t, struct worker_ctx *w,
+                  const struct sl_batch *b, struct sl_error *err);
+int eng_close_stage(struct sl_sink *sink, void *st, struct sl_error *err);
+int eng_run_task(struct sl_task *t, int worker, void *wctx, void *arg);
+void eng_free_stages(struct engine *e, struct task_ctx *tcs, size_t n);
+int eng_run_tasks(struct engine *e, const struct sl_plan *plan,
+                  struct task_ctx **out_tcs, size_t *out_n, int64_t *records,
+                  int64_t *lost, struct sl_pipe_stats *stats,
+                  struct sl_error *err);
+int eng_run_phase(struct engine *e, uint64_t batch, struct task_ctx *tcs,
+                  size_t n, uint32_t first_id, struct sl_error *err);
+
+/* window_phase.c */
+int eng_run_window(struct engine *e, const struct sl_plan *plan,
+                   struct task_ctx **tcs, size_t *n,
+                   struct sl_pipe_stats *stats, struct sl_error *err);
+int eng_load_state(struct engine *e, uint64_t batch, struct sl_error *err);
+
+/* commit.c */
+void *eng_commit_main(void *arg);
+int eng_finish_batch(struct engine *e, struct sl_error *err);
+
+/* recover.c */
+int eng_recover(struct engine *e, struct sl_error *err);
+int eng_dry_run(struct engine *e, struct sl_error *err);
+
+#endif
