@@ -1,13 +1,12 @@
 /*
  * commit.c - a batch's sink commit and what makes it current.
  *
- * Owns the commit of the dead-letter and main sinks (with their retries),
- * the commit thread of a batch in flight (struct inflight, when commits
- * overlap the next batch's reads), and eng_finish_batch: commits/N, the
- * pruning of old checkpoint entries and state, the progress report and
- * the metrics.
+ * Owns the commit of the dead-letter and main sinks (with their retries)
+ * and what follows commits/N (eng_after_commit): the pruning of old
+ * checkpoint entries and state, the progress report and the metrics.
+ * When each runs is batch.c's to decide.
  */
-#include "engine_int.h"
+#include "batch.h"
 
 struct commit_args {
   struct sl_sink *sink;
@@ -44,59 +43,22 @@ static int commit_one(struct engine *e, struct sl_sink *sink,
 
 /* Dead letters first: both commits are idempotent on the batch id, so a
  * crash between them re-runs the batch and the first is a no-op. */
-static int commit_sink(struct engine *e, const struct sl_plan *plan,
-                       struct task_ctx *tcs, size_t n, struct sl_error *err) {
+int eng_commit_sink(struct engine *e, const struct sl_plan *plan,
+                    struct task_ctx *tcs, size_t n, struct sl_error *err) {
   if (e->dl.plugin && commit_one(e, &e->dl, plan, tcs, n, true, err))
     return sl_error_prefix(err, "dead letters");
   return commit_one(e, &e->sink, plan, tcs, n, false, err);
 }
 
-void *eng_commit_main(void *arg) {
-  struct inflight *fl = arg;
-  fl->e->sink.note[0] = '\0';
-  fl->rc = commit_sink(fl->e, &fl->plan, fl->tcs, fl->n, &fl->err);
-  fl->t3 = sl_mono_ns();
-  return NULL;
-}
-
-static void inflight_free(struct engine *e, struct inflight *fl) {
-  eng_free_stages(e, fl->tcs, fl->n);
-  free(fl->tcs);
-  sl_plan_clear(&fl->plan);
-  sl_plan_clear(&fl->latest);
-  free(fl);
-}
-
-/* Waits for the in-flight batch's sink commit, then makes the batch
- * current (commits/N) and reports it. No-op when none is in flight. */
-int eng_finish_batch(struct engine *e, struct sl_error *err) {
-  struct inflight *fl = e->fl;
-  if (!fl)
-    return 0;
-  e->fl = NULL;
-  if (fl->async)
-    pthread_join(fl->th, NULL);
-  int64_t tj = sl_mono_ns();
+/* After commits/N: prunes the checkpoint and the window state past
+ * checkpoint.retain, and reports the batch (progress, metrics). */
+void eng_after_commit(struct engine *e, const struct eng_batch *fl,
+                      int64_t tj) {
+  struct sl_error perr = {0}, *err = &perr;
   const struct sl_plan *plan = &fl->plan;
-  if (fl->rc) {
-    *err = fl->err;
-    sl_error_prefix(err, "sink commit of batch %" PRIu64 " failed",
-                    plan->batch);
-    int rc = fl->rc;
-    inflight_free(e, fl);
-    return rc;
-  }
   int64_t t3 = fl->t3, t0 = fl->t0, t2 = fl->t2;
   int64_t plan_ns = fl->plan_ns, records = fl->records, lost = fl->lost;
   struct sl_pipe_stats stats = fl->stats;
-  int rc = 0;
-  sl_ckpt_set_commit_note(e->ck, e->sink.note);
-  if (sl_failpoint_err("batch.after_sink_commit", err) ||
-      sl_ckpt_write_commit(e->ck, plan->batch, sl_wall_ms(), err) ||
-      sl_failpoint_err("batch.after_commit", err)) {
-    rc = err->code;
-    goto out;
-  }
   if (sl_ckpt_prune(e->ck, (unsigned)e->job->checkpoint.retain, err))
     sl_warn("pruning the checkpoint: %s", err->msg);
   if (e->ws) {
@@ -178,7 +140,4 @@ int eng_finish_batch(struct engine *e, struct sl_error *err) {
   if (e->ws)
     sl_metrics_state(e->metrics, sl_wstate_windows(e->ws),
                      sl_wstate_bytes(e->ws));
-out:
-  inflight_free(e, fl);
-  return rc;
 }

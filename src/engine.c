@@ -7,7 +7,7 @@
  * commit and commits/N in commit.c, recovery in recover.c; engine_int.h
  * is what they share.
  */
-#include "engine_int.h"
+#include "batch.h"
 
 /* ------------------------------------------------------------ stopping */
 
@@ -150,109 +150,42 @@ int eng_with_retry(struct engine *e, const struct sl_sink *sink,
                       false, what, fn, arg, err);
 }
 
-/* One batch: offsets/N (the plan), the read tasks, the window, then the
- * sink commit. When the previous batch's commit is still running (e->fl,
- * with e->overlap), this batch's read tasks run beside it: no output of
- * theirs is visible before this batch commits, and offsets/N is written
- * only once the previous batch is current (commits/N-1), so the
- * checkpoint sees the same sequence as without the overlap; a crash
- * before then leaves only stages that no commit lists, and the restart
- * plans batch N afresh. With e->overlap the commit of this batch is left
- * running on a thread of its own (e->fl); finish_batch completes it. */
-static int run_batch(struct engine *e, struct sl_plan *plan,
-                     const struct sl_plan *latest, bool rerun, int64_t plan_ns,
+/* Drives one batch through the machine of batch.h, from where it stands
+ * (PLANNED, or LOGGED when recovery rebuilt it) to COMMITTING. When the
+ * previous batch is still committing (e->fl, with e->overlap), this
+ * batch's reads run beside it (READ_AHEAD): no output of theirs is visible
+ * before this batch commits, and offsets/N is written only once the
+ * previous batch is current (commits/N-1), so the checkpoint sees the
+ * same sequence as without the overlap. With e->overlap the commit of
+ * this batch is left running (e->fl); eng_batch_finish completes it. */
+static int run_batch(struct engine *e, struct eng_batch *b,
                      struct sl_error *err) {
-  int64_t t0 = sl_mono_ns(), off_ns = 0, wait_ns = -1, t2;
-  struct task_ctx *tcs = NULL;
-  size_t n = 0;
-  int64_t records = 0, lost = 0;
-  struct sl_pipe_stats stats;
   bool beside = e->fl != NULL;
-  if (!beside && !rerun &&
-      (sl_failpoint_err("batch.planned", err) ||
-       sl_ckpt_write_offsets(e->ck, plan, err) ||
-       sl_failpoint_err("batch.after_offsets", err)))
-    return err->code;
-  int64_t t1 = sl_mono_ns();
-  off_ns = t1 - t0;
-  e->watermark = e->ws ? sl_wstate_watermark(e->ws) : SL_WINDOW_NO_WATERMARK;
-  int rc = eng_run_tasks(e, plan, &tcs, &n, &records, &lost, &stats, err);
-  int64_t tread = sl_mono_ns(), tr = tread;
-  if (beside) {
+  int rc = 0;
+  if (!beside && b->state == ENG_BATCH_PLANNED)
+    rc = eng_batch_log(b, err);
+  if (!rc)
+    rc = eng_batch_read(b, err);
+  if (beside) { /* the previous batch's commit first, even after a failure */
+    int64_t t = sl_mono_ns();
     struct sl_error ferr = {0};
-    int frc = eng_finish_batch(e, &ferr);
+    int frc = eng_batch_finish(e, &ferr);
     if (frc) {
-      if (!rc) {
-        eng_free_stages(e, tcs, n);
-        free(tcs);
-      }
       *err = ferr;
+      eng_batch_free(b);
       return frc;
     }
-    int64_t tf = sl_mono_ns();
-    wait_ns = tf - tread;
-    if (!rc && !rerun &&
-        (sl_failpoint_err("batch.planned", err) ||
-         sl_ckpt_write_offsets(e->ck, plan, err) ||
-         sl_failpoint_err("batch.after_offsets", err)))
-      rc = err->code;
-    if (rc && n) { /* run_tasks frees its own on failure */
-      eng_free_stages(e, tcs, n);
-      free(tcs);
-    }
-    off_ns = sl_mono_ns() - tf;
-    tr = sl_mono_ns();
+    b->wait_ns = sl_mono_ns() - t;
+    if (!rc && b->state == ENG_BATCH_READ_AHEAD)
+      rc = eng_batch_log(b, err);
   }
-  if (!rc && (rc = sl_failpoint_err("batch.after_reads", err))) {
-    eng_free_stages(e, tcs, n);
-    free(tcs);
-  }
-  if (rc)
+  if (!rc)
+    rc = eng_batch_save_state(b, err);
+  if (rc) {
+    eng_batch_free(b);
     return rc;
-  if (e->ws && eng_run_window(e, plan, &tcs, &n, &stats, err)) {
-    eng_free_stages(e, tcs, n);
-    free(tcs);
-    return err->code;
   }
-  t2 = sl_mono_ns();
-  struct inflight *fl = sl_calloc(1, sizeof(*fl));
-  *fl = (struct inflight){.e = e,
-                          .plan = *plan,
-                          .tcs = tcs,
-                          .n = n,
-                          .records = records,
-                          .lost = lost,
-                          .stats = stats,
-                          .plan_ns = plan_ns,
-                          .off_ns = off_ns,
-                          .read_ns = tread - t1,
-                          .wait_ns = wait_ns,
-                          .win_ns = t2 - tr,
-                          .t0 = t0,
-                          .t2 = t2};
-  memset(plan, 0, sizeof(*plan)); /* moved: the tasks point into it */
-  if (latest) {
-    sl_plan_copy(&fl->latest, latest);
-    fl->has_latest = true;
-  }
-  /* The batch's ends are where the next one starts (the next batch is
-   * planned while this one commits; if the commit fails, the job stops). */
-  for (size_t i = 0; i < fl->plan.n; i++) {
-    const struct sl_range *r = &fl->plan.ranges[i];
-    struct sl_range *p = sl_plan_find(&e->pos, r->topic, r->partition);
-    if (p)
-      p->end = r->end;
-    else
-      sl_plan_add(&e->pos, r->topic, r->partition, r->end, r->end);
-  }
-  e->next_batch = fl->plan.batch + 1;
-  e->fl = fl;
-  if (e->overlap && pthread_create(&fl->th, NULL, eng_commit_main, fl) == 0) {
-    fl->async = true;
-    return 0;
-  }
-  eng_commit_main(fl);
-  return eng_finish_batch(e, err);
+  return eng_batch_commit(b, err);
 }
 
 static bool reached_target(struct engine *e) {
@@ -286,7 +219,7 @@ static int plan_call(void *arg, struct sl_error *err) {
   }
   if (rc && (err->flags & SL_ERR_RETRIABLE) && e->fl) {
     struct sl_error ferr = {0};
-    if (eng_finish_batch(e, &ferr)) {
+    if (eng_batch_finish(e, &ferr)) {
       *err = ferr;
       err->flags |= SL_ERR_FATAL;
       return ferr.code;
@@ -312,13 +245,12 @@ static int plan_retrying(struct engine *e, struct sl_plan *plan,
 static int loop_batches(struct engine *e, struct sl_error *err) {
   const struct sl_source_common *bc = sl_job_batching(e->job);
   const struct sl_trigger_conf *tr = &e->job->trigger;
-  if (e->rerun) {
-    struct sl_plan p = {0};
-    int rc = sl_ckpt_read_offsets(e->ck, e->rerun, &p, err);
-    if (!rc)
-      rc = run_batch(e, &p, NULL, true, 0, err);
-    sl_plan_clear(&p);
+  if (e->rerun) { /* recovery: planned but not committed */
+    struct eng_batch *b;
+    int rc = eng_batch_from_log(e, e->rerun, &b, err);
     e->rerun = 0;
+    if (!rc)
+      rc = run_batch(e, b, err);
     if (rc)
       return rc;
   }
@@ -333,7 +265,7 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
   }
   while (!sl_engine_stop_requested()) {
     if (tr->available_now && reached_target(e)) {
-      if (eng_finish_batch(e, err))
+      if (eng_batch_finish(e, err))
         return err->code;
       sl_info("available-now: all %zu partitions processed up to the "
               "offsets seen at start; exiting",
@@ -362,9 +294,10 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
                         sl_plan_should_run(backlog, bc->min_records_per_batch,
                                            since, bc->max_batch_delay_ns);
     if (go)
-      rc = run_batch(e, &plan, &latest, false, sl_mono_ns() - t0, err);
+      rc = run_batch(e, eng_batch_new(e, &plan, &latest, sl_mono_ns() - t0),
+                     err);
     else
-      rc = eng_finish_batch(e, err); /* no batch to read beside it */
+      rc = eng_batch_finish(e, err); /* no batch to read beside it */
     sl_plan_clear(&plan);
     sl_plan_clear(&latest);
     if (rc)
@@ -376,11 +309,11 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     }
     /* The next batch is due one interval after this one started; a batch
      * that overran starts the next at once, beside this one's commit. */
-    if (sl_mono_ns() < t0 + tr->interval_ns && eng_finish_batch(e, err))
+    if (sl_mono_ns() < t0 + tr->interval_ns && eng_batch_finish(e, err))
       return err->code;
     wait_until(t0 + tr->interval_ns);
   }
-  if (eng_finish_batch(e, err))
+  if (eng_batch_finish(e, err))
     return err->code;
   sl_info("stopped on request after batch %" PRIu64, e->next_batch - 1);
   return 0;
@@ -396,7 +329,7 @@ static unsigned sink_flags(const struct sl_sink *sink) {
 static int loop(struct engine *e, struct sl_error *err) {
   int rc = loop_batches(e, err);
   struct sl_error ferr = {0};
-  int frc = eng_finish_batch(e, &ferr);
+  int frc = eng_batch_finish(e, &ferr);
   if (frc && !rc) {
     *err = ferr;
     rc = frc;

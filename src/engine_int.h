@@ -2,8 +2,9 @@
  * engine_int.h - what the engine's files share; nothing outside src/
  * engine*.c, tasks.c, window_phase.c, commit.c and recover.c includes it.
  *
- *   engine.c        stopping, retries, planning, one batch, the trigger
- *                   loop, sl_engine_run
+ *   engine.c        stopping, retries, planning, the trigger loop,
+ *                   sl_engine_run
+ *   batch.c         one batch's life: the state machine (batch.h)
  *   tasks.c         the worker side and task dispatch
  *   window_phase.c  merge, emit, snapshot; restoring the state
  *   commit.c        sink commits, commits/N, progress
@@ -64,10 +65,10 @@ struct engine {
   int64_t last_batch_start_ns;
   int64_t last_batch_end_ns;
   int64_t started_ns;
-  bool committed_once; /* a batch was committed by this process */
-  int64_t done;        /* records processed in this run */
-  bool overlap;        /* commits may run beside the next batch's reads */
-  struct inflight *fl; /* the batch being committed, NULL when none */
+  bool committed_once;  /* a batch was committed by this process */
+  int64_t done;         /* records processed in this run */
+  bool overlap;         /* commits may run beside the next batch's reads */
+  struct eng_batch *fl; /* the batch committing (batch.h), or NULL */
 };
 
 struct worker_ctx {
@@ -115,25 +116,6 @@ struct task_ctx {
   atomic_bool started;
 };
 
-/* A batch past its window phase: its sink commit runs (on a thread of its
- * own when e->overlap) and commits/N is still to be written. */
-struct inflight {
-  struct engine *e;
-  struct sl_plan plan, latest; /* owned; latest empty when unknown */
-  bool has_latest;
-  struct task_ctx *tcs;
-  size_t n;
-  int64_t records, lost;
-  struct sl_pipe_stats stats;
-  /* plan, offsets/N, reads, waiting for the previous batch's commit, the
-   * window phase (ns); start of the batch, of its commit, end of it */
-  int64_t plan_ns, off_ns, read_ns, wait_ns, win_ns, t0, t2, t3;
-  bool async;
-  pthread_t th;
-  int rc;
-  struct sl_error err;
-};
-
 /* engine.c: stopping, retries, planning, the trigger loop */
 int64_t eng_lag_after(const struct sl_plan *plan, const struct sl_plan *latest);
 int eng_with_retry(struct engine *e, const struct sl_sink *sink,
@@ -163,8 +145,10 @@ int eng_run_window(struct engine *e, const struct sl_plan *plan,
 int eng_load_state(struct engine *e, uint64_t batch, struct sl_error *err);
 
 /* commit.c */
-void *eng_commit_main(void *arg);
-int eng_finish_batch(struct engine *e, struct sl_error *err);
+struct eng_batch;
+int eng_commit_sink(struct engine *e, const struct sl_plan *plan,
+                    struct task_ctx *tcs, size_t n, struct sl_error *err);
+void eng_after_commit(struct engine *e, const struct eng_batch *b, int64_t tj);
 
 /* recover.c */
 int eng_recover(struct engine *e, struct sl_error *err);

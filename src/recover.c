@@ -7,7 +7,7 @@
  * refusing a sink that lost data (or --recover-from-sink), and --dry-run,
  * which reports the same decision without writing anything.
  */
-#include "engine_int.h"
+#include "batch.h"
 
 static void positions_from(struct engine *e, const struct sl_plan *p) {
   for (size_t i = 0; i < p->n; i++) {
@@ -124,14 +124,14 @@ int eng_recover(struct engine *e, struct sl_error *err) {
   case SL_RECOVER_COMPLETE:
     /* The sink committed d.batch but the process stopped before
      * commits/N: complete the checkpoint, do not run the batch again. */
-    if ((rc = sl_ckpt_read_offsets(e->ck, d.batch, &p, err)))
-      goto out;
-    positions_from(e, &p);
-    sl_plan_clear(&p);
-    sl_ckpt_set_commit_note(e->ck, e->sink.note);
-    if ((rc = sl_ckpt_write_commit(e->ck, d.batch, sl_wall_ms(), err)))
-      goto out;
-    e->next_batch = d.batch + 1;
+    {
+      struct eng_batch *b;
+      if ((rc = eng_batch_from_log(e, d.batch, &b, err)))
+        goto out;
+      eng_batch_sink_holds(b);
+      if ((rc = eng_batch_finish(e, err)))
+        goto out;
+    }
     sl_info("the sink already holds batch %" PRIu64 ": completed its "
             "checkpoint commit",
             d.batch);
