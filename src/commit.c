@@ -7,6 +7,7 @@
  * When each runs is batch.c's to decide.
  */
 #include "batch.h"
+#include "trigger.h"
 
 struct commit_args {
   struct sl_sink *sink;
@@ -118,7 +119,7 @@ void eng_after_commit(struct engine *e, const struct eng_batch *fl,
       .lag = fl->has_latest ? eng_lag_after(plan, &fl->latest) : 0,
       .source_desc = e->src.plugin->describe(&e->src),
       .sink_desc = e->sink.plugin->describe(&e->sink)};
-  if (e->job->trigger.available_now) {
+  if (e->trig->bounded) {
     e->done += records;
     pr.bounded = true;
     pr.done = e->done;

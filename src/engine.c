@@ -8,6 +8,7 @@
  * is what they share.
  */
 #include "batch.h"
+#include "trigger.h"
 
 /* ------------------------------------------------------------ stopping */
 
@@ -27,7 +28,7 @@ bool sl_engine_stop_requested(void) {
 }
 
 /* Sleeps until the monotonic time `until_ns` or a stop request. */
-static void wait_until(int64_t until_ns) {
+void eng_wait_until(int64_t until_ns) {
   pthread_mutex_lock(&stop_mu);
   while (!atomic_load(&stop_requested)) {
     int64_t left = until_ns - sl_mono_ns();
@@ -73,12 +74,8 @@ static int plan_next(struct engine *e, struct sl_plan *plan,
           "checkpoint directory %s to start over",
           wm->topic, wm->partition, (long long)start, (long long)wm->end,
           e->job->checkpoint.dir);
-    int64_t end = wm->end;
-    if (e->job->trigger.available_now) {
-      struct sl_range *t = sl_plan_find(&e->target, wm->topic, wm->partition);
-      end = t ? SL_MAX(start, SL_MIN(end, t->end)) : start;
-    }
-    sl_plan_add(plan, wm->topic, wm->partition, start, end);
+    sl_plan_add(plan, wm->topic, wm->partition, start,
+                e->trig->limit(e, wm, start));
   }
   sl_plan_sort(plan);
   plan->batch = e->next_batch;
@@ -133,7 +130,7 @@ static int retry_within(struct engine *e, const struct sl_retry *rt,
     sl_warn("%s failed (try %" PRId64 "), retrying in %.2f s: %s", what,
             attempt, (double)pause / 1e9, err->msg);
     sl_metrics_retry(e->metrics, source ? SL_RETRY_SOURCE : SL_RETRY_SINK);
-    wait_until(now + pause);
+    eng_wait_until(now + pause);
     if (atomic_load(&stop_requested))
       return sl_error_setf(err, SL_ERR_STOPPED, SL_ERR_FATAL,
                            "stopped while retrying: %s", what);
@@ -188,16 +185,6 @@ static int run_batch(struct engine *e, struct eng_batch *b,
   return eng_batch_commit(b, err);
 }
 
-static bool reached_target(struct engine *e) {
-  for (size_t i = 0; i < e->target.n; i++) {
-    const struct sl_range *t = &e->target.ranges[i];
-    const struct sl_range *p = sl_plan_find(&e->pos, t->topic, t->partition);
-    if (!p || p->end < t->end)
-      return false;
-  }
-  return true;
-}
-
 struct plan_args {
   struct engine *e;
   struct sl_plan *plan, *latest; /* latest NULL: the watermarks only */
@@ -242,9 +229,15 @@ static int plan_retrying(struct engine *e, struct sl_plan *plan,
   return rc;
 }
 
+int eng_watermarks_retrying(struct engine *e, struct sl_plan *wm,
+                            struct sl_error *err) {
+  return plan_retrying(e, wm, NULL, err);
+}
+
+/* The trigger loop: the same for every trigger (trigger.h asks the
+ * policy), each batch driven through batch.h's machine. */
 static int loop_batches(struct engine *e, struct sl_error *err) {
-  const struct sl_source_common *bc = sl_job_batching(e->job);
-  const struct sl_trigger_conf *tr = &e->job->trigger;
+  const struct eng_trigger *tr = e->trig;
   if (e->rerun) { /* recovery: planned but not committed */
     struct eng_batch *b;
     int rc = eng_batch_from_log(e, e->rerun, &b, err);
@@ -254,22 +247,13 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     if (rc)
       return rc;
   }
-  if (tr->available_now) {
-    struct sl_plan wm = {0};
-    if (plan_retrying(e, &wm, NULL, err)) {
-      sl_plan_clear(&wm);
-      return err->code;
-    }
-    sl_plan_copy(&e->target, &wm);
-    sl_plan_clear(&wm);
-  }
+  if (tr->begin(e, err))
+    return err->code;
   while (!sl_engine_stop_requested()) {
-    if (tr->available_now && reached_target(e)) {
+    if (tr->finished(e)) {
       if (eng_batch_finish(e, err))
         return err->code;
-      sl_info("available-now: all %zu partitions processed up to the "
-              "offsets seen at start; exiting",
-              e->target.n);
+      tr->ended(e);
       return 0;
     }
     int64_t t0 = sl_mono_ns();
@@ -284,15 +268,9 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     }
     int64_t records = sl_plan_records(&plan);
     int64_t backlog = records + eng_lag_after(&plan, &latest);
-    /* Wait for min_records_per_batch, but not past max_batch_delay since
-     * the previous batch (or since start). */
     int64_t since =
         t0 - (e->last_batch_end_ns ? e->last_batch_end_ns : e->started_ns);
-    bool go = tr->available_now
-                  ? records > 0
-                  : records > 0 &&
-                        sl_plan_should_run(backlog, bc->min_records_per_batch,
-                                           since, bc->max_batch_delay_ns);
+    bool go = tr->run_now(e, records, backlog, since);
     if (go)
       rc = run_batch(e, eng_batch_new(e, &plan, &latest, sl_mono_ns() - t0),
                      err);
@@ -302,16 +280,8 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     sl_plan_clear(&latest);
     if (rc)
       return rc;
-    if (tr->available_now) {
-      if (!go) /* nothing left below the targets */
-        return 0;
-      continue;
-    }
-    /* The next batch is due one interval after this one started; a batch
-     * that overran starts the next at once, beside this one's commit. */
-    if (sl_mono_ns() < t0 + tr->interval_ns && eng_batch_finish(e, err))
-      return err->code;
-    wait_until(t0 + tr->interval_ns);
+    if ((rc = tr->after(e, go, t0, err)) <= 0)
+      return rc;
   }
   if (eng_batch_finish(e, err))
     return err->code;
@@ -343,6 +313,7 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   int rc;
   e.job = job;
   e.opts = opts;
+  e.trig = eng_trigger_for(&job->trigger);
   e.started_ns = sl_mono_ns();
   e.src = (struct sl_source){
       .plugin = job->source_plugin, .conf = job->source_conf, .job = job};

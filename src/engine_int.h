@@ -69,6 +69,7 @@ struct engine {
   int64_t done;         /* records processed in this run */
   bool overlap;         /* commits may run beside the next batch's reads */
   struct eng_batch *fl; /* the batch committing (batch.h), or NULL */
+  const struct eng_trigger *trig; /* the trigger's policy (trigger.h) */
 };
 
 struct worker_ctx {
@@ -117,6 +118,9 @@ struct task_ctx {
 };
 
 /* engine.c: stopping, retries, planning, the trigger loop */
+void eng_wait_until(int64_t until_ns);
+int eng_watermarks_retrying(struct engine *e, struct sl_plan *wm,
+                            struct sl_error *err);
 int64_t eng_lag_after(const struct sl_plan *plan, const struct sl_plan *latest);
 int eng_with_retry(struct engine *e, const struct sl_sink *sink,
                    const char *what, int (*fn)(void *arg, struct sl_error *err),
