@@ -261,7 +261,8 @@ static uint64_t list_last(const struct batch_list *l) {
 }
 
 static bool list_has(const struct batch_list *l, uint64_t b) {
-  return bsearch(&b, l->v, l->n, sizeof(*l->v), u64_cmp) != NULL;
+  /* bsearch's base must not be NULL, even for no elements */
+  return l->n && bsearch(&b, l->v, l->n, sizeof(*l->v), u64_cmp) != NULL;
 }
 
 /* Reloads the cached newest batch numbers from the directory names. */

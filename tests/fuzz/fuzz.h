@@ -16,18 +16,28 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-/* A fresh directory under $TMPDIR (or /tmp) for this process; its path
- * stays valid for the life of the process. */
+static void fuzz_rmtree(const char *path);
+static char fuzz_scratch_dir[512];
+static inline void fuzz_scratch_remove(void) {
+  fuzz_rmtree(fuzz_scratch_dir);
+}
+
+/* A fresh directory under /dev/shm, $TMPDIR or /tmp for this process;
+ * its path stays valid for the life of the process. */
 static inline const char *fuzz_scratch(void) {
-  static char dir[512];
+  char *dir = fuzz_scratch_dir;
   if (!dir[0]) {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/sluice-fuzz-XXXXXX",
+    /* tmpfs when there is one: the file targets spend their time in
+     * the file system */
+    const char *tmp =
+        access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+    snprintf(dir, sizeof(fuzz_scratch_dir), "%s/sluice-fuzz-XXXXXX",
              tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir)) {
       perror(dir);
       abort();
     }
+    atexit(fuzz_scratch_remove);
   }
   return dir;
 }
@@ -52,7 +62,7 @@ static inline int fuzz_rm_one(const char *path, const struct stat *st, int flag,
 }
 
 /* rm -rf path. */
-static inline void fuzz_rmtree(const char *path) {
+static void fuzz_rmtree(const char *path) {
   nftw(path, fuzz_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
