@@ -84,6 +84,22 @@ int sl_ckpt_state_write_index(struct sl_ckpt *ck,
   return rc;
 }
 
+/* A batch number of the index: an integral JSON number in [0, max]
+ * (max < 2^53, where doubles are exact), checked before it is converted
+ * (a cast of an out-of-range double is undefined). */
+static bool batch_number(const cJSON *j, uint64_t max, uint64_t *out) {
+  if (!cJSON_IsNumber(j))
+    return false;
+  double d = j->valuedouble;
+  if (!(d >= 0 && d <= (double)max)) /* also rejects NaN */
+    return false;
+  uint64_t v = (uint64_t)d;
+  if ((double)v != d)
+    return false;
+  *out = v;
+  return true;
+}
+
 static int parse_i64(const cJSON *j, int64_t *out) {
   if (!cJSON_IsString(j))
     return -1;
@@ -108,7 +124,8 @@ int sl_ckpt_state_read_index(struct sl_ckpt *ck, uint64_t batch,
   free(data);
   const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "batch");
   const cJSON *sh = cJSON_GetObjectItemCaseSensitive(o, "shards");
-  if (!o || !cJSON_IsNumber(b) || (uint64_t)b->valuedouble != batch ||
+  uint64_t ib;
+  if (!o || !batch_number(b, batch, &ib) || ib != batch ||
       parse_i64(cJSON_GetObjectItemCaseSensitive(o, "watermark"),
                 &x->watermark) ||
       parse_i64(cJSON_GetObjectItemCaseSensitive(o, "max_event"),
@@ -126,15 +143,14 @@ int sl_ckpt_state_read_index(struct sl_ckpt *ck, uint64_t batch,
   const cJSON *v;
   unsigned i = 0;
   cJSON_ArrayForEach(v, sh) {
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 ||
-        (uint64_t)v->valuedouble > batch) {
+    if (!batch_number(v, batch, &x->shard_batch[i])) {
       cJSON_Delete(o);
       sl_state_index_free(x);
       return sl_error_set(err, SL_ERR_CORRUPT,
                           "%s/state/%" PRIu64 "/index: bad shard reference",
                           sl_ckpt_dir(ck), batch);
     }
-    x->shard_batch[i++] = (uint64_t)v->valuedouble;
+    i++;
   }
   cJSON_Delete(o);
   return 0;

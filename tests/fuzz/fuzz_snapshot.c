@@ -1,0 +1,223 @@
+/* fuzz_snapshot.c - the readers of window state snapshots: the index
+ * state/N/index (checkpoint/state.c) and the shard images state/N/<shard>
+ * (the sealed file, the 24-byte image header, LZ4, the CRC and the binary
+ * body decoded by src/window.c), as the engine reads them at start-up.
+ *
+ * Input: byte 0 selects the window definition the state is restored into
+ * (bits 4-5: 0 revenue_per_user, 1 top_pages, 2 every aggregate; the three
+ * example jobs whose real files are the seeds) and what the rest is (bits
+ * 0-2):
+ *   0  a shard file as on disk (image + envelope)
+ *   1  an image, sealed by the harness
+ *   2  a raw image body, compressed, given its header and sealed by the
+ *      harness (so the decoder of the body is reached directly)
+ *   3  an index file as on disk
+ *   4  an index body, sealed by the harness
+ * Byte 1 is the shard (mod 64) for 0-2, the batch N (0 reads as 1) for
+ * 3-4. A shard that restores is emitted, serialized again and restored
+ * into a second state, which must accept it. SLF_VERBOSE=1 prints why a
+ * shard does not restore. */
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <lz4.h>
+#include <zlib.h>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/fsio.h"
+#include "checkpoint/state.h"
+#include "src/util.h"
+#include "src/window.h"
+#include "tests/fuzz/fuzz.h"
+
+#define SHARDS 64
+
+static const char *const g_user[] = {"user"};
+static const char *const g_page[] = {"page"};
+static const char *const g_two[] = {"page", "event"};
+static const char *const a_rev[] = {"revenue", "orders"};
+static const enum sl_agg_kind k_rev[] = {SL_AGG_SUM, SL_AGG_COUNT};
+static const char *const a_top[] = {"views", "visitors"};
+static const enum sl_agg_kind k_top[] = {SL_AGG_COUNT, SL_AGG_COUNT_DISTINCT};
+static const char *const a_all[] = {"n", "s", "lo", "hi", "a", "d"};
+static const enum sl_agg_kind k_all[] = {SL_AGG_COUNT, SL_AGG_SUM,
+                                         SL_AGG_MIN,   SL_AGG_MAX,
+                                         SL_AGG_AVG,   SL_AGG_COUNT_DISTINCT};
+
+static const struct sl_window_spec specs[3] = {
+    {.size_ms = 10000,
+     .slide_ms = 10000,
+     .lateness_ms = 5000,
+     .mode = SL_WINDOW_APPEND,
+     .ngroups = 1,
+     .group_names = g_user,
+     .naggs = 2,
+     .agg_names = a_rev,
+     .agg_kinds = k_rev,
+     .shards = SHARDS},
+    {.size_ms = 60000,
+     .slide_ms = 60000,
+     .lateness_ms = 10000,
+     .mode = SL_WINDOW_APPEND,
+     .ngroups = 1,
+     .group_names = g_page,
+     .naggs = 2,
+     .agg_names = a_top,
+     .agg_kinds = k_top,
+     .shards = SHARDS},
+    {.size_ms = 10000,
+     .slide_ms = 5000,
+     .lateness_ms = 1000,
+     .mode = SL_WINDOW_UPDATE,
+     .ngroups = 2,
+     .group_names = g_two,
+     .naggs = 6,
+     .agg_names = a_all,
+     .agg_kinds = k_all,
+     .shards = SHARDS},
+};
+
+static int no_fsync(int fd) {
+  (void)fd;
+  return 0;
+}
+
+static struct sl_fsio_ops ops;
+static char ckdir[600];
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  fuzz_quiet();
+  ops = sl_fsio_posix;
+  ops.fsync = no_fsync;
+  sl_fsio = &ops;
+  snprintf(ckdir, sizeof(ckdir), "%s/ck", fuzz_scratch());
+  return 0;
+}
+
+static void put_le(unsigned char *p, uint64_t v, int n) {
+  for (int i = 0; i < n; i++)
+    p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The image of a raw body, as the window serializes it (window.c). */
+static unsigned char *make_image(const uint8_t *raw, size_t n, size_t *len) {
+  int bound = LZ4_compressBound((int)n);
+  unsigned char *img = sl_malloc(24 + (size_t)bound);
+  int clen =
+      LZ4_compress_default((const char *)raw, (char *)img + 24, (int)n, bound);
+  if (clen <= 0)
+    abort();
+  memcpy(img, "SLWZ", 4);
+  put_le(img + 4, 1, 4);
+  put_le(img + 8, n, 8);
+  put_le(img + 16, (uint32_t)crc32(0L, raw, (uInt)n), 4);
+  put_le(img + 20, 0, 4);
+  *len = 24 + (size_t)clen;
+  return img;
+}
+
+static void put(const char *dir, const char *name, const void *data, size_t n,
+                bool seal) {
+  char path[800];
+  struct sl_error err = {0};
+  if (sl_fsio_mkdirs(dir, &err))
+    abort();
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  if (!seal) {
+    fuzz_write(path, data, n);
+    return;
+  }
+  size_t len;
+  char *s = sl_fsio_seal(data, n, &len);
+  fuzz_write(path, s, len);
+  free(s);
+}
+
+static void emit_cb(cJSON *row, void *arg) {
+  (void)arg;
+  cJSON_Delete(row);
+}
+
+static void shard(struct sl_ckpt *ck, const struct sl_window_spec *spec,
+                  int mode, unsigned k, const uint8_t *data, size_t n) {
+  char dir[700], name[16];
+  snprintf(dir, sizeof(dir), "%s/state/1", ckdir);
+  snprintf(name, sizeof(name), "%u", k);
+  if (mode == 2) {
+    size_t len;
+    unsigned char *img = make_image(data, n, &len);
+    put(dir, name, img, len, true);
+    free(img);
+  } else {
+    put(dir, name, data, n, mode == 1);
+  }
+  struct sl_error err = {0};
+  void *img = NULL;
+  size_t len = 0;
+  if (sl_ckpt_state_read_shard(ck, 1, k, &img, &len, &err))
+    return;
+  struct sl_wstate *s = sl_wstate_new(spec);
+  if (sl_wstate_shard_restore(s, k, img, len, &err) == 0) {
+    size_t held = sl_wstate_windows(s);
+    void *img2 = NULL;
+    size_t len2 = 0;
+    if (sl_wstate_shard_serialize(s, k, &img2, &len2, &err))
+      abort();
+    struct sl_wstate *s2 = sl_wstate_new(spec);
+    if (sl_wstate_shard_restore(s2, k, img2, len2, &err) ||
+        sl_wstate_windows(s2) != held) {
+      fprintf(stderr, "a serialized shard does not restore: %s\n", err.msg);
+      abort();
+    }
+    free(img2);
+    sl_wstate_emit_shard(s, k, false, emit_cb, NULL);
+    sl_wstate_emit_shard(s2, k, true, emit_cb, NULL);
+    sl_wstate_free(s2);
+  } else if (err.code != SL_ERR_CORRUPT) {
+    abort();
+  } else if (getenv("SLF_VERBOSE")) { /* to check that seeds restore */
+    fprintf(stderr, "shard %u: %s\n", k, err.msg);
+  }
+  sl_wstate_free(s);
+  free(img);
+}
+
+static void index_file(struct sl_ckpt *ck, int mode, uint64_t batch,
+                       const uint8_t *data, size_t n) {
+  char dir[700];
+  snprintf(dir, sizeof(dir), "%s/state/%" PRIu64, ckdir, batch);
+  put(dir, "index", data, n, mode == 4);
+  struct sl_error err = {0};
+  struct sl_state_index x;
+  if (sl_ckpt_state_read_index(ck, batch, &x, &err) == 0) {
+    for (unsigned s = 0; s < x.nshards; s++)
+      if (x.shard_batch[s] > batch)
+        abort();
+    sl_state_index_free(&x);
+  }
+  memset(&err, 0, sizeof(err));
+  sl_ckpt_state_prune(ck, batch + 1, batch + 1, &err);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 2)
+    return 0;
+  int mode = data[0] & 7;
+  unsigned which = (data[0] >> 4) & 3;
+  if (mode > 4 || which > 2)
+    return 0;
+  fuzz_rmtree(ckdir);
+  struct sl_error err = {0};
+  struct sl_ckpt *ck = NULL;
+  if (sl_ckpt_open(ckdir, "fuzz", &ck, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    abort();
+  }
+  if (mode <= 2)
+    shard(ck, &specs[which], mode, data[1] % SHARDS, data + 2, size - 2);
+  else
+    index_file(ck, mode, data[1] ? data[1] : 1, data + 2, size - 2);
+  sl_ckpt_close(ck);
+  return 0;
+}
