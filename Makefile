@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test soak asan tsan bench format clean
+.PHONY: all deps build demo test soak asan tsan bench fuzz format clean
 
 all: build
 
@@ -40,6 +40,22 @@ bench: deps
 	@/usr/bin/python3 tests/bench/run.py --build build-bench --report docs/benchmarks.md \
 	  --chart docs/benchmarks.png --json build-bench/bench.json
 
+# Fuzzing (tests/fuzz, docs/fuzzing.md; not part of `make test`, whose
+# fuzz.* tests run each target for 30 s): every target of FUZZ_TARGETS for
+# FUZZ_SECONDS seconds, on a clang build of its own. New inputs and any
+# reproducer stay in $(FUZZ_BUILD)/work/<target>.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= job expr record checkpoint snapshot redis_template kafka_template
+FUZZ_BUILD ?= build-fuzz
+fuzz: deps
+	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSLUICE_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target sl_fuzz_all
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  bash tests/fuzz/run.sh $(FUZZ_BUILD)/fuzz_$$t tests/fuzz/corpus/$$t \
+	    $(FUZZ_SECONDS) $(FUZZ_BUILD)/work/$$t; \
+	done
+
 asan:
 	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSLUICE_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
 
@@ -51,4 +67,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.cc' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan build-bench
+	rm -rf build build-asan build-tsan build-bench build-fuzz

@@ -6,7 +6,8 @@ pkgs=(build-essential cmake pkg-config python3
       kcat librdkafka-dev libck-dev libyaml-dev liblz4-dev libcmocka-dev
       libcjson-dev libsimdjson-dev libdouble-conversion-dev zlib1g-dev
       libhiredis-dev redis-server libmicrohttpd-dev python3-prometheus-client docker-compose
-      python3-confluent-kafka python3-redis gnuplot-nox clang-format)
+      python3-confluent-kafka python3-redis gnuplot-nox clang-format
+      clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
