@@ -165,6 +165,19 @@ static int file_init(struct sl_sink *sink, struct sl_error *err) {
   return 0;
 }
 
+/* An integral JSON number in [0, max] (max < 2^53, where doubles are
+ * exact), checked before it is converted: a cast of an out-of-range
+ * double is undefined. */
+static bool json_count(const cJSON *j, double max, int64_t *out) {
+  if (!cJSON_IsNumber(j))
+    return false;
+  double d = j->valuedouble;
+  if (!(d >= 0 && d <= max)) /* also rejects NaN */
+    return false;
+  *out = (int64_t)d;
+  return (double)*out == d;
+}
+
 static int file_last_committed(struct sl_sink *sink, uint64_t *batch,
                                struct sl_plan *end, struct sl_error *err) {
   struct file_sink *fs = sink->ctx;
@@ -179,14 +192,15 @@ static int file_last_committed(struct sl_sink *sink, uint64_t *batch,
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "topic");
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "partition");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "end");
-    if (!cJSON_IsString(t) || !cJSON_IsNumber(p) || !cJSON_IsNumber(e)) {
+    int64_t part, pos;
+    if (!cJSON_IsString(t) || !json_count(p, INT32_MAX, &part) ||
+        !json_count(e, 9007199254740991.0, &pos)) {
       cJSON_Delete(m);
       return sl_error_set(err, SL_ERR_CORRUPT,
                           "%s/%" PRIu64 ": manifest offsets are malformed",
                           fs->manifest_dir, fs->last);
     }
-    sl_plan_add(end, t->valuestring, (int32_t)p->valuedouble,
-                (int64_t)e->valuedouble, (int64_t)e->valuedouble);
+    sl_plan_add(end, t->valuestring, (int32_t)part, pos, pos);
   }
   cJSON_Delete(m);
   return 0;
