@@ -6,7 +6,8 @@
  * stay job files) are --set assignments, applied in order (at most 8).
  * The variables SLF_BROKERS, SLF_TOPIC, SLF_EMPTY (empty) and SLF_DIR are
  * set; others are unset. The harness runs in its scratch directory, so a
- * relative path of the job stays there. */
+ * relative path of the job stays there. SLF_VERBOSE=1 prints why a job
+ * does not load. */
 #include <stdlib.h>
 
 #include "src/job.h"
@@ -66,7 +67,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sl_job_print(&job, devnull);
     sl_job_free(&job);
   } else if (!err.msg[0]) {
-    abort(); /* every failure says why */
+    abort();                          /* every failure says why */
+  } else if (getenv("SLF_VERBOSE")) { /* to check that seeds load */
+    fprintf(stderr, "%s\n", err.msg);
   }
   for (size_t i = 0; i < nsets; i++)
     free(sets[i]);
