@@ -315,10 +315,11 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   e.opts = opts;
   e.trig = eng_trigger_for(&job->trigger);
   e.started_ns = sl_mono_ns();
-  e.src = (struct sl_source){
-      .plugin = job->source_plugin, .conf = job->source_conf, .job = job};
+  e.src = (struct sl_source){.plugin = job->source_plugin,
+                             .conf = job->source_conf,
+                             .run = &e.src_run};
   e.sink = (struct sl_sink){
-      .plugin = job->sink_plugin, .conf = job->sink_conf, .job = job};
+      .plugin = job->sink_plugin, .conf = job->sink_conf, .run = &e.sink_run};
   snprintf(e.run_id, sizeof(e.run_id), "%08x-%04x", (unsigned)sl_wall_ms(),
            (unsigned)(sl_mono_ns() & 0xffff));
   if (job->has_metrics) {
@@ -334,17 +335,36 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   if (!opts->dry_run &&
       (rc = sl_ckpt_open(job->checkpoint.dir, job->id, &e.ck, err)))
     goto out;
+  /* Each plugin's view of the run (plugin.h): its role, the job id, the
+   * checkpoint and the metrics; the source, for a sink that stores its
+   * offsets. */
+  e.src_run = (struct sl_run_ctx){.job_id = job->id,
+                                  .role = SL_ROLE_SOURCE,
+                                  .ck = e.ck,
+                                  .metrics = e.metrics};
+  e.sink_run = e.src_run;
+  e.sink_run.role = SL_ROLE_SINK;
+  e.dl_run = e.src_run;
+  e.dl_run.role = SL_ROLE_DEAD_LETTERS;
   if ((rc = job->source_plugin->init(&e.src, err))) {
     sl_error_prefix(err, "source");
     goto out;
   }
   e.src_ready = true;
+  if (job->source_plugin->info) {
+    job->source_plugin->info(&e.src, &e.src_info);
+    if (sink_flags(&e.sink) & SL_SINK_STORES_SOURCE_OFFSETS)
+      e.sink_run.source = &e.src_info;
+  }
   if ((rc = job->sink_plugin->init(&e.sink, err)))
     goto out;
   e.sink_ready = true;
   if (job->dl_plugin) {
     e.dl = (struct sl_sink){
-        .plugin = job->dl_plugin, .conf = job->dl_conf, .job = job};
+        .plugin = job->dl_plugin, .conf = job->dl_conf, .run = &e.dl_run};
+    if (job->source_plugin->info &&
+        (sink_flags(&e.dl) & SL_SINK_STORES_SOURCE_OFFSETS))
+      e.dl_run.source = &e.src_info;
     if ((rc = job->dl_plugin->init(&e.dl, err))) {
       sl_error_prefix(err, "dead letters");
       goto out;

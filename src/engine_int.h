@@ -43,6 +43,9 @@ struct engine {
   struct sl_job *job;
   const struct sl_run_opts *opts;
   struct sl_source src;
+  /* the plugins' views of the run (plugin.h sl_run_ctx) */
+  struct sl_run_ctx src_run, sink_run, dl_run;
+  struct sl_source_info src_info;
   struct sl_sink sink;
   struct sl_sink dl;          /* dead letters; dl.plugin NULL when none */
   bool has_ops;               /* the pipeline does something */

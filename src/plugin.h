@@ -24,7 +24,39 @@
 #include "offsets.h"
 #include "record.h"
 
-struct sl_job;
+struct sl_ckpt;
+struct sl_metrics;
+
+/* ---------------------------------------------------------- run context */
+
+/* What a plugin knows of the run besides its own section of the job file
+ * (conf): narrow on purpose. A plugin never sees the job, another
+ * plugin's config or the engine. */
+enum sl_plugin_role {
+  SL_ROLE_SOURCE,
+  SL_ROLE_SINK,
+  SL_ROLE_DEAD_LETTERS /* a sink plugin writing the job's dead letters */
+};
+
+/* The source, as a sink that stores source offsets sees it (only sinks
+ * whose flags have SL_SINK_STORES_SOURCE_OFFSETS get it): the plugin, the
+ * topics it reads and its consumer group id. The partitions and their end
+ * offsets come with every commit, in its plan. */
+struct sl_source_info {
+  const char *plugin;        /* "kafka" */
+  const char *const *topics; /* ntopics names */
+  size_t ntopics;
+  const char *group_id; /* the source's group.id; NULL when it has none */
+};
+
+struct sl_run_ctx {
+  const char *job_id;
+  enum sl_plugin_role role;
+  struct sl_ckpt *ck;         /* the checkpoint; NULL in a dry run */
+  struct sl_metrics *metrics; /* NULL when metrics are off */
+  /* Sinks with SL_SINK_STORES_SOURCE_OFFSETS: the source; else NULL. */
+  const struct sl_source_info *source;
+};
 
 /* ------------------------------------------------------------- sources */
 
@@ -57,7 +89,7 @@ extern const struct sl_cfg_field sl_source_common_map[];
 struct sl_source {
   const struct sl_source_plugin *plugin;
   void *conf; /* bound config; begins with struct sl_source_common */
-  const struct sl_job *job;
+  const struct sl_run_ctx *run;
   void *ctx; /* the plugin's state */
 };
 
@@ -106,6 +138,10 @@ struct sl_source_plugin {
   void (*reader_free)(void *reader); /* @locality worker thread */
   /* A short description for progress reports ("KafkaV2[clicks]"). */
   const char *(*describe)(struct sl_source *src);
+  /* What a sink that stores source offsets may know of this source
+   * (sl_source_info; the strings live as long as the source). Optional.
+   * @locality coordinator, after init */
+  void (*info)(struct sl_source *src, struct sl_source_info *out);
   void (*destroy)(struct sl_source *src); /* @locality coordinator */
 };
 
@@ -115,6 +151,10 @@ struct sl_source_plugin {
 /* Stages of batch N+1 may be opened, written and closed on the workers
  * while commit(N) runs on another thread: the two share no state. */
 #define SL_SINK_STAGE_DURING_COMMIT 0x2u
+/* The sink stores the source's offsets in its own atomic record (Kafka:
+ * in the transaction, as the consumer group's offsets): it is given the
+ * source's sl_source_info in its run context. */
+#define SL_SINK_STORES_SOURCE_OFFSETS 0x4u
 
 /* Keys every sink has, accepted in the sink's own map (sink.redis.retry):
  * how long a failing commit is retried before the job stops. */
@@ -126,7 +166,7 @@ extern const struct sl_cfg_field sl_sink_common_map[];
 struct sl_sink {
   const struct sl_sink_plugin *plugin;
   void *conf; /* bound config; begins with struct sl_sink_common */
-  const struct sl_job *job;
+  const struct sl_run_ctx *run;
   void *ctx;
   /* What the sink says about the batch it just committed (commit) or
    * found committed (last_committed), stored in commits/N as "sink": for

@@ -69,7 +69,6 @@
 
 #include "../../sources/kafka/kafka.h"
 #include "../../src/failpoint.h"
-#include "../../src/job.h"
 #include "../../src/log.h"
 #include "../../src/plugin.h"
 #include "../../src/util.h"
@@ -348,20 +347,20 @@ fail:
   return err->code ? err->code : SL_ERR_SINK;
 }
 
-/* Every partition of the job's source topics, as the SINK cluster knows
- * them: the transaction commits their offsets there. */
-static int load_source_partitions(struct ksink *ks, const struct sl_job *job,
+/* Every partition of the source's topics (sl_source_info, given because
+ * this sink declares SL_SINK_STORES_SOURCE_OFFSETS), as the SINK cluster
+ * knows them: the transaction commits their offsets there. */
+static int load_source_partitions(struct ksink *ks,
+                                  const struct sl_source_info *src,
                                   struct sl_error *err) {
-  if (!job || !job->source_plugin ||
-      strcmp(job->source_plugin->name, "kafka") != 0)
+  if (!src || strcmp(src->plugin, "kafka") != 0)
     return sl_error_set(err, SL_ERR_CONFIG,
                         "Kafka sink: exactly_once needs a Kafka source (the "
                         "transaction commits the source offsets)");
-  const struct sl_cfg_node *t = sl_cfg_get(job->source_node, "topics");
-  size_t nt = !t ? 0 : t->kind == SL_CFG_SEQ ? t->n : 1;
+  size_t nt = src->ntopics;
   ks->src_parts = rd_kafka_topic_partition_list_new(16);
   for (size_t i = 0; i < nt; i++) {
-    const char *name = t->kind == SL_CFG_SEQ ? t->items[i]->scalar : t->scalar;
+    const char *name = src->topics[i];
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(ks->rk, name, NULL);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e =
@@ -446,13 +445,13 @@ static int compile_templates(struct ksink *ks, struct sl_error *err) {
 static int ksink_init(struct sl_sink *sink, struct sl_error *err) {
   const struct ksink_conf *c = sink->conf;
   struct ksink *ks = sl_calloc(1, sizeof(*ks));
-  bool dead_letters = sink->job && sink->conf == sink->job->dl_conf;
+  bool dead_letters = sink->run && sink->run->role == SL_ROLE_DEAD_LETTERS;
   sink->ctx = ks;
   ks->conf = c;
   sl_ksink_run_id(ks->run, sizeof(ks->run), sl_wall_ms(), (unsigned)getpid());
   if (compile_templates(ks, err))
     return err->code;
-  const char *job_id = sink->job ? sink->job->id : "job";
+  const char *job_id = sink->run ? sink->run->job_id : "job";
   sl_ksink_default_id(ks->tid, sizeof(ks->tid), c->transactional_id, job_id,
                       dead_letters);
   sl_ksink_default_id(ks->group, sizeof(ks->group), c->group, job_id,
@@ -469,7 +468,8 @@ static int ksink_init(struct sl_sink *sink, struct sl_error *err) {
   if (!c->exactly_once)
     return 0;
   if (make_reader(ks, err) || init_transactions(ks, err) ||
-      load_source_partitions(ks, sink->job, err) || read_record(ks, err))
+      load_source_partitions(ks, sink->run ? sink->run->source : NULL, err) ||
+      read_record(ks, err))
     return err->code;
   if (ks->last.batch)
     sl_info("Kafka sink: group '%s' records batch %" PRIu64 " (attempt %s) "
@@ -953,8 +953,9 @@ static void ksink_destroy(struct sl_sink *sink) {
 }
 
 static unsigned ksink_conf_flags(const void *conf) {
-  return ((const struct ksink_conf *)conf)->exactly_once ? SL_SINK_EXACTLY_ONCE
-                                                         : 0;
+  return ((const struct ksink_conf *)conf)->exactly_once
+             ? SL_SINK_EXACTLY_ONCE | SL_SINK_STORES_SOURCE_OFFSETS
+             : 0;
 }
 
 const struct sl_sink_plugin sl_sink_kafka = {

@@ -56,7 +56,6 @@
 #include <string.h>
 
 #include "../../src/failpoint.h"
-#include "../../src/job.h"
 #include "../../src/log.h"
 #include "../../src/numfmt.h"
 #include "../../src/plugin.h"
@@ -471,7 +470,7 @@ static int redis_init(struct sl_sink *sink, struct sl_error *err) {
   }
   sl_redis_url_describe(&s->url, s->where, sizeof(s->where));
   s->key = c->commit_key ? sl_strdup(c->commit_key)
-                         : sl_asprintf("sluice:%s:commit", sink->job->id);
+                         : sl_asprintf("sluice:%s:commit", sink->run->job_id);
   snprintf(s->describe, sizeof(s->describe), "Redis[%s]", s->where);
   struct parse_ctx pc = {.err = err, .s = s};
   if (each_command(c->command, parse_one, &pc, err))
@@ -793,7 +792,7 @@ static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
     if (held >= plan->batch) {
       sl_warn("redis at %s: another writer committed batch %" PRIu64
               " (is a second instance of job %s running?)",
-              s->where, held, sink->job->id);
+              s->where, held, sink->run->job_id);
       s->last = held;
       return 0;
     }

@@ -24,8 +24,8 @@
 #include <string.h>
 
 #include "../../src/clickgen.h"
-#include "../../src/job.h"
 #include "../../src/log.h"
+#include "../../src/plugin.h"
 #include "../../src/util.h"
 #include "kafka.h"
 
@@ -385,7 +385,7 @@ static int kafka_init(struct sl_source *src, struct sl_error *err) {
   struct kafka_src *ks = sl_calloc(1, sizeof(*ks));
   src->ctx = ks;
   ks->conf = src->conf;
-  ks->job_id = src->job->id;
+  ks->job_id = src->run->job_id;
   if (strcmp(ks->conf->brokers, "embedded") == 0) {
     if (start_embedded(ks, err))
       return err->code;
@@ -481,6 +481,14 @@ static int kafka_start_offset(struct sl_source *src, const struct sl_range *wm,
                         (long long)want, wm->topic, wm->partition,
                         (long long)wm->end);
   return 0;
+}
+
+static void kafka_info(struct sl_source *src, struct sl_source_info *out) {
+  const struct kafka_conf *c = src->conf;
+  *out = (struct sl_source_info){.plugin = "kafka",
+                                 .topics = (const char *const *)c->topics.v,
+                                 .ntopics = c->topics.n,
+                                 .group_id = c->group_id};
 }
 
 static const char *kafka_describe(struct sl_source *src) {
@@ -992,5 +1000,6 @@ const struct sl_source_plugin sl_source_kafka = {
     .reader_lost = kafka_reader_lost,
     .reader_free = kafka_reader_free,
     .describe = kafka_describe,
+    .info = kafka_info,
     .destroy = kafka_destroy,
 };

@@ -27,6 +27,7 @@ struct fixture {
   char dir[256], path[300];
   struct sl_job job;
   struct sl_source src;
+  struct sl_run_ctx run;
   void *reader;
   int64_t end[4]; /* high watermark of each partition */
 };
@@ -56,9 +57,10 @@ static int setup(void **state) {
   struct sl_error err = {0};
   if (sl_job_load(f->path, NULL, 0, &f->job, &err))
     fail_msg("%s", err.msg);
+  f->run = (struct sl_run_ctx){.job_id = f->job.id, .role = SL_ROLE_SOURCE};
   f->src = (struct sl_source){.plugin = f->job.source_plugin,
                               .conf = f->job.source_conf,
-                              .job = &f->job};
+                              .run = &f->run};
   if (f->src.plugin->init(&f->src, &err))
     fail_msg("init: %s", err.msg);
   struct sl_plan wm = {0};
