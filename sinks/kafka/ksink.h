@@ -91,7 +91,8 @@ size_t sl_kbuf_put(struct sl_kbuf *b, const void *p, size_t n);
 void sl_kbuf_free(struct sl_kbuf *b);
 
 /* A template: text with placeholders, for the key, the value or the topic
- * of each output record.
+ * of each output record, compiled by the shared template compiler
+ * (src/template.h) with its default options:
  *   {field}    a field of the record's JSON value; a.b reaches into
  *              objects. Strings are inserted without quotes, numbers as
  *              JSON numbers, true/false, objects and arrays as compact

@@ -269,16 +269,16 @@ struct parse_ctx {
 
 static int parse_one(const struct sl_cfg_node *n, void *arg) {
   struct parse_ctx *pc = arg;
-  char msg[300];
+  struct sl_error perr = {0};
   int col = 1;
-  struct sl_rcmd *c = sl_rcmd_parse(n->scalar, msg, sizeof(msg), &col);
-  if (!c) {
+  struct sl_rcmd *c;
+  if (sl_rcmd_parse(n->scalar, &c, &col, &perr)) {
     /* Point at the character: exact for plain and simple quoted text. */
     struct sl_cfg_node at = *n;
     if (!strchr(n->scalar, '\n'))
       at.col = n->col + col - 1 + (n->plain ? 0 : 1);
     return sl_cfg_error(pc->err, &at, "redis command (column %d): %s", col,
-                        msg);
+                        perr.msg);
   }
   if (!pc->s) {
     sl_rcmd_free(c);
@@ -299,42 +299,17 @@ struct fields_ctx {
 /* Every placeholder's first path segment is an output field. */
 static int check_one(const struct sl_cfg_node *n, void *arg) {
   struct fields_ctx *fc = arg;
-  char msg[300];
+  struct sl_error cerr = {0};
   int col;
-  struct sl_rcmd *c = sl_rcmd_parse(n->scalar, msg, sizeof(msg), &col);
-  if (!c)
+  struct sl_rcmd *c;
+  if (sl_rcmd_parse(n->scalar, &c, &col, &cerr))
     return 0; /* validate reported it */
-  const char *const *used = sl_rcmd_fields(c);
   int rc = 0;
-  for (size_t i = 0; used[i] && !rc; i++) {
-    char top[256];
-    snprintf(top, sizeof(top), "%.*s", (int)strcspn(used[i], "."), used[i]);
-    bool found = false;
-    for (size_t k = 0; fc->fields[k] && !found; k++)
-      found = strcmp(fc->fields[k], top) == 0;
-    if (found)
-      continue;
-    char list[400] = "";
-    for (size_t k = 0; fc->fields[k]; k++)
-      snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-               k ? ", " : "", fc->fields[k]);
+  if (sl_rcmd_check_fields(c, fc->fields, &col, &cerr)) {
     struct sl_cfg_node at = *n;
-    char needle[300];
-    snprintf(needle, sizeof(needle), "{%s}", used[i]);
-    const char *hit = strstr(n->scalar, needle);
-    if (hit && !strchr(n->scalar, '\n'))
-      at.col = n->col + (int)(hit - n->scalar) + (n->plain ? 0 : 1);
-    const char *best = sl_suggest_name(top, fc->fields);
-    if (best)
-      rc = sl_cfg_error(fc->err, &at,
-                        "redis command: the pipeline's output has no field "
-                        "'%s'; did you mean '%s'? (fields: %s)",
-                        top, best, list);
-    else
-      rc = sl_cfg_error(fc->err, &at,
-                        "redis command: the pipeline's output has no field "
-                        "'%s' (fields: %s)",
-                        top, list);
+    if (!strchr(n->scalar, '\n'))
+      at.col = n->col + col - 1 + (n->plain ? 0 : 1);
+    rc = sl_cfg_error(fc->err, &at, "redis command: %s", cerr.msg);
   }
   sl_rcmd_free(c);
   return rc;
@@ -557,7 +532,7 @@ static int redis_stage_write(void *stage, const struct sl_batch *b,
                              struct sl_rejects *rejects, struct sl_error *err) {
   struct rstage *st = stage;
   struct rsink *s = st->s;
-  char reason[300];
+  struct sl_error why;
   (void)err;
   for (size_t i = 0; i < b->n; i++) {
     const struct sl_record *r = &b->recs[i];
@@ -567,11 +542,10 @@ static int redis_stage_write(void *stage, const struct sl_batch *b,
       row = parsed = cJSON_ParseWithLength(r->value, r->value_len);
     size_t len0 = st->len, n0 = st->n;
     for (size_t k = 0; k < s->ncmds; k++) {
-      if (sl_rcmd_render(s->cmds[k], r, row, &st->args, reason,
-                         sizeof(reason))) {
+      if (sl_rcmd_render(s->cmds[k], r, row, &st->args, &why)) {
         st->len = len0; /* the record's commands go together or not */
         st->n = n0;
-        sl_rejects_add(rejects, r, reason);
+        sl_rejects_add(rejects, r, why.msg);
         break;
       }
       stage_put(st, &st->args);

@@ -31,23 +31,33 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../../src/error.h"
 #include "../../src/record.h"
 
 struct sl_rcmd;
 
-/* Parses one template. On error returns NULL and writes a message and the
- * 1-based column in text where it was found. */
-struct sl_rcmd *sl_rcmd_parse(const char *text, char *msg, size_t msgsz,
-                              int *col);
+/* Parses one template into *out: the arguments are split here, each one
+ * compiled by the shared template compiler (src/template.h) with the
+ * command-line options (SL_TPL_ARG and the older {_key}/{_value}
+ * spellings), then the command name, arity and literal numbers are
+ * checked. On error returns SL_ERR_CONFIG with the message in err and the
+ * 1-based column in text where it was found in *col. */
+int sl_rcmd_parse(const char *text, struct sl_rcmd **out, int *col,
+                  struct sl_error *err);
 void sl_rcmd_free(struct sl_rcmd *c);
 
 /* Whether rendering needs the value parsed as JSON (a {field}). */
 bool sl_rcmd_needs_json(const struct sl_rcmd *c);
 /* Whether argument 1 is a key that `ttl` applies to (not PUBLISH). */
 bool sl_rcmd_has_key(const struct sl_rcmd *c);
-/* The field names the template reads ({a.b} gives "a.b"), for checks
- * against a pipeline's known output fields. NULL-terminated; owned by c. */
+/* The field names the template reads ({a.b} gives "a.b"). NULL-terminated;
+ * owned by c. */
 const char *const *sl_rcmd_fields(const struct sl_rcmd *c);
+/* Checks the placeholders against a pipeline's known output fields
+ * (sl_tpl_check_fields): fails (SL_ERR_CONFIG) at the first whose first
+ * path segment is not one of them, with its 1-based column in *col. */
+int sl_rcmd_check_fields(const struct sl_rcmd *c, const char *const *fields,
+                         int *col, struct sl_error *err);
 
 /* The arguments of one rendered command: argv[i] is argvlen[i] bytes
  * (not NUL-terminated) in buf. Reused across records. */
@@ -62,11 +72,11 @@ struct sl_rargs {
 void sl_rargs_free(struct sl_rargs *a);
 
 /* Renders c for record r; row is r's value parsed (NULL when the value is
- * not a JSON object or was not parsed). Returns 0, or -1 with the reason
- * the record cannot make the command. */
+ * not a JSON object or was not parsed). Returns 0, or SL_ERR_INVAL with
+ * the reason the record cannot make the command in err. */
 int sl_rcmd_render(const struct sl_rcmd *c, const struct sl_record *r,
-                   const cJSON *row, struct sl_rargs *out, char *reason,
-                   size_t reasonsz);
+                   const cJSON *row, struct sl_rargs *out,
+                   struct sl_error *err);
 
 /* The supported commands, NULL-terminated (for messages). */
 extern const char *const sl_rcmd_names[];

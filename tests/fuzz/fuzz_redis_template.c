@@ -22,13 +22,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 static void render(const struct sl_rcmd *c, const struct sl_record *r,
                    const cJSON *row, struct sl_rargs *a) {
-  char reason[256];
-  reason[0] = '\0';
-  if (sl_rcmd_render(c, r, row, a, reason, sizeof(reason)) == 0) {
+  struct sl_error err = {0};
+  if (sl_rcmd_render(c, r, row, a, &err) == 0) {
     for (size_t i = 0; i < a->argc; i++)
       if (a->argvlen[i] && !a->argv[i])
         abort();
-  } else if (!reason[0]) {
+  } else if (!err.msg[0] || err.code != SL_ERR_INVAL) {
     abort(); /* a rejected record always gets its reason */
   }
 }
@@ -39,10 +38,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *src = sl_malloc(tlen + 1);
   memcpy(src, data, tlen);
   src[tlen] = '\0';
-  char msg[256];
+  struct sl_error err = {0};
   int col = 0;
-  struct sl_rcmd *c = sl_rcmd_parse(src, msg, sizeof(msg), &col);
-  if (!c) {
+  struct sl_rcmd *c;
+  if (sl_rcmd_parse(src, &c, &col, &err)) {
+    /* a rejected template always gets its reason and a column in it */
+    if (!err.msg[0] || err.code != SL_ERR_CONFIG || col < 1 ||
+        (size_t)col > tlen + 1)
+      abort();
     free(src);
     return 0;
   }

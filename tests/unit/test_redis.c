@@ -18,11 +18,11 @@
 /* Renders tpl for a record whose value is json; returns the arguments
  * joined by '|', or "REJECT: <reason>". */
 static const char *render(const char *tpl, const char *json, const char *key) {
-  static char out[1024];
-  char msg[256], reason[256];
+  static char out[1100]; /* "REJECT: " and a message */
+  struct sl_error err = {0};
   int col;
-  struct sl_rcmd *c = sl_rcmd_parse(tpl, msg, sizeof(msg), &col);
-  assert_non_null(c);
+  struct sl_rcmd *c;
+  assert_int_equal(sl_rcmd_parse(tpl, &c, &col, &err), 0);
   struct sl_record r = {.value = json,
                         .value_len = json ? strlen(json) : 0,
                         .key = key,
@@ -33,8 +33,9 @@ static const char *render(const char *tpl, const char *json, const char *key) {
                         .timestamp = -1};
   cJSON *row = json ? cJSON_Parse(json) : NULL;
   struct sl_rargs a = {0};
-  if (sl_rcmd_render(c, &r, row, &a, reason, sizeof(reason))) {
-    snprintf(out, sizeof(out), "REJECT: %s", reason);
+  if (sl_rcmd_render(c, &r, row, &a, &err)) {
+    assert_int_equal(err.code, SL_ERR_INVAL);
+    snprintf(out, sizeof(out), "REJECT: %s", err.msg);
   } else {
     size_t k = 0;
     for (size_t i = 0; i < a.argc; i++)
@@ -49,15 +50,17 @@ static const char *render(const char *tpl, const char *json, const char *key) {
 
 /* Parses tpl, expecting an error at col whose message contains want. */
 static void parse_fails(const char *tpl, int want_col, const char *want) {
-  char msg[256];
+  struct sl_error err = {0};
   int col = 0;
-  struct sl_rcmd *c = sl_rcmd_parse(tpl, msg, sizeof(msg), &col);
-  if (c) {
+  struct sl_rcmd *c;
+  if (sl_rcmd_parse(tpl, &c, &col, &err) == 0) {
     sl_rcmd_free(c);
     fail_msg("'%s' parsed", tpl);
   }
-  if (!strstr(msg, want))
-    fail_msg("'%s': message '%s' lacks '%s'", tpl, msg, want);
+  assert_null(c);
+  assert_int_equal(err.code, SL_ERR_CONFIG);
+  if (!strstr(err.msg, want))
+    fail_msg("'%s': message '%s' lacks '%s'", tpl, err.msg, want);
   assert_int_equal(col, want_col);
 }
 
@@ -142,11 +145,11 @@ static void test_parse_errors(void **state) {
 
 static void test_fields(void **state) {
   (void)state;
-  char msg[256];
+  struct sl_error err = {0};
   int col;
-  struct sl_rcmd *c =
-      sl_rcmd_parse("HSET {a}:{b.c} {a} {_key}", msg, sizeof(msg), &col);
-  assert_non_null(c);
+  struct sl_rcmd *c;
+  assert_int_equal(sl_rcmd_parse("HSET {a}:{b.c} {a} {_key}", &c, &col, &err),
+                   0);
   const char *const *f = sl_rcmd_fields(c);
   assert_string_equal(f[0], "a");
   assert_string_equal(f[1], "b.c");
@@ -154,13 +157,11 @@ static void test_fields(void **state) {
   assert_true(sl_rcmd_needs_json(c));
   assert_true(sl_rcmd_has_key(c));
   sl_rcmd_free(c);
-  c = sl_rcmd_parse("SET k {@key}", msg, sizeof(msg), &col);
-  assert_non_null(c);
+  assert_int_equal(sl_rcmd_parse("SET k {@key}", &c, &col, &err), 0);
   assert_false(sl_rcmd_needs_json(c));
   assert_null(sl_rcmd_fields(c)[0]);
   sl_rcmd_free(c);
-  c = sl_rcmd_parse("PUBLISH ch {_value}", msg, sizeof(msg), &col);
-  assert_non_null(c);
+  assert_int_equal(sl_rcmd_parse("PUBLISH ch {_value}", &c, &col, &err), 0);
   assert_false(sl_rcmd_needs_json(c));
   assert_false(sl_rcmd_has_key(c));
   sl_rcmd_free(c);
