@@ -1,5 +1,6 @@
 /* fuzz_kafka_template.c - the Kafka sink's key, value and topic templates
- * (sinks/kafka/template.c): compile, then render.
+ * (sinks/kafka/template.c on the shared compiler, src/template.c):
+ * compile, then render.
  *
  * Input: the template, then optionally a newline and the record's value,
  * which is parsed as a JSON object for {field} placeholders as the sink

@@ -1,6 +1,7 @@
 /* fuzz_redis_template.c - the Redis sink's command templates
- * (sinks/redis/template.c): parse with its checks of command names,
- * arity and literal numbers, then render.
+ * (sinks/redis/template.c on the shared compiler, src/template.c): parse
+ * with its checks of command names, arity and literal numbers, then
+ * render.
  *
  * Input: the template, then optionally a newline and the record's value,
  * parsed as a JSON object when the template reads fields, as the sink
