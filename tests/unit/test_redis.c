@@ -167,6 +167,27 @@ static void test_fields(void **state) {
   sl_rcmd_free(c);
 }
 
+/* The fields check of validate, on the shared compiler: the first unknown
+ * field, at the column of its placeholder. */
+static void test_check_fields(void **state) {
+  (void)state;
+  static const char *const fields[] = {"id", "user", NULL};
+  struct sl_error err = {0};
+  int col = 0;
+  struct sl_rcmd *c;
+  assert_int_equal(
+      sl_rcmd_parse("HSET h:{user} \"{{idd}}\" {idd.x}", &c, &col, &err), 0);
+  assert_int_equal(sl_rcmd_check_fields(c, fields, &col, &err), SL_ERR_CONFIG);
+  assert_int_equal(col, 25); /* not the {idd} inside {{idd}} */
+  assert_string_equal(err.msg, "the pipeline's output has no field 'idd'; "
+                               "did you mean 'id'? (fields: id, user)");
+  sl_rcmd_free(c);
+  assert_int_equal(
+      sl_rcmd_parse("HSET {user}:{@key} {id} {_value}", &c, &col, &err), 0);
+  assert_int_equal(sl_rcmd_check_fields(c, fields, &col, &err), 0);
+  sl_rcmd_free(c);
+}
+
 static void url_ok(const char *url, const char *host, int port,
                    const char *path, const char *user, const char *pw, int db) {
   struct sl_redis_url u;
@@ -345,6 +366,7 @@ int main(void) {
       cmocka_unit_test(test_render_rejects),
       cmocka_unit_test(test_parse_errors),
       cmocka_unit_test(test_fields),
+      cmocka_unit_test(test_check_fields),
       cmocka_unit_test(test_urls),
       cmocka_unit_test(test_format),
       cmocka_unit_test(test_chunks),
