@@ -297,8 +297,8 @@ static int valid_job_id(const char *id) {
 
 static int bind_source(struct sl_job *job, struct sl_error *err) {
   const char *names[16] = {0};
-  const char *name;
-  const struct sl_cfg_node *map;
+  const char *name = NULL;
+  const struct sl_cfg_node *map = NULL;
   for (size_t i = 0; sl_source_plugins[i] && i < 15; i++)
     names[i] = sl_source_plugins[i]->name;
   if (pick_plugin(job->source_raw, "source", names, NULL, &name, &map, err))
@@ -329,8 +329,8 @@ static int bind_source(struct sl_job *job, struct sl_error *err) {
 
 static int bind_sink(struct sl_job *job, struct sl_error *err) {
   const char *names[16] = {0};
-  const char *name;
-  const struct sl_cfg_node *map;
+  const char *name = NULL;
+  const struct sl_cfg_node *map = NULL;
   for (size_t i = 0; sl_sink_plugins[i] && i < 15; i++)
     names[i] = sl_sink_plugins[i]->name;
   if (pick_plugin(job->sink_raw, "sink", names, sl_sink_omitted, &name, &map,
@@ -386,8 +386,8 @@ static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
     for (size_t i = 0; dl_sinks[i]; i++)
       if (sl_sink_find(dl_sinks[i]))
         names[nn++] = dl_sinks[i];
-    const char *name;
-    const struct sl_cfg_node *map;
+    const char *name = NULL;
+    const struct sl_cfg_node *map = NULL;
     if (pick_plugin(job->dead_letter_raw, "dead_letter", names, dl_omitted,
                     &name, &map, err))
       return err->code;
