@@ -135,9 +135,10 @@ static void *commit_main(void *arg) {
   return NULL;
 }
 
-/* The batch's ends are where the next one starts (the next batch is
+/* Partition positions from p's ends (also recovery's, recover.c). The
+ * batch's ends are where the next one starts (the next batch is
  * planned while this one commits; if the commit fails, the job stops). */
-static void advance_positions(struct engine *e, const struct sl_plan *p) {
+void eng_positions_from(struct engine *e, const struct sl_plan *p) {
   for (size_t i = 0; i < p->n; i++) {
     const struct sl_range *r = &p->ranges[i];
     struct sl_range *at = sl_plan_find(&e->pos, r->topic, r->partition);
@@ -146,6 +147,10 @@ static void advance_positions(struct engine *e, const struct sl_plan *p) {
     else
       sl_plan_add(&e->pos, r->topic, r->partition, r->end, r->end);
   }
+}
+
+static void advance_positions(struct engine *e, const struct sl_plan *p) {
+  eng_positions_from(e, p);
   e->next_batch = p->batch + 1;
 }
 

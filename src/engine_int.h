@@ -157,6 +157,9 @@ int eng_commit_sink(struct engine *e, const struct sl_plan *plan,
                     struct task_ctx *tcs, size_t n, struct sl_error *err);
 void eng_after_commit(struct engine *e, const struct eng_batch *b, int64_t tj);
 
+/* batch.c: positions (e->pos) from a plan's ends */
+void eng_positions_from(struct engine *e, const struct sl_plan *p);
+
 /* recover.c */
 int eng_recover(struct engine *e, struct sl_error *err);
 int eng_dry_run(struct engine *e, struct sl_error *err);

@@ -9,17 +9,6 @@
  */
 #include "batch.h"
 
-static void positions_from(struct engine *e, const struct sl_plan *p) {
-  for (size_t i = 0; i < p->n; i++) {
-    const struct sl_range *r = &p->ranges[i];
-    struct sl_range *at = sl_plan_find(&e->pos, r->topic, r->partition);
-    if (at)
-      at->end = r->end;
-    else
-      sl_plan_add(&e->pos, r->topic, r->partition, r->end, r->end);
-  }
-}
-
 struct last_args {
   struct sl_sink *sink;
   uint64_t *batch;
@@ -59,7 +48,7 @@ static int recover_from_sink(struct engine *e, uint64_t batch,
   sl_plan_clear(&p);
   if (rc)
     return rc;
-  positions_from(e, sink_end);
+  eng_positions_from(e, sink_end);
   e->next_batch = batch + 1;
   sl_warn("--recover-from-sink: the sink holds batch %" PRIu64
           "; continuing from its offsets%s as batch %" PRIu64,
@@ -97,7 +86,7 @@ int eng_recover(struct engine *e, struct sl_error *err) {
   if (st.last_commit &&
       (rc = sl_ckpt_read_offsets(e->ck, st.last_commit, &p, err)))
     goto out;
-  positions_from(e, &p);
+  eng_positions_from(e, &p);
   sl_plan_clear(&p);
   /* The window state is that of the batch the checkpoint (after the
    * decision below) counts as committed. */
@@ -152,7 +141,7 @@ int eng_recover(struct engine *e, struct sl_error *err) {
     sl_ckpt_set_commit_note(e->ck, e->sink.note);
     if ((rc = sl_ckpt_roll_forward(e->ck, &p, sl_wall_ms(), err)))
       goto out;
-    positions_from(e, &sink_end);
+    eng_positions_from(e, &sink_end);
     e->next_batch = d.batch + 1;
     sl_warn("the sink holds batch %" PRIu64 ", ahead of the checkpoint "
             "(batch %" PRIu64 "): rolled the checkpoint forward to the "
