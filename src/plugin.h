@@ -56,6 +56,18 @@ struct sl_run_ctx {
   struct sl_metrics *metrics; /* NULL when metrics are off */
   /* Sinks with SL_SINK_STORES_SOURCE_OFFSETS: the source; else NULL. */
   const struct sl_source_info *source;
+  /* The job runs the continuous trigger: batches are epochs, and a sink
+   * with SL_SINK_WRITES_AT_ONCE writes records through its streams. */
+  bool continuous;
+};
+
+/* Continuous trigger: where a long-running task stands in one partition.
+ * Every record before `next` has been read and handed on (written, left
+ * out by a filter, or sent to the dead letters). */
+struct sl_stream_mark {
+  const char *topic;
+  int32_t partition;
+  int64_t next;
 };
 
 /* ------------------------------------------------------------- sources */
@@ -136,6 +148,27 @@ struct sl_source_plugin {
    * off), added up over the reader's life. Optional. @locality worker */
   int64_t (*reader_lost)(void *reader);
   void (*reader_free)(void *reader); /* @locality worker thread */
+  /* Continuous trigger (optional: a source without them cannot run it).
+   * A stream reads a set of partitions on one reader, each from a
+   * position (from[i].start; end is ignored) with no end.
+   * @locality worker thread, except stream_wake */
+  int (*stream_start)(void *reader, const struct sl_range *from, size_t n,
+                      struct sl_error *err);
+  /* Reads what has arrived on any of the stream's partitions (each
+   * partition's records in offset order) into out, replacing the previous
+   * records, waiting at most wait_ms (-1: until woken) for the first one;
+   * out->n is 0 after the wait or a wake. Gaps (compaction, transaction
+   * markers) and records lost to retention are skipped; *marks, when not
+   * NULL, gets the position each partition reached (its next offset),
+   * nmarks entries, so that a partition whose last offsets carried no
+   * record still moves. */
+  int (*stream_read)(void *reader, int wait_ms, struct sl_batch *out,
+                     struct sl_stream_mark **marks, size_t *nmarks,
+                     struct sl_error *err);
+  /* Makes a waiting stream_read on reader return now. @locality any */
+  void (*stream_wake)(void *reader);
+  /* Ends the stream; the reader reads ranges again afterwards. */
+  void (*stream_stop)(void *reader);
   /* A short description for progress reports ("KafkaV2[clicks]"). */
   const char *(*describe)(struct sl_source *src);
   /* What a sink that stores source offsets may know of this source
@@ -155,6 +188,14 @@ struct sl_source_plugin {
  * in the transaction, as the consumer group's offsets): it is given the
  * source's sl_source_info in its run context. */
 #define SL_SINK_STORES_SOURCE_OFFSETS 0x4u
+/* Continuous trigger: the sink writes records the moment they arrive,
+ * exactly once per record, through stream_open/stream_write/stream_close
+ * (below), and stores each partition's position with the writes. The
+ * commit of an epoch then gets no stages (n = 0): it records the epoch
+ * and the plan's end offsets, never lowering a position a stream stored.
+ * A sink without the flag stages an epoch like a batch, and its output
+ * becomes visible at the epoch's commit. */
+#define SL_SINK_WRITES_AT_ONCE 0x8u
 
 /* Keys every sink has, accepted in the sink's own map (sink.redis.retry):
  * how long a failing commit is retried before the job stops. */
@@ -222,6 +263,24 @@ struct sl_sink_plugin {
    * its config (Kafka: SL_SINK_EXACTLY_ONCE only with exactly_once:
    * true). Optional; without it, flags. @locality coordinator */
   unsigned (*conf_flags)(const void *conf);
+
+  /* Continuous trigger, sinks with SL_SINK_WRITES_AT_ONCE. A stream is
+   * one long-running task's own connection to the sink, opened and used
+   * on that task's worker. @locality worker thread */
+  int (*stream_open)(struct sl_sink *sink, uint32_t task, void **stream,
+                     struct sl_error *err);
+  /* Writes the records of b now, visible at once, and stores marks (the
+   * positions reached, one per partition the call covers) with them, all
+   * or nothing. A record at an offset below the position the sink holds
+   * for its partition is skipped, so a replay after a crash applies
+   * nothing twice, even a non-idempotent command. b may be empty: the
+   * marks alone move the positions past filtered records. A record the
+   * sink cannot write goes to rejects, as in stage_write. Callable again
+   * with the same arguments after a retriable error. @locality worker */
+  int (*stream_write)(void *stream, const struct sl_batch *b,
+                      const struct sl_stream_mark *marks, size_t nmarks,
+                      struct sl_rejects *rejects, struct sl_error *err);
+  void (*stream_close)(struct sl_sink *sink, void *stream); /* @worker */
 };
 
 /* The registered plugins (src/registry.c). */
