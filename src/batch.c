@@ -70,6 +70,22 @@ struct eng_batch *eng_batch_new(struct engine *e, struct sl_plan *plan,
   return b;
 }
 
+struct eng_batch *eng_batch_epoch(struct engine *e, struct sl_plan *plan,
+                                  struct task_ctx *tcs, size_t n,
+                                  int64_t records,
+                                  const struct sl_pipe_stats *stats,
+                                  int64_t cut_ns) {
+  struct eng_batch *b = alloc(e, ENG_BATCH_READ_AHEAD);
+  b->plan = *plan;
+  memset(plan, 0, sizeof(*plan));
+  b->tcs = tcs;
+  b->n = n;
+  b->records = records;
+  b->stats = *stats;
+  b->read_ns = cut_ns;
+  return b;
+}
+
 int eng_batch_from_log(struct engine *e, uint64_t id, struct eng_batch **out,
                        struct sl_error *err) {
   struct eng_batch *b = alloc(e, ENG_BATCH_LOGGED);

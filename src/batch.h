@@ -21,6 +21,10 @@
  *     any state but COMMITTED ──────► FAILED (eng_batch_free of an
  *                                     unfinished batch)
  *
+ *     (an epoch of the continuous trigger) ──► READ_AHEAD
+ *                                     eng_batch_epoch: its long-running
+ *                                     tasks read it before it was cut
+ *
  * What is durable in each state, and what a crash there leaves:
  *   PLANNED      nothing: the ranges are in memory. A crash: the restart
  *                plans the same batch afresh.
@@ -63,11 +67,16 @@
  * joined before anyone else looks at them. eng_batch_free is the only
  * function that frees a batch.
  *
- * The trigger (interval, available-now; later continuous) decides when a
+ * The trigger (interval, available-now, continuous) decides when a
  * batch is planned and how much it holds; the machine is the same for
- * every trigger. A continuous epoch is meant to be one more way into
- * LOGGED (its end offsets, reported by long-running tasks) and the same
- * way out.
+ * every trigger. A continuous epoch (stream.c) is one more way in: its
+ * ranges are what the long-running tasks read up to the barrier, so it is
+ * born READ_AHEAD, with its stages closed, and goes on as a read-ahead
+ * batch does (offsets/E once the previous epoch is current, then the same
+ * way out). A sink that writes at once (SL_SINK_WRITES_AT_ONCE) has
+ * already made its records visible by then; its guard on the partition
+ * positions, not offsets/E, is what keeps a replay from writing them
+ * twice.
  */
 #ifndef SL_BATCH_H
 #define SL_BATCH_H
@@ -111,6 +120,15 @@ struct eng_batch {
  * point into them); copies latest (NULL: unknown). */
 struct eng_batch *eng_batch_new(struct engine *e, struct sl_plan *plan,
                                 const struct sl_plan *latest, int64_t plan_ns);
+
+/* (none) -> READ_AHEAD: an epoch cut from the streams, its ranges in plan
+ * (taken, as in eng_batch_new) and its tasks' closed stages in tcs (n,
+ * taken). */
+struct eng_batch *eng_batch_epoch(struct engine *e, struct sl_plan *plan,
+                                  struct task_ctx *tcs, size_t n,
+                                  int64_t records,
+                                  const struct sl_pipe_stats *stats,
+                                  int64_t cut_ns);
 
 /* Recovery: (checkpoint) -> LOGGED, batch `id` rebuilt from offsets/N. */
 int eng_batch_from_log(struct engine *e, uint64_t id, struct eng_batch **out,

@@ -161,7 +161,7 @@ static int run_batch(struct engine *e, struct eng_batch *b,
   int rc = 0;
   if (!beside && b->state == ENG_BATCH_PLANNED)
     rc = eng_batch_log(b, err);
-  if (!rc)
+  if (!rc && b->state != ENG_BATCH_READ_AHEAD) /* an epoch is read */
     rc = eng_batch_read(b, err);
   if (beside) { /* the previous batch's commit first, even after a failure */
     int64_t t = sl_mono_ns();
@@ -173,9 +173,9 @@ static int run_batch(struct engine *e, struct eng_batch *b,
       return frc;
     }
     b->wait_ns = sl_mono_ns() - t;
-    if (!rc && b->state == ENG_BATCH_READ_AHEAD)
-      rc = eng_batch_log(b, err);
   }
+  if (!rc && b->state == ENG_BATCH_READ_AHEAD)
+    rc = eng_batch_log(b, err);
   if (!rc)
     rc = eng_batch_save_state(b, err);
   if (rc) {
@@ -217,8 +217,8 @@ static int plan_call(void *arg, struct sl_error *err) {
 
 /* Plans the next batch, retrying an outage of the source within
  * source.<name>.retry. */
-static int plan_retrying(struct engine *e, struct sl_plan *plan,
-                         struct sl_plan *latest, struct sl_error *err) {
+int eng_plan_retrying(struct engine *e, struct sl_plan *plan,
+                      struct sl_plan *latest, struct sl_error *err) {
   char what[64];
   snprintf(what, sizeof(what), "planning batch %" PRIu64, e->next_batch);
   struct plan_args a = {e, plan, latest};
@@ -231,7 +231,7 @@ static int plan_retrying(struct engine *e, struct sl_plan *plan,
 
 int eng_watermarks_retrying(struct engine *e, struct sl_plan *wm,
                             struct sl_error *err) {
-  return plan_retrying(e, wm, NULL, err);
+  return eng_plan_retrying(e, wm, NULL, err);
 }
 
 /* The trigger loop: the same for every trigger (trigger.h asks the
@@ -257,8 +257,19 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
       return 0;
     }
     int64_t t0 = sl_mono_ns();
+    if (tr->cut) { /* continuous: the epoch the streams read */
+      struct eng_batch *b;
+      int rc = tr->cut(e, false, &b, err);
+      if (!rc)
+        rc = b ? run_batch(e, b, err) : eng_batch_finish(e, err);
+      if (rc)
+        return rc;
+      if ((rc = tr->after(e, b != NULL, t0, err)) <= 0)
+        return rc;
+      continue;
+    }
     struct sl_plan plan = {0}, latest = {0};
-    int rc = plan_retrying(e, &plan, &latest, err);
+    int rc = eng_plan_retrying(e, &plan, &latest, err);
     if (rc) {
       sl_plan_clear(&plan);
       sl_plan_clear(&latest);
@@ -281,6 +292,14 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     if (rc)
       return rc;
     if ((rc = tr->after(e, go, t0, err)) <= 0)
+      return rc;
+  }
+  if (tr->cut) { /* the last epoch: what the streams read until now */
+    struct eng_batch *b;
+    int rc = tr->cut(e, true, &b, err);
+    if (!rc && b)
+      rc = run_batch(e, b, err);
+    if (rc)
       return rc;
   }
   if (eng_batch_finish(e, err))
@@ -341,7 +360,8 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   e.src_run = (struct sl_run_ctx){.job_id = job->id,
                                   .role = SL_ROLE_SOURCE,
                                   .ck = e.ck,
-                                  .metrics = e.metrics};
+                                  .metrics = e.metrics,
+                                  .continuous = job->trigger.continuous_ns > 0};
   e.sink_run = e.src_run;
   e.sink_run.role = SL_ROLE_SINK;
   e.dl_run = e.src_run;
@@ -403,6 +423,7 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   sl_progress_end(stderr);
 out:
   sl_metrics_set_ready(e.metrics, false);
+  eng_streams_halt(&e);
   sl_pool_destroy(e.pool);
   if (e.sink_ready || e.sink.ctx)
     job->sink_plugin->destroy(&e.sink);

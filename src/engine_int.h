@@ -9,6 +9,7 @@
  *   window_phase.c  merge, emit, snapshot; restoring the state
  *   commit.c        sink commits, commits/N, progress
  *   recover.c       the recovery decision and --dry-run
+ *   stream.c        the continuous trigger's long-running tasks, epochs
  *
  * The coordinator thread owns struct engine; workers read it (the job,
  * the plugins, the window state during a phase) but write only their
@@ -73,6 +74,7 @@ struct engine {
   bool overlap;         /* commits may run beside the next batch's reads */
   struct eng_batch *fl; /* the batch committing (batch.h), or NULL */
   const struct eng_trigger *trig; /* the trigger's policy (trigger.h) */
+  struct eng_cont *cont; /* continuous: the streams (stream.c), or NULL */
 };
 
 struct worker_ctx {
@@ -82,7 +84,7 @@ struct worker_ctx {
   struct sl_batch rdead;     /* their dead letters */
 };
 
-enum task_kind { TASK_READ, TASK_MERGE, TASK_EMIT };
+enum task_kind { TASK_READ, TASK_MERGE, TASK_EMIT, TASK_STREAM };
 
 /* How many queued ranges past the current one a worker tells its reader
  * about (see hint_ranges); the source bounds what it fetches ahead. */
@@ -118,12 +120,15 @@ struct task_ctx {
    * this one. */
   struct task_ctx *after;
   atomic_bool started;
+  struct eng_stream *stream; /* TASK_STREAM: its stream (stream.c) */
 };
 
 /* engine.c: stopping, retries, planning, the trigger loop */
 void eng_wait_until(int64_t until_ns);
 int eng_watermarks_retrying(struct engine *e, struct sl_plan *wm,
                             struct sl_error *err);
+int eng_plan_retrying(struct engine *e, struct sl_plan *plan,
+                      struct sl_plan *latest, struct sl_error *err);
 int64_t eng_lag_after(const struct sl_plan *plan, const struct sl_plan *latest);
 int eng_with_retry(struct engine *e, const struct sl_sink *sink,
                    const char *what, int (*fn)(void *arg, struct sl_error *err),
@@ -135,6 +140,13 @@ void eng_worker_fini(int worker, void *arg, void *wctx);
 int eng_stage_out(struct engine *e, struct task_ctx *tc,
                   const struct sl_task *t, struct worker_ctx *w,
                   const struct sl_batch *b, struct sl_error *err);
+int eng_sink_rejects(struct engine *e, struct task_ctx *tc,
+                     const struct sl_task *t, struct worker_ctx *w,
+                     struct sl_error *err);
+int eng_stage_dead(struct engine *e, struct task_ctx *tc,
+                   const struct sl_task *t, struct worker_ctx *w,
+                   const struct sl_batch *dead, const char *what,
+                   struct sl_error *err);
 int eng_close_stage(struct sl_sink *sink, void *st, struct sl_error *err);
 int eng_run_task(struct sl_task *t, int worker, void *wctx, void *arg);
 void eng_free_stages(struct engine *e, struct task_ctx *tcs, size_t n);
@@ -159,6 +171,19 @@ void eng_after_commit(struct engine *e, const struct eng_batch *b, int64_t tj);
 
 /* batch.c: positions (e->pos) from a plan's ends */
 void eng_positions_from(struct engine *e, const struct sl_plan *p);
+
+/* stream.c: the continuous trigger */
+struct eng_batch;
+bool eng_continuous_supported(const struct engine *e, struct sl_error *err);
+int eng_streams_start(struct engine *e, struct sl_error *err);
+/* The epoch the streams read since the last cut, as a batch whose reads
+ * are done (*out NULL when nothing arrived). last: the streams end after
+ * it. */
+int eng_streams_cut(struct engine *e, bool last, struct eng_batch **out,
+                    struct sl_error *err);
+/* Ends the streams (if any) and frees them. */
+void eng_streams_halt(struct engine *e);
+int eng_stream_task(struct sl_task *t, struct worker_ctx *w, struct engine *e);
 
 /* recover.c */
 int eng_recover(struct engine *e, struct sl_error *err);

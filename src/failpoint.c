@@ -48,6 +48,11 @@ const struct sl_failpoint_info sl_failpoint_list[] = {
                                 "written: the restart completes commits/N "
                                 "from the sink's record (invariants 4, 5)"},
     {"batch.after_commit", "commits/N durable, old entries not yet pruned"},
+    /* The continuous trigger's streams (src/stream.c). */
+    {"stream.before_seal", "a stream reached epoch E's barrier, its stages "
+                           "not closed (worker thread): E is not committed; "
+                           "what a sink wrote at once is guarded by its "
+                           "positions"},
     /* The checkpoint's atomic writes (checkpoint/fsio.c, invariant 6). */
     FP_FILE_STEPS("checkpoint.metadata", "metadata"),
     FP_FILE_STEPS("checkpoint.offsets", "offsets/N"),

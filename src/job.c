@@ -106,6 +106,13 @@ static const struct sl_cfg_field trigger_map[] = {
      .offset = offsetof(struct sl_trigger_conf, available_now),
      .desc = "process what is available at start in capped batches, then "
              "exit 0"},
+    {.key = "continuous",
+     .type = SL_CFG_T_DURATION,
+     .def = "0s",
+     .offset = offsetof(struct sl_trigger_conf, continuous_ns),
+     .desc = "process records as they arrive (long-running tasks) and "
+             "commit an epoch every interval (the checkpoint interval, not "
+             "the latency); 0: off"},
     {0}};
 
 static const struct sl_cfg_field checkpoint_map[] = {
@@ -372,6 +379,29 @@ static const char *dl_omitted(const char *name) {
   return NULL;
 }
 
+/* What the continuous trigger can run exactly (docs/ARCHITECTURE.md,
+ * The continuous trigger). */
+static int check_continuous(const struct sl_job *job,
+                            const struct sl_cfg_node *tn,
+                            struct sl_error *err) {
+  const struct sl_cfg_node *at = tn ? sl_cfg_get(tn, "continuous") : NULL;
+  if (!at)
+    at = tn ? tn : job->tree;
+  if (!job->source_plugin->stream_start)
+    return sl_cfg_error(err, at,
+                        "trigger continuous: source '%s' cannot be read "
+                        "continuously",
+                        job->source_plugin->name);
+  if (sl_pipeline_window(job->pipeline))
+    return sl_cfg_error(
+        err, at,
+        "trigger continuous: this pipeline has a window; windowed "
+        "aggregation runs only with the interval or available_now trigger "
+        "in this version (its results are exact through the micro-batch "
+        "window phase, which continuous epochs do not run yet)");
+  return 0;
+}
+
 /* The pipeline, dead letters and on_error. */
 static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
   int prc = sl_pipeline_compile(job->pipeline_raw, &job->pipeline, err);
@@ -460,6 +490,11 @@ int sl_job_load(const char *path, char *const *sets, size_t nsets,
     STEP(sl_cfg_error(err, tn,
                       "trigger: choose either interval or available_now, not "
                       "both"));
+  if (tn && tn->kind == SL_CFG_MAP && job->trigger.continuous_ns &&
+      (sl_cfg_get(tn, "interval") || job->trigger.available_now))
+    STEP(sl_cfg_error(err, sl_cfg_get(tn, "continuous"),
+                      "trigger: continuous is a trigger of its own; remove "
+                      "interval and available_now"));
   if (!job->checkpoint.dir && job->id) {
     char dir[512];
     snprintf(dir, sizeof(dir), "./checkpoints/%s", job->id);
@@ -478,6 +513,8 @@ int sl_job_load(const char *path, char *const *sets, size_t nsets,
   }
   STEP(pipe_rc = bind_pipeline(job, err));
   STEP(bind_metrics(job, err));
+  if (!src_rc && !pipe_rc && job->trigger.continuous_ns)
+    STEP(check_continuous(job, tn, err));
 #undef STEP
   if (first || src_rc || sink_rc || pipe_rc) {
     if (!err->code)
@@ -564,7 +601,10 @@ void sl_job_print(const struct sl_job *job, FILE *out) {
     } else if (strcmp(f->key, "trigger") == 0) {
       char d[64];
       sl_cfg_fmt_duration(job->trigger.interval_ns, d, sizeof(d));
-      if (job->trigger.available_now)
+      if (job->trigger.continuous_ns) {
+        sl_cfg_fmt_duration(job->trigger.continuous_ns, d, sizeof(d));
+        fprintf(out, "trigger:\n  continuous: %s\n", d);
+      } else if (job->trigger.available_now)
         fputs("trigger:\n  available_now: true\n", out);
       else
         fprintf(out, "trigger:\n  interval: %s\n", d);

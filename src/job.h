@@ -21,6 +21,7 @@
 struct sl_trigger_conf {
   int64_t interval_ns; /* a batch every interval (processing time)     */
   bool available_now;  /* run what is there at start, then exit        */
+  int64_t continuous_ns; /* continuous: the epoch interval; 0 when off  */
 };
 
 struct sl_checkpoint_conf {

@@ -54,10 +54,10 @@ static int stage(struct sl_sink *sink, void **st, const struct sl_task *t,
 }
 
 /* Stages dead letters; the dead-letter sink writes every record. */
-static int stage_dead(struct engine *e, struct task_ctx *tc,
-                      const struct sl_task *t, struct worker_ctx *w,
-                      const struct sl_batch *dead, const char *what,
-                      struct sl_error *err) {
+int eng_stage_dead(struct engine *e, struct task_ctx *tc,
+                   const struct sl_task *t, struct worker_ctx *w,
+                   const struct sl_batch *dead, const char *what,
+                   struct sl_error *err) {
   if (dead->n == 0)
     return 0;
   if (!e->dl.plugin)
@@ -81,9 +81,20 @@ int eng_stage_out(struct engine *e, struct task_ctx *tc,
                   const struct sl_batch *b, struct sl_error *err) {
   sl_rejects_clear(&w->rejects);
   int rc = stage(&e->sink, &tc->stage, t, b, &w->rejects, err);
-  size_t n = w->rejects.n;
-  if (rc || n == 0)
+  if (rc)
     return rc;
+  return eng_sink_rejects(e, tc, t, w, err);
+}
+
+/* What the sink left in w->rejects becomes dead letters (or fails the job
+ * with on_error: fail). @locality worker thread */
+int eng_sink_rejects(struct engine *e, struct task_ctx *tc,
+                     const struct sl_task *t, struct worker_ctx *w,
+                     struct sl_error *err) {
+  size_t n = w->rejects.n;
+  int rc;
+  if (n == 0)
+    return 0;
   if (e->job->on_error == SL_ON_ERROR_FAIL)
     return sl_error_setf(err, SL_ERR_INVAL, SL_ERR_FATAL, "%s (on_error: fail)",
                          w->rejects.reasons[0]);
@@ -99,8 +110,8 @@ int eng_stage_out(struct engine *e, struct task_ctx *tc,
   w->rdead.n = n;
   tc->sink_rejected += (int64_t)n;
   /* stage_dead reuses w->rejects: the strings above are the copies. */
-  rc = stage_dead(e, tc, t, w, &w->rdead, "a record the sink could not write",
-                  err);
+  rc = eng_stage_dead(e, tc, t, w, &w->rdead,
+                      "a record the sink could not write", err);
   for (size_t i = 0; i < n; i++)
     free((char *)w->rdead.recs[i].value);
   w->rdead.n = 0;
@@ -163,7 +174,7 @@ static int read_task(struct sl_task *t, struct worker_ctx *w,
     if (!rc)
       rc = eng_stage_out(e, tc, t, w, &w->out, &t->err);
     if (!rc)
-      rc = stage_dead(e, tc, t, w, &w->dead, "a record", &t->err);
+      rc = eng_stage_dead(e, tc, t, w, &w->dead, "a record", &t->err);
   }
   hint_ranges(e, w, tc, false);
   if (rc)
@@ -215,7 +226,7 @@ static int emit_rows(struct sl_task *t, struct worker_ctx *w,
     rc = eng_stage_out(e, tc, t, w, &w->out, &t->err);
   }
   if (!rc)
-    rc = stage_dead(e, tc, t, w, &w->dead, "a window output row", &t->err);
+    rc = eng_stage_dead(e, tc, t, w, &w->dead, "a window output row", &t->err);
   if (rc)
     return rc;
   tc->stats = sl_pipe_task_stats(tc->pipe);
@@ -267,6 +278,8 @@ static int run_task_kind(struct sl_task *t, void *wctx, struct engine *e) {
     return 0;
   case TASK_EMIT:
     return emit_task(t, wctx, e);
+  case TASK_STREAM:
+    return eng_stream_task(t, wctx, e);
   }
   return SL_ERR_INVAL;
 }

@@ -1,4 +1,5 @@
-/* trigger.c - the trigger policies: interval and available-now. */
+/* trigger.c - the trigger policies: interval, available-now and
+ * continuous. */
 #include "trigger.h"
 
 #include "batch.h"
@@ -118,6 +119,36 @@ static const struct eng_trigger available_now = {.name = "available-now",
                                                  .run_now = now_run_now,
                                                  .after = now_after};
 
+/* ---------------------------------------------------------- continuous */
+
+/* The streams start where the checkpoint left every partition. */
+static int cont_begin(struct engine *e, struct sl_error *err) {
+  return eng_streams_start(e, err);
+}
+
+/* An epoch is cut every interval; an epoch whose commit overran is
+ * followed at once by the next cut. */
+static int cont_after(struct engine *e, bool ran, int64_t t0,
+                      struct sl_error *err) {
+  (void)ran;
+  int64_t due = t0 + e->job->trigger.continuous_ns;
+  if (sl_mono_ns() < due && eng_batch_finish(e, err))
+    return err->code;
+  eng_wait_until(due);
+  return 1;
+}
+
+static const struct eng_trigger continuous = {.name = "continuous",
+                                              .begin = cont_begin,
+                                              .finished = interval_finished,
+                                              .ended = interval_ended,
+                                              .limit = interval_limit,
+                                              .run_now = interval_run_now,
+                                              .after = cont_after,
+                                              .cut = eng_streams_cut};
+
 const struct eng_trigger *eng_trigger_for(const struct sl_trigger_conf *tc) {
+  if (tc->continuous_ns)
+    return &continuous;
   return tc->available_now ? &available_now : &interval;
 }

@@ -7,9 +7,10 @@
  * The loop plans, runs the batch through the lifecycle of batch.h and
  * asks again; it has no branch per trigger. A trigger owns only its
  * policy and the state that policy needs (available-now's targets live in
- * e->target). The continuous trigger is meant to be one more policy plus
- * one kind of long-running task whose epochs enter the same lifecycle, not
- * a second loop.
+ * e->target). The continuous trigger is one more policy plus one kind of
+ * long-running task (stream.c): instead of planning from the source's
+ * watermarks, the loop asks it to cut the epoch the tasks read (cut), and
+ * the epoch enters the same lifecycle.
  */
 #ifndef SL_TRIGGER_H
 #define SL_TRIGGER_H
@@ -38,6 +39,11 @@ struct eng_trigger {
   /* After a round that started at t0 (ran: a batch went in flight):
    * 1 to plan again, 0 when the run is over, <0 on an error. May wait. */
   int (*after)(struct engine *e, bool ran, int64_t t0, struct sl_error *err);
+  /* Optional (continuous): the next batch is cut, not planned. *out gets
+   * the epoch read since the last cut, or NULL when nothing arrived; last:
+   * the run stops after it. */
+  int (*cut)(struct engine *e, bool last, struct eng_batch **out,
+             struct sl_error *err);
 };
 
 /* The policy of a job's `trigger:` section. */

@@ -5,7 +5,8 @@
  * is re-run after a crash is printed again. Stages keep at most `limit`
  * records each (copied, since the source's bytes are released after each
  * chunk); commit prints the batch in task order under a header, like
- * Spark's console sink.
+ * Spark's console sink. Under the continuous trigger each group of
+ * records is printed as it arrives (stream_write).
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -95,6 +96,8 @@ static int console_commit(struct sl_sink *sink, const struct sl_plan *plan,
   const struct console_conf *c = sink->conf;
   int64_t total = 0, shown = 0;
   (void)err;
+  if (sink->run->continuous && n == 0)
+    return 0; /* an epoch: its records were printed as they came */
   printf("-------------------------------------------\n");
   printf("Batch: %llu\n", (unsigned long long)plan->batch);
   printf("-------------------------------------------\n");
@@ -114,6 +117,46 @@ static int console_commit(struct sl_sink *sink, const struct sl_plan *plan,
            (long long)(total - shown), (long long)c->limit);
   fflush(stdout);
   return 0;
+}
+
+/* The continuous trigger: each group is printed when it arrives (no
+ * limit, no batch header; the console is at-least-once either way). */
+static int console_stream_open(struct sl_sink *sink, uint32_t task,
+                               void **stream, struct sl_error *err) {
+  (void)task;
+  (void)err;
+  *stream = sink;
+  return 0;
+}
+
+static int console_stream_write(void *stream, const struct sl_batch *b,
+                                const struct sl_stream_mark *marks,
+                                size_t nmarks, struct sl_rejects *rejects,
+                                struct sl_error *err) {
+  (void)stream;
+  (void)marks;
+  (void)nmarks;
+  (void)rejects;
+  (void)err;
+  if (b->n == 0)
+    return 0;
+  flockfile(stdout);
+  for (size_t i = 0; i < b->n; i++) {
+    const struct sl_record *r = &b->recs[i];
+    if (r->value)
+      fwrite_unlocked(r->value, 1, r->value_len, stdout);
+    else
+      fputs_unlocked("null", stdout);
+    putc_unlocked('\n', stdout);
+  }
+  fflush_unlocked(stdout);
+  funlockfile(stdout);
+  return 0;
+}
+
+static void console_stream_close(struct sl_sink *sink, void *stream) {
+  (void)sink;
+  (void)stream;
 }
 
 static void console_stage_free(struct sl_sink *sink, void *stage) {
@@ -137,7 +180,7 @@ const struct sl_sink_plugin sl_sink_console = {
     .name = "console",
     .config_map = console_map,
     .conf_size = sizeof(struct console_conf),
-    .flags = 0,
+    .flags = SL_SINK_WRITES_AT_ONCE,
     .init = console_init,
     .last_committed = NULL,
     .stage_open = console_stage_open,
@@ -147,4 +190,7 @@ const struct sl_sink_plugin sl_sink_console = {
     .stage_free = console_stage_free,
     .describe = console_describe,
     .destroy = console_destroy,
+    .stream_open = console_stream_open,
+    .stream_write = console_stream_write,
+    .stream_close = console_stream_close,
 };

@@ -266,7 +266,8 @@ struct kafka_src {
   const struct kafka_conf *conf;
   const char *job_id;
   struct sl_mock *mock;
-  char *brokers; /* resolved: the mock's bootstraps when embedded */
+  char *brokers;   /* resolved: the mock's bootstraps when embedded */
+  bool continuous; /* the job runs the continuous trigger */
   rd_kafka_t *meta;
   char describe[256];
 };
@@ -282,7 +283,11 @@ struct kafka_src {
  * costs no idle polling. Bounded memory: a reader fetches only the partitions
  * it reads or is about to read, each up to queued.min.messages plus one 512 KB
  * answer ahead (see pause_part and kafka_prefetch; docs/benchmarks.md has
- * the measurements). The user's properties go on top. */
+ * the measurements). The user's properties go on top.
+ * The continuous trigger fetches every partition all the time, so there a
+ * fetch waits up to 100 ms at the end of the log: the broker answers as
+ * soon as a record arrives, and an idle partition costs 10 fetches a
+ * second instead of a thousand. */
 static rd_kafka_conf_t *make_conf(struct kafka_src *ks, const char *client,
                                   struct sl_error *err) {
   char group[300];
@@ -297,7 +302,7 @@ static rd_kafka_conf_t *make_conf(struct kafka_src *ks, const char *client,
       {"enable.auto.offset.store", "false"},
       {"auto.offset.reset", "error"},
       {"enable.partition.eof", "true"},
-      {"fetch.wait.max.ms", "1"},
+      {"fetch.wait.max.ms", ks->continuous ? "100" : "1"},
       {"fetch.min.bytes", "1"},
       {"fetch.message.max.bytes", "524288"},
       {"queued.min.messages", "8192"},
@@ -386,6 +391,7 @@ static int kafka_init(struct sl_source *src, struct sl_error *err) {
   src->ctx = ks;
   ks->conf = src->conf;
   ks->job_id = src->run->job_id;
+  ks->continuous = src->run->continuous;
   if (strcmp(ks->conf->brokers, "embedded") == 0) {
     if (start_embedded(ks, err))
       return err->code;
@@ -517,10 +523,11 @@ struct kpart {
   char *topic;
   int32_t partition;
   rd_kafka_queue_t *q;
-  int64_t next; /* offset the queue delivers next, as far as we know */
-  bool paused;  /* between ranges: not fetched, nothing queued */
-  bool hinted;  /* in the last prefetch hint: kept fetching */
-  int64_t cont; /* a hinted range starts here: keep fetching at range end */
+  int64_t next;  /* offset the queue delivers next, as far as we know */
+  bool paused;   /* between ranges: not fetched, nothing queued */
+  bool hinted;   /* in the last prefetch hint: kept fetching */
+  bool streamed; /* read by the stream: forwarded to its queue */
+  int64_t cont;  /* a hinted range starts here: keep fetching at range end */
 };
 
 struct kreader {
@@ -536,6 +543,10 @@ struct kreader {
   uint64_t waits;   /* reads that found their partition's queue empty */
   int64_t wait_ns;  /* time they waited */
   uint64_t ahead;   /* partitions resumed ahead of their read by a hint */
+  /* the continuous trigger's stream (kafka_stream_start) */
+  rd_kafka_queue_t *sq; /* every streamed partition forwards here */
+  struct sl_stream_mark *marks;
+  size_t nmarks, capmarks;
 };
 
 static void release_held(struct kreader *r) {
@@ -966,10 +977,198 @@ static int64_t kafka_reader_lost(void *reader) {
   return ((struct kreader *)reader)->lost;
 }
 
+/* ------------------------------------------------------------- streams */
+
+/* The stream: every partition of it is fetched all the time and forwards
+ * to one queue, which stream_read waits on (blocking, woken by new
+ * records or by stream_wake: no polling). */
+static int kafka_stream_start(void *reader, const struct sl_range *from,
+                              size_t n, struct sl_error *err) {
+  struct kreader *r = reader;
+  release_held(r);
+  if (!r->sq)
+    r->sq = rd_kafka_queue_new(r->rk);
+  for (size_t i = 0; i < r->nparts; i++)
+    r->parts[i].hinted = false;
+  for (size_t i = 0; i < n; i++) {
+    struct kpart *p =
+        position_part(r, from[i].topic, from[i].partition, from[i].start, err);
+    if (!p)
+      return err->code;
+    p->hinted = true;
+  }
+  for (size_t i = 0; i < r->nparts; i++) {
+    struct kpart *p = &r->parts[i];
+    if (!p->hinted) {
+      if (!p->paused)
+        pause_part(r, p);
+      continue;
+    }
+    rd_kafka_queue_forward(p->q, r->sq);
+    p->streamed = true;
+    p->cont = -1;
+  }
+  return 0;
+}
+
+static void add_mark(struct kreader *r, const struct kpart *p, int64_t next) {
+  for (size_t i = 0; i < r->nmarks; i++)
+    if (r->marks[i].partition == p->partition &&
+        strcmp(r->marks[i].topic, p->topic) == 0) {
+      if (next > r->marks[i].next)
+        r->marks[i].next = next;
+      return;
+    }
+  if (r->nmarks == r->capmarks) {
+    r->capmarks = r->capmarks ? 2 * r->capmarks : 16;
+    r->marks = sl_realloc(r->marks, r->capmarks * sizeof(*r->marks));
+  }
+  r->marks[r->nmarks++] = (struct sl_stream_mark){p->topic, p->partition, next};
+}
+
+static struct kpart *streamed_part(struct kreader *r,
+                                   const rd_kafka_message_t *m) {
+  for (size_t i = 0; i < r->nparts; i++) {
+    struct kpart *p = &r->parts[i];
+    if (p->streamed && p->partition == m->partition &&
+        strcmp(p->topic, rd_kafka_topic_name(m->rkt)) == 0)
+      return p;
+  }
+  return NULL;
+}
+
+/* One message of the stream: a record, a position (end of the log, a
+ * gap), or an error. */
+static int stream_message(struct kreader *r, rd_kafka_message_t *m,
+                          struct sl_batch *out, struct sl_error *err) {
+  struct kpart *p = streamed_part(r, m);
+  if (!p) { /* a partition the stream no longer reads */
+    rd_kafka_message_destroy(m);
+    return 0;
+  }
+  if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    if (m->offset > p->next) { /* what is missing before the end: a gap */
+      p->next = m->offset;
+      add_mark(r, p, p->next);
+    }
+    rd_kafka_message_destroy(m);
+    return 0;
+  }
+  if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+      m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+    rd_kafka_message_destroy(m);
+    struct sl_range rg = {p->topic, p->partition, p->next, INT64_MAX};
+    int64_t pos = p->next;
+    char *topic = sl_strdup(p->topic);
+    int32_t part = p->partition;
+    int rc = handle_lost(r, p, &rg, &pos, err); /* drops the partition */
+    if (!rc) { /* dropped, or only moved (a transient answer) */
+      struct kpart *np = get_part(r, topic, part);
+      if (!np)
+        np = add_part(r, topic, part, pos, err);
+      if (np) {
+        rd_kafka_queue_forward(np->q, r->sq);
+        np->streamed = true;
+        add_mark(r, np, pos);
+      } else {
+        rc = err->code;
+      }
+    }
+    free(topic);
+    return rc;
+  }
+  if (m->err) {
+    int rc = sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                           "reading %s[%d]: %s", p->topic, p->partition,
+                           rd_kafka_message_errstr(m));
+    rd_kafka_message_destroy(m);
+    return rc;
+  }
+  if (m->offset < p->next) { /* stale: fetched before a seek */
+    rd_kafka_message_destroy(m);
+    return 0;
+  }
+  push_record(out, m, p->topic);
+  r->held[r->nheld++] = m;
+  p->next = m->offset + 1;
+  return 0;
+}
+
+/* Waits for the first message (or a wake), then takes what else is
+ * queued, up to one chunk: records that arrive while the previous group
+ * is being written come as one group. */
+static int kafka_stream_read(void *reader, int wait_ms, struct sl_batch *out,
+                             struct sl_stream_mark **marks, size_t *nmarks,
+                             struct sl_error *err) {
+  struct kreader *r = reader;
+  release_held(r);
+  out->n = 0;
+  r->nmarks = 0;
+  if (marks) {
+    *marks = r->marks;
+    *nmarks = 0;
+  }
+  sl_batch_reserve(out, CHUNK);
+  rd_kafka_message_t *first = rd_kafka_consume_queue(r->sq, wait_ms);
+  int rc = 0;
+  if (first) {
+    rc = stream_message(r, first, out, err);
+    rd_kafka_message_t *msgs[CHUNK];
+    size_t avail = rd_kafka_queue_length(r->sq);
+    ssize_t n = 0;
+    if (!rc && avail > 0)
+      n = rd_kafka_consume_batch_queue(r->sq, 0, msgs,
+                                       SL_MIN(avail, (size_t)CHUNK - 1));
+    for (ssize_t i = 0; i < n; i++) {
+      if (rc)
+        rd_kafka_message_destroy(msgs[i]);
+      else
+        rc = stream_message(r, msgs[i], out, err);
+    }
+  }
+  if (marks) {
+    *marks = r->marks;
+    *nmarks = r->nmarks;
+  }
+  return rc;
+}
+
+static void kafka_stream_wake(void *reader) {
+  struct kreader *r = reader;
+  if (r->sq)
+    rd_kafka_queue_yield(r->sq);
+}
+
+/* The partitions go back to being read range by range: unforwarded and
+ * paused (which drops what they queued). */
+static void kafka_stream_stop(void *reader) {
+  struct kreader *r = reader;
+  release_held(r);
+  for (size_t i = 0; i < r->nparts; i++) {
+    struct kpart *p = &r->parts[i];
+    if (!p->streamed)
+      continue;
+    rd_kafka_queue_forward(p->q, NULL);
+    p->streamed = false;
+    pause_part(r, p);
+    p->next = -1;
+  }
+  if (r->sq) {
+    rd_kafka_message_t *m;
+    while ((m = rd_kafka_consume_queue(r->sq, 0)))
+      rd_kafka_message_destroy(m);
+  }
+}
+
 static void kafka_reader_free(void *reader) {
   struct kreader *r = reader;
   if (!r)
     return;
+  if (r->sq) {
+    kafka_stream_stop(r);
+    rd_kafka_queue_destroy(r->sq);
+  }
+  free(r->marks);
   sl_debug("reader: %zu partitions assigned, %llu fetcher wake-ups, %llu "
            "partitions fetched ahead, %llu waits for records (%.1f ms)",
            r->nparts, (unsigned long long)r->kicks,
@@ -999,6 +1198,10 @@ const struct sl_source_plugin sl_source_kafka = {
     .prefetch = kafka_prefetch,
     .reader_lost = kafka_reader_lost,
     .reader_free = kafka_reader_free,
+    .stream_start = kafka_stream_start,
+    .stream_read = kafka_stream_read,
+    .stream_wake = kafka_stream_wake,
+    .stream_stop = kafka_stream_stop,
     .describe = kafka_describe,
     .info = kafka_info,
     .destroy = kafka_destroy,

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The continuous trigger: what validate refuses, records printed as they
+# arrive, a stop that commits the last epoch, and a job that switches
+# between the available-now, continuous and interval triggers on one
+# checkpoint with its output exactly once.
+source "$(dirname "$0")/lib.bash" "$@"
+start_mock --topic clicks:4 --topic live:2
+
+# committed DIR: records committed by a checkpoint (0 before its first
+# commit): the ends of the last batch, once it is committed.
+committed() {
+  "$SLUICE" checkpoint show "$1" 2>/dev/null | awk '
+    /^last planned batch: .*\(committed\)/ { ok = 1 }
+    /^  [^ ]+\[[0-9]+\] +[0-9]+\.\.[0-9]+/ { split($2, r, "\\.\\."); sum += r[2] }
+    END { print ok ? sum + 0 : 0 }'
+}
+committed_at_least() { [ "$(committed "$1")" -ge "$2" ]; }
+
+# --- validate
+cat >"$WORK/both.yaml" <<YAML
+job: it-cont-both
+source:
+  kafka: { brokers: $BROKERS, topics: [clicks] }
+sink:
+  console: {}
+trigger:
+  interval: 1s
+  continuous: 100ms
+YAML
+expect_exit 78 "$SLUICE" validate "$WORK/both.yaml"
+expect_err "both.yaml:8:15: trigger: continuous is a trigger of its own; remove interval and available_now"
+cat >"$WORK/win.yaml" <<YAML
+job: it-cont-win
+source:
+  kafka: { brokers: $BROKERS, topics: [clicks] }
+pipeline:
+  - parse: json
+  - window: { tumbling: 10s, time: ts, group_by: [user], aggregate: { n: count() } }
+sink:
+  console: {}
+trigger: { continuous: 100ms }
+YAML
+expect_exit 78 "$SLUICE" validate "$WORK/win.yaml"
+expect_err "win.yaml:9:24: trigger continuous: this pipeline has a window"
+echo "ok: validate refuses both triggers at once and a window"
+
+# --- per record: the console prints each record as it arrives, with no
+# batch header; a record produced while the job runs shows up (bounded
+# wait: a generous bound, the benchmark holds the latency target).
+cat >"$WORK/console.yaml" <<YAML
+job: it-cont-console
+source:
+  kafka: { brokers: $BROKERS, topics: [live], starting_offsets: earliest }
+sink:
+  console: {}
+trigger: { continuous: 1h }
+checkpoint: { dir: $WORK/console-ckpt }
+workers: 2
+YAML
+"$SLUICE" run "$WORK/console.yaml" --progress none >"$WORK/console.out" 2>"$WORK/console.err" &
+pid=$!
+wait_for 30 grep -qs "continuous: 2 streams over 2 partitions" "$WORK/console.err"
+for i in 1 2 3; do
+  echo "{\"n\":$i}" | kcat -b "$BROKERS" -P -t live -p $((i % 2)) 2>/dev/null
+  wait_for 10 grep -qx "{\"n\":$i}" "$WORK/console.out"
+done
+# The epoch (1 h) was not cut: nothing is committed yet.
+[ "$(committed "$WORK/console-ckpt")" = 0 ] || fail "an epoch of 1h was committed early"
+kill -TERM $pid
+rc=0
+wait $pid || rc=$?
+[ $rc = 0 ] || { cat "$WORK/console.err" >&2; fail "SIGTERM: exit $rc"; }
+grep -q "Batch:" "$WORK/console.out" && fail "the console printed a batch header in continuous mode"
+[ "$(grep -c '^{"n":' "$WORK/console.out")" = 3 ] || fail "the console did not print 3 records"
+# The stop committed the epoch: a restart prints nothing again.
+[ "$(committed "$WORK/console-ckpt")" = 3 ] || fail "the stop did not commit the last epoch"
+echo "ok: records printed as they arrive; the stop committed the last epoch"
+
+# --- switching triggers on one checkpoint: available-now, continuous,
+# interval (which stops by SIGTERM too), file sink, exactly once.
+job() { # TRIGGER
+  cat >"$WORK/file.yaml" <<YAML
+job: it-cont-switch
+source:
+  kafka: { brokers: $BROKERS, topics: [clicks], max_records_per_batch: 3000 }
+sink:
+  file: { path: $WORK/out }
+trigger: $1
+checkpoint: { dir: $WORK/ckpt }
+workers: 2
+YAML
+}
+"$SLUICE" produce --brokers "$BROKERS" --topic clicks --count 10000 --seed 3 \
+  2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
+job "{ available_now: true }"
+expect_exit 0 "$SLUICE" run "$WORK/file.yaml" --progress none
+[ "$(committed "$WORK/ckpt")" = 10000 ] || fail "available-now committed $(committed "$WORK/ckpt")"
+job "{ continuous: 20ms }"
+"$SLUICE" run "$WORK/file.yaml" --progress none >/dev/null 2>"$WORK/cont.err" &
+pid=$!
+wait_for 30 grep -qs "continuous: 2 streams" "$WORK/cont.err"
+"$SLUICE" produce --brokers "$BROKERS" --topic clicks --count 10000 --first 10000 \
+  --seed 3 2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
+wait_for 60 committed_at_least "$WORK/ckpt" 20000
+kill -TERM $pid
+rc=0
+wait $pid || rc=$?
+[ $rc = 0 ] || { cat "$WORK/cont.err" >&2; fail "continuous, SIGTERM: exit $rc"; }
+epochs=$(ls "$WORK/ckpt/commits" | grep -c '^[0-9]*$')
+"$SLUICE" produce --brokers "$BROKERS" --topic clicks --count 10000 --first 20000 \
+  --seed 3 2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
+job "{ interval: 10ms }"
+"$SLUICE" run "$WORK/file.yaml" --progress none >/dev/null 2>"$WORK/int.err" &
+pid=$!
+wait_for 60 committed_at_least "$WORK/ckpt" 30000
+kill -TERM $pid
+rc=0
+wait $pid || rc=$?
+[ $rc = 0 ] || { cat "$WORK/int.err" >&2; fail "interval, SIGTERM: exit $rc"; }
+python3 "$SRC/tests/integration/check_file_sink.py" "$WORK/out" 30000
+echo "ok: available-now, continuous ($epochs batches and epochs so far), interval on one checkpoint: every record exactly once"

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# The crash matrix of the continuous trigger: one exactly-once sink (file,
+# redis or kafka), a stateless job, crashed at every crash point that a
+# continuous run passes, one point at a time.
+#
+# usage: continuous.sh SLUICE SRC SINK
+#
+# The input comes in two halves, so that a run has at least two epochs:
+# the first half is in the topic before the job starts, the second is
+# produced once the first is committed. A run ends when the checkpoint has
+# committed every input record: the test then stops it with SIGTERM, which
+# commits the last epoch and exits 0 (waiting for a condition, never for
+# a time).
+#
+# 1. Calibration: every applicable point armed as sleep(0), which only
+#    announces each hit. Every point must be hit, and the final output
+#    must equal what output.py computes from the input records.
+# 2. For each point P: a run armed with P=crash@1 must die by SIGKILL
+#    (exit 137) after announcing that P fired; a restart, unarmed, reads
+#    to the end of the input; the final output must again equal the
+#    computed one: nothing lost, nothing twice. Epochs are cut by time, so
+#    the comparison is of the final output, not epoch by epoch.
+source "$(dirname "$0")/../lib.bash" "$@"
+SINK=$3
+PY=/usr/bin/python3 # Debian's, which has python3-redis
+OUTPUT="$SRC/tests/integration/crash/output.py"
+HALF=2000
+COUNT=$((2 * HALF))
+
+# The points of a continuous stateless run's epochs: the lifecycle (an
+# epoch is read before it is cut, so no read task runs), the streams' own
+# and the sink's. The checkpoint's file steps (checkpoint.*) are the same
+# code under every trigger, and the interval matrix crashes each of them.
+points=()
+while read -r name _; do
+  case $name in
+    batch.after_state | task.*) ;;
+    batch.* | stream.*) points+=("$name") ;;
+    sink."$SINK".*) points+=("$name") ;;
+  esac
+done < <("$SLUICE" failpoints)
+[ "${#points[@]}" -ge 8 ] || fail "sluice failpoints listed only ${#points[@]} points for $SINK"
+
+topics=(--topic clicks:4)
+for ((i = 0; i <= ${#points[@]}; i++)); do
+  topics+=(--topic "in$i:4")
+  [ "$SINK" = kafka ] && topics+=(--topic "out$i:4")
+done
+start_mock "${topics[@]}"
+[ "$SINK" = redis ] && start_redis
+
+# The input, made once: the same records go into every cell's topic.
+"$SLUICE" produce --brokers "$BROKERS" --topic clicks --count $COUNT --seed 7 \
+  2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
+kcat -b "$BROKERS" -C -t clicks -e -q -f '%p\t%o\t%s\n' >"$WORK/all.tsv" 2>/dev/null ||
+  fail "kcat could not read the input back"
+[ "$(wc -l <"$WORK/all.tsv")" = $COUNT ] || fail "kcat read $(wc -l <"$WORK/all.tsv") records"
+cut -f3 "$WORK/all.tsv" >"$WORK/records.jsonl"
+$PY "$OUTPUT" expect "$SINK" stateless "$WORK/records.jsonl" >"$WORK/expect.json"
+# Each cell reads its own topic, filled in two halves from all.tsv (by
+# partition, in offset order), with kcat as the producer.
+cell_topic() { echo "in$1"; }
+produce_half() { # CELL HALF(1|2)
+  local topic part
+  topic=$(cell_topic "$1")
+  for part in 0 1 2 3; do
+    awk -F'\t' -v p=$part '$1 == p' "$WORK/all.tsv" | cut -f3 >"$WORK/p$part.jsonl"
+    local n
+    n=$(wc -l <"$WORK/p$part.jsonl")
+    if [ "$2" = 1 ]; then
+      head -n $((n / 2)) "$WORK/p$part.jsonl"
+    else
+      tail -n +$((n / 2 + 1)) "$WORK/p$part.jsonl"
+    fi | kcat -b "$BROKERS" -P -t "$topic" -p $part 2>"$WORK/kcat.err" ||
+      fail "kcat -P: $(cat "$WORK/kcat.err")"
+  done
+}
+# committed CELL: records committed by the cell's checkpoint (0 before its
+# first commit).
+committed() {
+  "$SLUICE" checkpoint show "$WORK/$1-ckpt" 2>/dev/null | awk '
+    /^last planned batch: .*\(committed\)/ { ok = 1 }
+    /^  [^ ]+\[[0-9]+\] +[0-9]+\.\.[0-9]+/ { split($2, r, "\\.\\."); sum += r[2] }
+    END { print ok ? sum + 0 : 0 }'
+}
+committed_at_least() { [ "$(committed "$1")" -ge "$2" ]; }
+# wait_committed SECONDS CELL N: polls (every 50 ms: each look runs
+# sluice) until the cell's checkpoint has committed N records.
+wait_committed() {
+  local i
+  for ((i = 0; i < $1 * 20; i++)); do
+    committed_at_least "$2" "$3" && return 0
+    sleep 0.05
+  done
+  fail "cell $2: timed out after $1 s waiting for $3 committed records (at $(committed "$2"))"
+}
+alive() { kill -0 "$1" 2>/dev/null; }
+# The topic's records produced so far, as the sum of its high watermarks.
+produced() {
+  kcat -b "$BROKERS" -C -t "$(cell_topic "$1")" -e -q -f '.\n' 2>/dev/null | wc -l
+}
+
+write_job() {
+  local cell=$1 sink
+  case $SINK in
+    file) sink="file: { path: $WORK/$cell-out }" ;;
+    kafka) sink="kafka: { brokers: $BROKERS, topic: out$cell, key: '{user}', exactly_once: true, mirror_offsets: true, timeout: 20s }" ;;
+    redis) sink="redis:
+    url: $REDIS_URL
+    command:
+      - SADD t:ids {id}
+      - HINCRBY t:cents {user} {cents}
+      - INCRBY t:records 1" ;;
+  esac
+  cat >"$WORK/$cell.yaml" <<YAML
+job: crash-continuous-$SINK-$cell
+source:
+  kafka:
+    brokers: $BROKERS
+    topics: [$(cell_topic "$cell")]
+    starting_offsets: earliest
+pipeline:
+  - parse: json
+  - filter: 'id % 10 != 7'
+  - map: { cents: 'to_int(amount * 100 + 0.5)' }
+  - select: [id, user, cents]
+sink:
+  $sink
+trigger: { continuous: 50ms }
+checkpoint: { dir: $WORK/$cell-ckpt, retain: 1000 }
+workers: 2
+YAML
+}
+
+# run_to_end CELL [VAR=VALUE]: runs the cell's job in the background until
+# it has committed the whole input (producing the second half once the
+# first is committed, when that is not done yet), then stops it with
+# SIGTERM; it must exit 0. Its stderr is $WORK/CELL-run.err.
+run_to_end() {
+  local cell=$1 pid rc=0
+  env ${2:+"$2"} "$SLUICE" run "$WORK/$cell.yaml" --progress none \
+    >"$WORK/$cell-run.out" 2>"$WORK/$cell-run.err" &
+  pid=$!
+  if [ "$(produced "$cell")" -lt $COUNT ]; then
+    wait_committed 120 "$cell" "$(produced "$cell")"
+    produce_half "$cell" 2
+  fi
+  wait_committed 120 "$cell" $COUNT
+  kill -TERM $pid
+  wait $pid || rc=$?
+  [ $rc = 0 ] || {
+    tail -n 30 "$WORK/$cell-run.err" >&2
+    fail "cell $cell: the run stopped by SIGTERM exited $rc"
+  }
+}
+
+final() {
+  case $SINK in
+    file) $PY "$OUTPUT" final file stateless "$WORK/$1-out" ;;
+    redis) $PY "$OUTPUT" final redis stateless "$REDIS_PORT" ;;
+    kafka)
+      kcat -b "$BROKERS" -C -t "out$1" -e -q -f '%h\t%k\t%s\n' >"$WORK/$1.tsv" 2>"$WORK/kcat.err" ||
+        fail "kcat: $(cat "$WORK/kcat.err")"
+      $PY "$OUTPUT" final kafka stateless "$WORK/$1.tsv" "$WORK/$1-ckpt"
+      ;;
+  esac
+}
+
+check_final() { # CELL WHAT
+  final "$1" >"$WORK/got.json"
+  cmp -s "$WORK/expect.json" "$WORK/got.json" || {
+    diff "$WORK/expect.json" "$WORK/got.json" | head -20 >&2
+    fail "$2: the final output differs from the one computed from the input"
+  }
+}
+
+# --- 1. calibration
+cal=0
+write_job $cal
+produce_half $cal 1
+spec=$(printf '%s=sleep(0);' "${points[@]}")
+run_to_end $cal "SLUICE_FAILPOINTS=$spec"
+declare -A hits
+missed=()
+for p in "${points[@]}"; do
+  hits[$p]=$(grep -c "^sluice: failpoint $p fired: sleep(0) (hit [0-9]*)$" "$WORK/$cal-run.err" || true)
+  [ "${hits[$p]}" -gt 0 ] || missed+=("$p")
+done
+[ ${#missed[@]} -eq 0 ] || fail "the calibration run passed no ${missed[*]}"
+check_final $cal "the calibration run"
+epochs=$(ls "$WORK/$cal-ckpt/commits" | grep -c '^[0-9]*$')
+[ "$epochs" -ge 2 ] || fail "the calibration run committed only $epochs epochs"
+echo "calibration: $epochs epochs, output equals the reference; hits per point:"
+for p in "${points[@]}"; do printf '  %-40s %s\n' "$p" "${hits[$p]}"; done
+
+# --- 2. one crash per point
+cell=0
+for p in "${points[@]}"; do
+  cell=$((cell + 1))
+  [ "$SINK" = redis ] && rcli FLUSHALL >/dev/null
+  write_job $cell
+  produce_half $cell 1
+  SLUICE_FAILPOINTS="$p=crash@1" expect_exit 137 timeout 120 "$SLUICE" run "$WORK/$cell.yaml" --progress none
+  expect_err "^sluice: failpoint $p fired: crash \(hit 1\)$"
+  run_to_end $cell
+  check_final $cell "$p (crash at its first hit)"
+  echo "ok: $p crashed at its first hit; the restart committed exactly the input's output"
+done
+echo "ok: continuous $SINK: ${#points[@]} crash points, each fired, nothing lost, nothing twice"
