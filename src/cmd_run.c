@@ -272,8 +272,10 @@ int sl_cmd_run(int argc, char **argv) {
   free(a.sets);
   if (rc)
     return rc;
-  if (trigger)
+  if (trigger) { /* replaces the file's trigger, continuous included */
     job.trigger.available_now = strcmp(trigger, "available-now") == 0;
+    job.trigger.continuous_ns = 0;
+  }
   struct sl_error err = {0};
   sl_info("job '%s': %s -> %s, %lld workers, checkpoint %s", job.id,
           job.source_plugin->name, job.sink_plugin->name,
