@@ -8,6 +8,7 @@
  * Spark's console sink. Under the continuous trigger each group of
  * records is printed as it arrives (stream_write).
  */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,8 @@ static int console_commit(struct sl_sink *sink, const struct sl_plan *plan,
 
 /* The continuous trigger: each group is printed when it arrives (no
  * limit, no batch header; the console is at-least-once either way). */
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static int console_stream_open(struct sl_sink *sink, uint32_t task,
                                void **stream, struct sl_error *err) {
   (void)task;
@@ -140,17 +143,18 @@ static int console_stream_write(void *stream, const struct sl_batch *b,
   (void)err;
   if (b->n == 0)
     return 0;
-  flockfile(stdout);
+  /* One group at a time, whole lines (streams run on several workers). */
+  pthread_mutex_lock(&out_mu);
   for (size_t i = 0; i < b->n; i++) {
     const struct sl_record *r = &b->recs[i];
     if (r->value)
-      fwrite_unlocked(r->value, 1, r->value_len, stdout);
+      fwrite(r->value, 1, r->value_len, stdout);
     else
-      fputs_unlocked("null", stdout);
-    putc_unlocked('\n', stdout);
+      fputs("null", stdout);
+    putc('\n', stdout);
   }
-  fflush_unlocked(stdout);
-  funlockfile(stdout);
+  fflush(stdout);
+  pthread_mutex_unlock(&out_mu);
   return 0;
 }
 
