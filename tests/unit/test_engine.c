@@ -15,6 +15,9 @@
  * the batch id, so that a child killed at a crash point leaves exactly
  * what it committed for the parent to see.
  *
+ * Streams (the continuous trigger) read the same records with no end,
+ * the first half of each partition until the store holds a batch.
+ *
  * Every test checks the outcome exactly: each record in the store once,
  * batch N holding exactly the ranges of offsets/N, commits/N for every
  * committed batch and none beyond, the number of batches and of commit
@@ -29,6 +32,8 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -125,6 +130,12 @@ struct fake_source_conf {
 
 struct fake_reader {
   char text[MAX_CHUNK][48];
+  /* the continuous trigger's stream: partitions and where each stands */
+  struct sl_range pos[MAX_PARTS];
+  size_t npos, rr;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool woken;
 };
 
 static int64_t part_end(const struct fake_source_conf *c, int p) {
@@ -173,8 +184,13 @@ static int fsrc_reader_new(struct sl_source *src, int worker, void **reader,
   (void)src;
   (void)worker;
   (void)err;
-  *reader = calloc(1, sizeof(struct fake_reader));
-  return *reader ? 0 : SL_ERR_NOMEM;
+  struct fake_reader *rd = calloc(1, sizeof(struct fake_reader));
+  if (!rd)
+    return SL_ERR_NOMEM;
+  pthread_mutex_init(&rd->mu, NULL);
+  pthread_cond_init(&rd->cv, NULL);
+  *reader = rd;
+  return 0;
 }
 
 static const struct fake_source_conf *g_src; /* the running job's */
@@ -220,7 +236,90 @@ static int fsrc_read(void *reader, const struct sl_range *r, int64_t *pos,
 }
 
 static void fsrc_reader_free(void *reader) {
+  struct fake_reader *rd = reader;
+  pthread_mutex_destroy(&rd->mu);
+  pthread_cond_destroy(&rd->cv);
   free(reader);
+}
+
+/* Streams (the continuous trigger) see half of each partition until the
+ * store holds a batch, then all of it: a run has at least two epochs. */
+static int64_t stream_end(const struct fake_source_conf *c, int p) {
+  return atomic_load(&g_store->last) >= 1 ? part_end(c, p) : part_end(c, p) / 2;
+}
+
+static int fsrc_stream_start(void *reader, const struct sl_range *from,
+                             size_t n, struct sl_error *err) {
+  struct fake_reader *rd = reader;
+  if (n > MAX_PARTS)
+    return sl_error_set(err, SL_ERR_INVAL, "too many partitions");
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(from[i].topic, TOPIC) != 0 || from[i].start < 0 ||
+        from[i].start > part_end(g_src, from[i].partition))
+      violation("stream of %s[%d] from %lld", from[i].topic, from[i].partition,
+                (long long)from[i].start);
+    rd->pos[i] = from[i];
+  }
+  rd->npos = n;
+  return 0;
+}
+
+/* Up to `chunk` records, taken round the partitions; with none, waits for
+ * a wake (or wait_ms). */
+static int fsrc_stream_read(void *reader, int wait_ms, struct sl_batch *out,
+                            struct sl_stream_mark **marks, size_t *nmarks,
+                            struct sl_error *err) {
+  struct fake_reader *rd = reader;
+  const struct fake_source_conf *c = g_src;
+  (void)err;
+  out->n = 0;
+  if (marks)
+    *nmarks = 0;
+  sl_batch_reserve(out, (size_t)c->chunk);
+  for (size_t k = 0; k < rd->npos && out->n < (size_t)c->chunk; k++) {
+    struct sl_range *p = &rd->pos[(rd->rr + k) % rd->npos];
+    int64_t end = stream_end(c, p->partition);
+    while (p->start < end && out->n < (size_t)c->chunk) {
+      int64_t o = p->start++;
+      size_t i = out->n++;
+      int len = snprintf(rd->text[i], sizeof(rd->text[i]),
+                         is_bad(c, o) ? "bad %d/%lld" : "{\"p\":%d,\"o\":%lld}",
+                         p->partition, (long long)o);
+      out->recs[i] = (struct sl_record){.value = rd->text[i],
+                                        .value_len = (size_t)len,
+                                        .topic = p->topic,
+                                        .partition = p->partition,
+                                        .offset = o,
+                                        .timestamp = 1000 + o};
+    }
+  }
+  rd->rr++;
+  if (out->n)
+    return 0;
+  pthread_mutex_lock(&rd->mu);
+  if (!rd->woken && wait_ms != 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)(wait_ms < 0 ? 100 : wait_ms) * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&rd->cv, &rd->mu, &ts);
+  }
+  rd->woken = false;
+  pthread_mutex_unlock(&rd->mu);
+  return 0;
+}
+
+static void fsrc_stream_wake(void *reader) {
+  struct fake_reader *rd = reader;
+  pthread_mutex_lock(&rd->mu);
+  rd->woken = true;
+  pthread_cond_signal(&rd->cv);
+  pthread_mutex_unlock(&rd->mu);
+}
+
+static void fsrc_stream_stop(void *reader) {
+  ((struct fake_reader *)reader)->npos = 0;
 }
 
 static const char *fsrc_describe(struct sl_source *src) {
@@ -241,6 +340,10 @@ static const struct sl_source_plugin fake_source = {
     .reader_new = fsrc_reader_new,
     .read = fsrc_read,
     .reader_free = fsrc_reader_free,
+    .stream_start = fsrc_stream_start,
+    .stream_read = fsrc_stream_read,
+    .stream_wake = fsrc_stream_wake,
+    .stream_stop = fsrc_stream_stop,
     .describe = fsrc_describe,
     .destroy = fsrc_destroy,
 };
@@ -335,7 +438,6 @@ static const struct fake_sink_conf *g_snk; /* the running job's */
 
 static int fsink_commit(struct sl_sink *sink, const struct sl_plan *plan,
                         void *const *stages, size_t n, struct sl_error *err) {
-  (void)sink;
   uint64_t b = plan->batch;
   if (b == 0 || b > MAX_BATCHES) {
     violation("commit of batch %" PRIu64, b);
@@ -366,14 +468,23 @@ static int fsink_commit(struct sl_sink *sink, const struct sl_plan *plan,
       violation("batch %" PRIu64 " stage %zu: batch %" PRIu64
                 ", task %u, closed %d",
                 b, i, s->batch, s->task, s->closed);
+    /* One range per partition, in order; gaps only where dead letters
+     * went. A task reads one partition; a stream (continuous) several. */
+    int64_t prev[MAX_PARTS];
+    for (int p = 0; p < MAX_PARTS; p++)
+      prev[p] = -1;
     for (size_t k = 0; k < s->n; k++) {
-      /* One range, in order; gaps only where dead letters went. */
-      if (k &&
-          (s->recs[k].partition != s->recs[0].partition ||
-           s->recs[k].offset <= s->recs[k - 1].offset ||
-           (!g_src->odd_bad && s->recs[k].offset != s->recs[k - 1].offset + 1)))
+      int32_t p = s->recs[k].partition;
+      int64_t o = s->recs[k].offset;
+      bool bad = p < 0 || p >= MAX_PARTS ||
+                 (!sink->run->continuous && k && p != s->recs[0].partition) ||
+                 (prev[p] >= 0 &&
+                  (o <= prev[p] || (!g_src->odd_bad && o != prev[p] + 1)));
+      if (bad)
         violation("batch %" PRIu64 " task %u: records not one range", b,
                   s->task);
+      else
+        prev[p] = o;
       if (sb->first + sb->n >= MAX_TOTAL) {
         violation("store full");
         return sl_error_set(err, SL_ERR_INVAL, "store full");
@@ -1137,6 +1248,116 @@ static void test_crash_points_serial(void **state) {
     crash_one(&crash_cases[i], false);
 }
 
+/* ------------------------------------------------ the continuous trigger */
+
+static bool all_committed(const struct rig *r) {
+  uint64_t last = atomic_load(&g_store->last);
+  if (!last)
+    return false;
+  for (int p = 0; p < r->src.parts; p++)
+    if (g_store->batches[last].end[p] < part_end(&r->src, p))
+      return false;
+  return true;
+}
+
+static void *stop_when_done(void *arg) {
+  const struct rig *r = arg;
+  while (!all_committed(r)) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  sl_engine_request_stop();
+  return NULL;
+}
+
+/* Runs the continuous job in a child, armed with spec (NULL: none), which
+ * must exit 0 once it has committed everything (a thread asks it to stop
+ * then), or die by SIGKILL when spec is a crash. */
+static void continuous_child(struct rig *r, const char *spec) {
+  r->job.trigger.available_now = false;
+  r->job.trigger.continuous_ns = 2000000;
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct sl_error err = {0};
+    if (spec && sl_failpoints_arm(spec, &err))
+      _exit(3);
+    pthread_t th;
+    if (pthread_create(&th, NULL, stop_when_done, r) || pthread_detach(th))
+      _exit(4);
+    int rc = run(r, &err);
+    if (rc)
+      fprintf(stderr, "continuous run: %s\n", err.msg);
+    _exit(rc ? 2 : 0);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (spec) {
+    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+      fail_msg("%s: the continuous child was not killed by its crash point "
+               "(%s %d)",
+               spec, WIFSIGNALED(st) ? "signal" : "exit",
+               WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+  } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    fail_msg("the continuous child failed (%s %d)",
+             WIFSIGNALED(st) ? "signal" : "exit",
+             WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+  }
+}
+
+/* Epochs are batches: every record once, each epoch's ranges those of its
+ * offsets/E, at least two epochs (the fake source shows the second half
+ * only after the first commit), each committed once; with dead letters
+ * staged per epoch. */
+static void continuous_clean(bool overlap, bool dead) {
+  struct rig *r = rig_new(3, 10, 8, 3, overlap);
+  if (dead)
+    rig_dead_letters(r);
+  continuous_child(r, NULL);
+  uint64_t last = check_exact(r, 0);
+  assert_true(last >= 2);
+  for (uint64_t b = 1; b <= last; b++)
+    assert_commit_calls(b, 1);
+  if (dead)
+    check_dead_letters(r, true);
+  assert_no_violation();
+  rig_free(r);
+}
+
+static void test_continuous(void **state) {
+  (void)state;
+  continuous_clean(true, false);
+  continuous_clean(false, false);
+  continuous_clean(true, true);
+}
+
+/* A crash at each step of an epoch's life, then a restart that runs to
+ * the end: nothing lost, nothing twice, and the checkpoint never claims
+ * what the sink lacks. */
+static void test_continuous_crash_points(void **state) {
+  (void)state;
+  static const char *const specs[] = {
+      "stream.before_seal=crash@1",      "stream.before_seal=crash@3",
+      "batch.planned=crash@1",           "batch.after_offsets=crash@1",
+      "batch.after_offsets=crash@2",     "batch.after_reads=crash@1",
+      "batch.after_sink_commit=crash@1", "batch.after_sink_commit=crash@2",
+      "batch.after_commit=crash@1",      "batch.after_commit=crash@2"};
+  for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+    struct rig *r = rig_new(3, 10, 8, 3, i % 2 == 0);
+    continuous_child(r, specs[i]);
+    uint64_t s = atomic_load(&g_store->last);
+    struct sl_ckpt_state st = ck_scan(r);
+    if (st.last_commit > s || s > st.last_offsets || s > st.last_commit + 1)
+      fail_msg("%s: S=%" PRIu64 " K=%" PRIu64 " M=%" PRIu64, specs[i], s,
+               st.last_commit, st.last_offsets);
+    continuous_child(r, NULL);
+    check_exact(r, 0);
+    assert_no_violation();
+    rig_free(r);
+  }
+}
+
 static int group_setup(void **state) {
   (void)state;
   g_store = mmap(NULL, sizeof(*g_store), PROT_READ | PROT_WRITE,
@@ -1171,6 +1392,8 @@ int main(void) {
       cmocka_unit_test(test_dead_letters_rerun),
       cmocka_unit_test(test_crash_points),
       cmocka_unit_test(test_crash_points_serial),
+      cmocka_unit_test(test_continuous),
+      cmocka_unit_test(test_continuous_crash_points),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
