@@ -52,6 +52,13 @@
  * every record is acknowledged. A batch re-run after a crash is written
  * again; the sink keeps no record (last_committed answers SL_ERR_NOTFOUND).
  *
+ * The continuous trigger. With exactly_once the epoch is a batch: one
+ * transaction per epoch, visible to read_committed consumers when the
+ * epoch commits. Without it each stream writes its groups at once
+ * through a producer of its own and waits for their acknowledgement
+ * (stream_write, below): a record is visible about one produce round
+ * trip after it was read.
+ *
  * Threads: stage_* run on worker threads and touch only their stage and
  * the read-only templates; everything else runs on the coordinator.
  * librdkafka's delivery report callback runs inside rd_kafka_poll /
@@ -281,38 +288,52 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     ks->first_err = m->err;
 }
 
-static int make_producer(struct ksink *ks, struct sl_error *err) {
+/* The sink's producer, or (stream) a continuous stream's own: an
+ * idempotent producer that sends each group at once (linger.ms 0). */
+static rd_kafka_t *new_producer(struct ksink *ks, bool stream, void *opaque,
+                                void (*dr)(rd_kafka_t *,
+                                           const rd_kafka_message_t *, void *),
+                                struct sl_error *err) {
   const struct ksink_conf *c = ks->conf;
   char errstr[512];
+  rd_kafka_t *rk = NULL;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   sl_kafka_conf_logging(conf);
   const char *kv[][2] = {{"bootstrap.servers", c->brokers},
                          {"enable.idempotence", "true"},
-                         {"linger.ms", "5"},
+                         {"linger.ms", stream ? "0" : "5"},
                          {"batch.num.messages", "10000"},
                          {"queue.buffering.max.messages", "1000000"}};
   for (size_t i = 0; i < SL_ARRAY_LEN(kv); i++)
     if (sl_kafka_conf_set(conf, kv[i][0], kv[i][1], err))
       goto fail;
-  if (c->exactly_once &&
+  if (c->exactly_once && !stream &&
       sl_kafka_conf_set(conf, "transactional.id", ks->tid, err))
     goto fail;
   for (size_t i = 0; i < c->properties.n; i++)
     if (sl_kafka_conf_set(conf, c->properties.keys[i], c->properties.values[i],
                           err))
       goto fail;
-  rd_kafka_conf_set_opaque(conf, ks);
-  if (!c->exactly_once)
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-  ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (!ks->rk) {
+  rd_kafka_conf_set_opaque(conf, opaque);
+  if (dr)
+    rd_kafka_conf_set_dr_msg_cb(conf, dr);
+  rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (!rk) {
     sl_error_set(err, SL_ERR_SINK, "Kafka sink: %s", errstr);
     goto fail;
   }
-  return 0;
+  return rk;
 fail:
   rd_kafka_conf_destroy(conf);
-  return err->code ? err->code : SL_ERR_SINK;
+  if (!err->code)
+    sl_error_set(err, SL_ERR_SINK, "Kafka sink: cannot configure a producer");
+  return NULL;
+}
+
+static int make_producer(struct ksink *ks, struct sl_error *err) {
+  ks->rk =
+      new_producer(ks, false, ks, ks->conf->exactly_once ? NULL : dr_cb, err);
+  return ks->rk ? 0 : err->code;
 }
 
 /* The consumer handle that reads (and with mirror_offsets writes) the
@@ -670,6 +691,112 @@ static int alo_commit(struct sl_sink *sink, const struct sl_plan *plan,
   return 0;
 }
 
+/* --------------------------------------- at-least-once, written at once */
+
+/* The continuous trigger with exactly_once: false: each stream has its
+ * own producer and sends each group as it comes, waiting until Kafka
+ * acknowledged it, so that the positions the engine keeps for the epoch
+ * never pass a record that is not written (at-least-once: a replay after
+ * a crash writes again what the epoch had not committed). The records
+ * carry sluice.attempt "<run>.s<task>" and no sluice.batch header: the
+ * epoch they belong to is decided after they are written. */
+struct kstream {
+  struct ksink *ks;
+  rd_kafka_t *rk;
+  struct kstage st; /* the group, rendered */
+  char attempt[SL_KSINK_ATTEMPT_MAX];
+  atomic_ullong failed;
+  rd_kafka_resp_err_t first_err;
+};
+
+/* @locality librdkafka, inside the stream's rd_kafka_flush */
+static void stream_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                         void *opaque) {
+  struct kstream *s = opaque;
+  (void)rk;
+  if (m->err && atomic_fetch_add(&s->failed, 1) == 0)
+    s->first_err = m->err;
+}
+
+static int ksink_stream_open(struct sl_sink *sink, uint32_t task, void **stream,
+                             struct sl_error *err) {
+  struct ksink *ks = sink->ctx;
+  struct kstream *s = sl_calloc(1, sizeof(*s));
+  s->ks = ks;
+  s->st.ks = ks;
+  snprintf(s->attempt, sizeof(s->attempt), "%s.s%u", ks->run, task);
+  s->rk = new_producer(ks, true, s, stream_dr_cb, err);
+  if (!s->rk) {
+    free(s);
+    return err->code;
+  }
+  *stream = s;
+  return 0;
+}
+
+static int ksink_stream_write(void *stream, const struct sl_batch *b,
+                              const struct sl_stream_mark *marks, size_t nmarks,
+                              struct sl_rejects *rejects,
+                              struct sl_error *err) {
+  struct kstream *s = stream;
+  struct ksink *ks = s->ks;
+  (void)marks;
+  (void)nmarks;
+  s->st.n = 0;
+  s->st.buf.len = 0;
+  ksink_stage_write(&s->st, b, rejects, err);
+  if (s->st.n == 0)
+    return 0;
+  atomic_store(&s->failed, 0);
+  int64_t deadline = sl_mono_ns() + ks->conf->timeout_ns;
+  for (size_t k = 0; k < s->st.n; k++) {
+    const struct krec *r = &s->st.recs[k];
+    const char *topic =
+        r->has_topic ? s->st.buf.p + r->topic_off : ks->conf->topic;
+    for (;;) {
+      rd_kafka_resp_err_t e = rd_kafka_producev(
+          s->rk, RD_KAFKA_V_TOPIC(topic),
+          RD_KAFKA_V_KEY(r->has_key ? s->st.buf.p + r->key_off : NULL,
+                         r->key_len),
+          RD_KAFKA_V_VALUE(r->has_val ? s->st.buf.p + r->val_off : NULL,
+                           r->val_len),
+          RD_KAFKA_V_HEADER("sluice.attempt", s->attempt, -1),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      if (!e)
+        break;
+      if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || sl_mono_ns() > deadline)
+        return sl_error_setf(err, SL_ERR_SINK, SL_ERR_RETRIABLE,
+                             "Kafka sink: producing to '%s': %s", topic,
+                             rd_kafka_err2str(e));
+      rd_kafka_poll(s->rk, 1);
+    }
+  }
+  if (rd_kafka_flush(s->rk, timeout_ms(ks)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return sl_error_setf(err, SL_ERR_SINK, SL_ERR_RETRIABLE,
+                         "Kafka sink: %d records to '%s' not acknowledged "
+                         "within %d ms",
+                         rd_kafka_outq_len(s->rk), ks->conf->topic,
+                         timeout_ms(ks));
+  if (atomic_load(&s->failed))
+    return sl_error_setf(err, SL_ERR_SINK, SL_ERR_RETRIABLE,
+                         "Kafka sink: %llu records to '%s' failed: %s",
+                         (unsigned long long)atomic_load(&s->failed),
+                         ks->conf->topic, rd_kafka_err2str(s->first_err));
+  return 0;
+}
+
+static void ksink_stream_close(struct sl_sink *sink, void *stream) {
+  struct kstream *s = stream;
+  (void)sink;
+  if (!s)
+    return;
+  rd_kafka_flush(s->rk, timeout_ms(s->ks));
+  rd_kafka_destroy(s->rk);
+  sl_kbuf_free(&s->st.buf);
+  free(s->st.recs);
+  free(s);
+}
+
 /* -------------------------------------------------------- exactly-once */
 
 static bool fenced_code(rd_kafka_resp_err_t code) {
@@ -955,7 +1082,7 @@ static void ksink_destroy(struct sl_sink *sink) {
 static unsigned ksink_conf_flags(const void *conf) {
   return ((const struct ksink_conf *)conf)->exactly_once
              ? SL_SINK_EXACTLY_ONCE | SL_SINK_STORES_SOURCE_OFFSETS
-             : 0;
+             : SL_SINK_WRITES_AT_ONCE;
 }
 
 const struct sl_sink_plugin sl_sink_kafka = {
@@ -974,4 +1101,7 @@ const struct sl_sink_plugin sl_sink_kafka = {
     .describe = ksink_describe,
     .destroy = ksink_destroy,
     .conf_flags = ksink_conf_flags,
+    .stream_open = ksink_stream_open,
+    .stream_write = ksink_stream_write,
+    .stream_close = ksink_stream_close,
 };
