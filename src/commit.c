@@ -138,6 +138,8 @@ void eng_after_commit(struct engine *e, const struct eng_batch *fl,
   e->last_batch_end_ns = t4;
   sl_progress_write(stderr, e->opts->progress, &pr);
   sl_metrics_batch(e->metrics, &pr);
+  if (e->cont) /* an epoch: its records are no longer in flight */
+    sl_metrics_in_flight(e->metrics, -records);
   if (e->ws)
     sl_metrics_state(e->metrics, sl_wstate_windows(e->ws),
                      sl_wstate_bytes(e->ws));

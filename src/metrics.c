@@ -50,6 +50,12 @@ static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                  1,     2.5,  5,     10,   30,  60};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
+/* Record latency buckets, seconds. Record timestamps are whole
+ * milliseconds, so the first bucket holds everything under 1 ms. */
+static const double lat_buckets[] = {
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60};
+#define NLAT (sizeof(lat_buckets) / sizeof(lat_buckets[0]))
+
 struct part {
   char *topic;
   int32_t partition;
@@ -76,6 +82,9 @@ struct sl_metrics {
   size_t nprogress, next_progress;
   int64_t start_ms;
   _Atomic int64_t *busy_ns; /* per worker */
+  /* the continuous trigger, updated by the streams with atomics */
+  _Atomic uint64_t lat[NLAT + 1]; /* per bucket, +Inf last */
+  _Atomic int64_t lat_sum_ms, lat_unknown, in_flight;
   struct MHD_Daemon *daemon;
   unsigned port;
 };
@@ -192,6 +201,34 @@ void sl_metrics_state(struct sl_metrics *m, size_t windows, size_t bytes) {
   m->state_windows = (int64_t)windows;
   m->state_bytes = (int64_t)bytes;
   pthread_mutex_unlock(&m->mu);
+}
+
+void sl_metrics_records_written(struct sl_metrics *m,
+                                const struct sl_batch *b) {
+  if (!m || b->n == 0)
+    return;
+  int64_t now = sl_wall_ms(), sum = 0, unknown = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    int64_t ts = b->recs[i].timestamp;
+    if (ts < 0) {
+      unknown++;
+      continue;
+    }
+    int64_t ms = now > ts ? now - ts : 0;
+    size_t k = 0;
+    while (k < NLAT && (double)ms / 1e3 >= lat_buckets[k])
+      k++;
+    atomic_fetch_add_explicit(&m->lat[k], 1, memory_order_relaxed);
+    sum += ms;
+  }
+  atomic_fetch_add_explicit(&m->lat_sum_ms, sum, memory_order_relaxed);
+  if (unknown)
+    atomic_fetch_add_explicit(&m->lat_unknown, unknown, memory_order_relaxed);
+}
+
+void sl_metrics_in_flight(struct sl_metrics *m, int64_t delta) {
+  if (m)
+    atomic_fetch_add_explicit(&m->in_flight, delta, memory_order_relaxed);
 }
 
 void sl_metrics_worker_busy(struct sl_metrics *m, unsigned worker, int64_t ns) {
@@ -354,6 +391,27 @@ char *sl_metrics_render(struct sl_metrics *m) {
     bprintf(&b, "sluice_worker_busy_seconds_total{worker=\"%u\"} %.6f\n", w,
             (double)atomic_load_explicit(&m->busy_ns[w], memory_order_relaxed) /
                 1e9);
+  head(&b, "sluice_record_latency_seconds", "histogram",
+       "Continuous trigger: time from a record's timestamp to its sink "
+       "write (whole milliseconds).");
+  uint64_t lcum = 0;
+  for (size_t i = 0; i < NLAT; i++) {
+    lcum += atomic_load_explicit(&m->lat[i], memory_order_relaxed);
+    bprintf(&b, "sluice_record_latency_seconds_bucket{le=\"%g\"} %llu\n",
+            lat_buckets[i], (unsigned long long)lcum);
+  }
+  lcum += atomic_load_explicit(&m->lat[NLAT], memory_order_relaxed);
+  bprintf(&b, "sluice_record_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+          (unsigned long long)lcum);
+  bprintf(&b, "sluice_record_latency_seconds_sum %.3f\n",
+          (double)atomic_load_explicit(&m->lat_sum_ms, memory_order_relaxed) /
+              1e3);
+  bprintf(&b, "sluice_record_latency_seconds_count %llu\n",
+          (unsigned long long)lcum);
+  head(&b, "sluice_records_in_flight", "gauge",
+       "Continuous trigger: records read whose epoch is not committed.");
+  bprintf(&b, "sluice_records_in_flight %lld\n",
+          (long long)atomic_load_explicit(&m->in_flight, memory_order_relaxed));
   head(&b, "process_resident_memory_bytes", "gauge",
        "Resident memory size in bytes.");
   bprintf(&b, "process_resident_memory_bytes %lld\n", (long long)rss_bytes());

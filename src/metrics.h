@@ -22,6 +22,7 @@
 
 #include "../config/config.h"
 #include "error.h"
+#include "record.h"
 
 struct sl_progress;
 
@@ -71,6 +72,13 @@ enum sl_retry_kind { SL_RETRY_SINK, SL_RETRY_SOURCE, SL_RETRY_TASK };
 void sl_metrics_retry(struct sl_metrics *m, enum sl_retry_kind kind);
 /* Window state size after a batch. */
 void sl_metrics_state(struct sl_metrics *m, size_t windows, size_t bytes);
+/* The continuous trigger. Records a stream handed to the sink, each with
+ * its timestamp (ms since the epoch, -1 unknown): the latency from it to
+ * now goes into sluice_record_latency_seconds; and the records read but
+ * not yet committed (delta > 0 when read, < 0 when their epoch commits).
+ * @locality any thread */
+void sl_metrics_records_written(struct sl_metrics *m, const struct sl_batch *b);
+void sl_metrics_in_flight(struct sl_metrics *m, int64_t delta);
 /* Time a worker spent running tasks. @locality worker thread */
 void sl_metrics_worker_busy(struct sl_metrics *m, unsigned worker, int64_t ns);
 

@@ -217,8 +217,10 @@ static int run_group(struct engine *e, struct eng_stream *s,
     size_t ng = group_marks(s, &w->chunk, marks, nmarks, gm);
     if (!ng && out->n == 0)
       rc = 0;
-    else if (!(rc = write_group(e, s, w, out, gm, ng, err)))
+    else if (!(rc = write_group(e, s, w, out, gm, ng, err))) {
+      sl_metrics_records_written(e->metrics, out);
       rc = eng_sink_rejects(e, tc, t, w, err);
+    }
   } else {
     rc = out->n ? eng_stage_out(e, tc, t, w, out, err) : 0;
   }
@@ -252,6 +254,7 @@ static int stream_loop(struct sl_task *t, struct worker_ctx *w,
     struct sl_task et = {.batch = s->epoch, .id = s->id};
     if (moved)
       atomic_store(&s->dirty, true);
+    sl_metrics_in_flight(e->metrics, (int64_t)w->chunk.n);
     if (run_group(e, s, w, &et, marks, nmarks, err))
       return err->code;
   }

@@ -44,6 +44,11 @@ expect_exit 78 "$SLUICE" validate "$WORK/win.yaml"
 expect_err "win.yaml:9:24: trigger continuous: this pipeline has a window"
 echo "ok: validate refuses both triggers at once and a window"
 
+MPORT=$(free_port)
+# metric NAME: its value in /metrics.
+metric() {
+  curl -sf "http://127.0.0.1:$MPORT/metrics" | awk -v n="$1" '$1 == n { print $2 }'
+}
 # --- per record: the console prints each record as it arrives, with no
 # batch header; a record produced while the job runs shows up (bounded
 # wait: a generous bound, the benchmark holds the latency target).
@@ -56,6 +61,7 @@ sink:
 trigger: { continuous: 1h }
 checkpoint: { dir: $WORK/console-ckpt }
 workers: 2
+metrics: { listen: 127.0.0.1:$MPORT }
 YAML
 "$SLUICE" run "$WORK/console.yaml" --progress none >"$WORK/console.out" 2>"$WORK/console.err" &
 pid=$!
@@ -66,6 +72,10 @@ for i in 1 2 3; do
 done
 # The epoch (1 h) was not cut: nothing is committed yet.
 [ "$(committed "$WORK/console-ckpt")" = 0 ] || fail "an epoch of 1h was committed early"
+[ "$(metric sluice_record_latency_seconds_count)" = 3 ] ||
+  fail "sluice_record_latency_seconds_count is '$(metric sluice_record_latency_seconds_count)', not 3"
+[ "$(metric sluice_records_in_flight)" = 3 ] ||
+  fail "sluice_records_in_flight is '$(metric sluice_records_in_flight)', not 3"
 kill -TERM $pid
 rc=0
 wait $pid || rc=$?
