@@ -17,6 +17,12 @@
  *       avg:            f64 sum | i64 inputs
  *       min, max:       u8 t | (int: i64 | float: f64 | string: u32 n, bytes)
  *       count_distinct: u64 values | u64 bytes | encoded values
+ * kind: 0 count, 1 sum, 2 min, 3 max, 4 avg, 5 count_distinct (the values
+ * of window.h's enum sl_agg_kind). An encoded value, and the tag t of an
+ * aggregate: u8 tag (0 null, 1 false, 2 true, 3 int, 4 float, 5 string,
+ * 6 JSON text), then nothing (null, false, true), i64 (int), the f64
+ * bits (float), or u32 n and n bytes (string, JSON text); an aggregate's
+ * t is 0 while it has no value.
  * Changed marks are not saved (a restored state starts a batch clean).
  * One LZ4 block holds at most LZ4_MAX_INPUT_SIZE (~2 GB) per shard.
  *
