@@ -2,6 +2,7 @@
  * state.h - window state snapshots in the checkpoint (invariant 5).
  *
  *   DIR/state/<N>/<shard>   the image of one shard, written in batch N
+ *                           (its format: snapshot.h)
  *   DIR/state/<N>/index     {"batch", "watermark", "max_event",
  *                            "shards": [b0, b1, ...]}
  * Snapshots are incremental: only shards that changed in batch N are

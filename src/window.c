@@ -52,14 +52,13 @@
  */
 #include "window.h"
 
-#include <lz4.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "../checkpoint/snapshot.h"
 #include "log.h"
 #include "util.h"
 
@@ -111,30 +110,22 @@ static void wbuf_free(struct wbuf *b) {
   *b = (struct wbuf){0};
 }
 
-/* Little-endian, so images and hashes (hence shard numbers) are the same
- * on every host; compilers turn these into plain loads and stores. */
-static void st_u32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    p[i] = (unsigned char)(v >> (8 * i));
+/* Little-endian, as the snapshot format (checkpoint/snapshot.h) says, so
+ * images and hashes (hence shard numbers) are the same on every host. */
+static inline void st_u32(unsigned char *p, uint32_t v) {
+  sl_snap_st_u32(p, v);
 }
 
-static void st_u64(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (unsigned char)(v >> (8 * i));
+static inline void st_u64(unsigned char *p, uint64_t v) {
+  sl_snap_st_u64(p, v);
 }
 
-static uint32_t ld_u32(const unsigned char *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++)
-    v |= (uint32_t)p[i] << (8 * i);
-  return v;
+static inline uint32_t ld_u32(const unsigned char *p) {
+  return sl_snap_ld_u32(p);
 }
 
-static uint64_t ld_u64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++)
-    v |= (uint64_t)p[i] << (8 * i);
-  return v;
+static inline uint64_t ld_u64(const unsigned char *p) {
+  return sl_snap_ld_u64(p);
 }
 
 static void wbuf_u8(struct wbuf *b, unsigned v) {
@@ -1660,27 +1651,27 @@ size_t sl_wstate_bytes(const struct sl_wstate *s) {
 /* ------------------------------------------------------------ snapshots */
 
 /*
- * Image = 24-byte header + LZ4 block:
- *   "SLWZ" | u32 format version | u64 raw length | u32 crc32(raw) | u32 0
- * raw (little-endian):
- *   "SLWS" | u32 version
- *   i64 size | i64 slide | u32 shards | u32 shard | u32 ngroups | u32 naggs
- *   | u8 kind[naggs]                               (the window definition)
- *   u64 entries, each:
- *     i64 start | u32 keylen | key blob (ngroups encoded values)
- *     per aggregate:
- *       count:          i64
- *       sum:            u8 t | (t int: i64 | t float: f64)
- *       avg:            f64 sum | i64 inputs
- *       min, max:       u8 t | (int: i64 | float: f64 | string: u32 n, bytes)
- *       count_distinct: u64 values | u64 bytes | encoded values
- * Changed marks are not saved (a restored state starts a batch clean).
- * One LZ4 block holds at most LZ4_MAX_INPUT_SIZE (~2 GB) per shard.
+ * The image format (header, LZ4 block, the window definition, then the
+ * entries) is described in checkpoint/snapshot.h, which also frames the
+ * images and reads and checks the definition. Here: the entries, written
+ * with wbuf (put_agg) and read with snapshot.h's reader (get_agg,
+ * parse_image), in the layout snapshot.h gives.
  */
-#define W_IMG_MAGIC   "SLWZ"
-#define W_RAW_MAGIC   "SLWS"
-#define W_IMG_VERSION 1u
-#define W_IMG_HDR     24
+
+/* The window definition an image of shard `shard` records under sp;
+ * kinds: room for sp's naggs bytes. */
+static struct sl_snap_def snap_def(const struct wspec *sp, unsigned shard,
+                                   uint8_t *kinds) {
+  for (size_t a = 0; a < sp->s.naggs; a++)
+    kinds[a] = (uint8_t)sp->kinds[a];
+  return (struct sl_snap_def){.size_ms = sp->s.size_ms,
+                              .slide_ms = sp->s.slide_ms,
+                              .shards = sp->s.shards,
+                              .shard = shard,
+                              .ngroups = (uint32_t)sp->s.ngroups,
+                              .naggs = (uint32_t)sp->s.naggs,
+                              .kinds = kinds};
+}
 
 static void put_agg(struct wbuf *b, enum sl_agg_kind k, const struct agg *a) {
   switch (k) {
@@ -1727,17 +1718,11 @@ int sl_wstate_shard_serialize(struct sl_wstate *s, unsigned shard, void **out,
   const struct wspec *sp = &s->spec;
   struct wshard *sh = &s->shards[shard];
   struct wbuf raw = {0};
-  int rc = 0;
-  wbuf_put(&raw, W_RAW_MAGIC, 4);
-  wbuf_u32(&raw, W_IMG_VERSION);
-  wbuf_u64(&raw, (uint64_t)sp->s.size_ms);
-  wbuf_u64(&raw, (uint64_t)sp->s.slide_ms);
-  wbuf_u32(&raw, sp->s.shards);
-  wbuf_u32(&raw, shard);
-  wbuf_u32(&raw, (uint32_t)sp->s.ngroups);
-  wbuf_u32(&raw, (uint32_t)sp->s.naggs);
-  for (size_t a = 0; a < sp->s.naggs; a++)
-    wbuf_u8(&raw, (unsigned)sp->kinds[a]);
+  uint8_t kinds[W_MAX_FIELDS];
+  struct sl_snap_def def = snap_def(sp, shard, kinds);
+  size_t dlen = sl_snap_def_len(&def);
+  wbuf_reserve(&raw, dlen);
+  raw.n += sl_snap_def_put(&def, raw.p + raw.n);
   wbuf_u64(&raw, sh->tab.n);
   for (size_t i = 0; i < sh->tab.cap; i++) {
     const struct went *e = sh->tab.slots[i].e;
@@ -1749,108 +1734,45 @@ int sl_wstate_shard_serialize(struct sl_wstate *s, unsigned shard, void **out,
     for (size_t a = 0; a < sp->s.naggs; a++)
       put_agg(&raw, sp->kinds[a], &e->aggs[a]);
   }
-  if (raw.n > LZ4_MAX_INPUT_SIZE) {
-    rc = sl_error_set(err, SL_ERR_INVAL,
-                      "window state shard %u: %zu bytes is too large for "
-                      "one snapshot image",
-                      shard, raw.n);
-    goto out;
-  }
-  int bound = LZ4_compressBound((int)raw.n);
-  unsigned char *img = sl_malloc(W_IMG_HDR + (size_t)bound);
-  int clen = LZ4_compress_default((const char *)raw.p, (char *)img + W_IMG_HDR,
-                                  (int)raw.n, bound);
-  if (clen <= 0) {
-    free(img);
-    rc = sl_error_set(err, SL_ERR_INVAL,
-                      "window state shard %u: lz4 compression failed", shard);
-    goto out;
-  }
-  memcpy(img, W_IMG_MAGIC, 4);
-  st_u32(img + 4, W_IMG_VERSION);
-  st_u64(img + 8, raw.n);
-  st_u32(img + 16, (uint32_t)crc32(0L, raw.p, (uInt)raw.n));
-  st_u32(img + 20, 0);
-  *len = W_IMG_HDR + (size_t)clen;
-  *out = sl_realloc(img, *len);
-  sh->dirty = false;
-out:
+  int rc = sl_snap_seal(shard, raw.p, raw.n, out, len, err);
+  if (rc == 0)
+    sh->dirty = false;
   wbuf_free(&raw);
   return rc;
 }
 
-/* A bounds-checked reader over untrusted bytes: once a read would pass
- * the end, bad is set and every later read returns zeros. */
-struct rd {
-  const unsigned char *p;
-  size_t n, off;
-  bool bad;
-};
-
-static const unsigned char *rd_take(struct rd *r, size_t k) {
-  if (r->bad || r->n - r->off < k) {
-    r->bad = true;
-    return NULL;
-  }
-  const unsigned char *q = r->p + r->off;
-  r->off += k;
-  return q;
-}
-
-static uint8_t rd_u8(struct rd *r) {
-  const unsigned char *q = rd_take(r, 1);
-  return q ? q[0] : 0;
-}
-
-static uint32_t rd_u32(struct rd *r) {
-  const unsigned char *q = rd_take(r, 4);
-  return q ? ld_u32(q) : 0;
-}
-
-static uint64_t rd_u64(struct rd *r) {
-  const unsigned char *q = rd_take(r, 8);
-  return q ? ld_u64(q) : 0;
-}
-
-static double rd_f64(struct rd *r) {
-  uint64_t u = rd_u64(r);
-  double d;
-  memcpy(&d, &u, sizeof(d));
-  return d;
-}
-
 /* Reads one aggregate state into a (zeroed); false when malformed. a is
  * consistent at every point, so the caller can free it on failure. */
-static bool get_agg(struct rd *r, enum sl_agg_kind k, struct agg *a) {
+static bool get_agg(struct sl_snap_rd *r, enum sl_agg_kind k, struct agg *a) {
   switch (k) {
   case SL_AGG_COUNT:
-    a->u.i = (int64_t)rd_u64(r);
+    a->u.i = (int64_t)sl_snap_rd_u64(r);
     return !r->bad && a->u.i >= 0;
   case SL_AGG_SUM: {
-    uint8_t t = rd_u8(r);
+    uint8_t t = sl_snap_rd_u8(r);
     if (t == VT_INT)
-      a->u.i = (int64_t)rd_u64(r);
+      a->u.i = (int64_t)sl_snap_rd_u64(r);
     else if (t == VT_FLOAT)
-      a->u.f = rd_f64(r);
+      a->u.f = sl_snap_rd_f64(r);
     else if (t != VT_NULL)
       return false;
     a->t = t;
     return !r->bad;
   }
   case SL_AGG_AVG:
-    a->u.f = rd_f64(r);
-    a->n = (int64_t)rd_u64(r);
+    a->u.f = sl_snap_rd_f64(r);
+    a->n = (int64_t)sl_snap_rd_u64(r);
     return !r->bad && a->n >= 0;
   case SL_AGG_MIN:
   case SL_AGG_MAX: {
-    uint8_t t = rd_u8(r);
+    uint8_t t = sl_snap_rd_u8(r);
     if (t == VT_INT)
-      a->u.i = (int64_t)rd_u64(r);
+      a->u.i = (int64_t)sl_snap_rd_u64(r);
     else if (t == VT_FLOAT)
-      a->u.f = rd_f64(r);
+      a->u.f = sl_snap_rd_f64(r);
     else if (t == VT_STR) {
-      uint32_t n = rd_u32(r);
-      const unsigned char *q = rd_take(r, n);
+      uint32_t n = sl_snap_rd_u32(r);
+      const unsigned char *q = sl_snap_rd_take(r, n);
       if (!q)
         return false;
       a->u.s = sl_malloc((size_t)n + 1);
@@ -1863,10 +1785,10 @@ static bool get_agg(struct rd *r, enum sl_agg_kind k, struct agg *a) {
     return !r->bad;
   }
   case SL_AGG_COUNT_DISTINCT: {
-    uint64_t n = rd_u64(r), blen = rd_u64(r);
+    uint64_t n = sl_snap_rd_u64(r), blen = sl_snap_rd_u64(r);
     if (r->bad || blen > r->n - r->off || n > blen)
       return false;
-    const unsigned char *q = rd_take(r, (size_t)blen);
+    const unsigned char *q = sl_snap_rd_take(r, (size_t)blen);
     if (!n)
       return blen == 0;
     a->u.set = dset_new();
@@ -1889,57 +1811,15 @@ static int parse_image(const struct sl_wstate *s, unsigned shard,
                        struct wshard *sh, const unsigned char *raw,
                        size_t rawlen, struct sl_error *err) {
   const struct wspec *sp = &s->spec;
-  size_t naggs = sp->s.naggs;
-  struct rd r = {.p = raw, .n = rawlen};
-  const unsigned char *magic = rd_take(&r, 4);
-  if (!magic || memcmp(magic, W_RAW_MAGIC, 4))
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "window state shard %u: bad inner magic", shard);
-  uint32_t version = rd_u32(&r);
-  if (version != W_IMG_VERSION)
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "window state shard %u: unknown format version %u",
-                        shard, version);
-  int64_t size = (int64_t)rd_u64(&r), slide = (int64_t)rd_u64(&r);
-  uint32_t shards = rd_u32(&r), ishard = rd_u32(&r);
-  uint32_t ngroups = rd_u32(&r), inaggs = rd_u32(&r);
-  if (r.bad)
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "window state shard %u: truncated header", shard);
-  const char *what = NULL;
-  if (size != sp->s.size_ms || slide != sp->s.slide_ms)
-    what = "window size or slide";
-  else if (shards != sp->s.shards)
-    what = "number of shards";
-  else if (ngroups != sp->s.ngroups)
-    what = "number of group keys";
-  else if (inaggs != naggs)
-    what = "number of aggregates";
-  else {
-    const unsigned char *kinds = rd_take(&r, naggs);
-    if (!kinds)
-      return sl_error_set(err, SL_ERR_CORRUPT,
-                          "window state shard %u: truncated header", shard);
-    for (size_t a = 0; a < naggs && !what; a++)
-      if (kinds[a] != (unsigned)sp->kinds[a])
-        what = "aggregate functions";
-  }
-  if (what)
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "window state shard %u: state was written by a "
-                        "different window definition (%s differ: image "
-                        "size %lld slide %lld, %u shards, %u groups, %u "
-                        "aggregates; job size %lld slide %lld, %u shards, "
-                        "%zu groups, %zu aggregates)",
-                        shard, what, (long long)size, (long long)slide, shards,
-                        ngroups, inaggs, (long long)sp->s.size_ms,
-                        (long long)sp->s.slide_ms, sp->s.shards, sp->s.ngroups,
-                        naggs);
-  if (ishard != shard)
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "window state shard %u: image is of shard %u", shard,
-                        ishard);
-  uint64_t count = rd_u64(&r);
+  size_t naggs = sp->s.naggs, ngroups = sp->s.ngroups;
+  int64_t size = sp->s.size_ms, slide = sp->s.slide_ms;
+  struct sl_snap_rd r = {.p = raw, .n = rawlen};
+  uint8_t kinds[W_MAX_FIELDS];
+  struct sl_snap_def def = snap_def(sp, shard, kinds);
+  int rc = sl_snap_def_read(&r, &def, err);
+  if (rc)
+    return rc;
+  uint64_t count = sl_snap_rd_u64(&r);
   /* Each entry takes at least 12 bytes: bound count before reserving. */
   if (r.bad || count > (r.n - r.off) / 12)
     return sl_error_set(err, SL_ERR_CORRUPT,
@@ -1947,9 +1827,9 @@ static int parse_image(const struct sl_wstate *s, unsigned shard,
   if (count)
     wt_reserve(&sh->tab, (size_t)count);
   for (uint64_t i = 0; i < count; i++) {
-    int64_t start = (int64_t)rd_u64(&r);
-    uint32_t klen = rd_u32(&r);
-    const unsigned char *key = rd_take(&r, klen);
+    int64_t start = (int64_t)sl_snap_rd_u64(&r);
+    uint32_t klen = sl_snap_rd_u32(&r);
+    const unsigned char *key = sl_snap_rd_take(&r, klen);
     if (!key || start % slide || start <= -W_TIME_MAX - size ||
         start > W_TIME_MAX)
       goto bad;
@@ -2004,46 +1884,13 @@ bad:
  * @locality one thread per shard. */
 int sl_wstate_shard_restore(struct sl_wstate *s, unsigned shard,
                             const void *buf, size_t len, struct sl_error *err) {
-  const unsigned char *img = buf;
   unsigned char *raw = NULL;
+  size_t rawlen = 0;
   struct wshard tmp = {.min_start = INT64_MAX};
-  int rc;
-  if (!img || len < W_IMG_HDR)
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "window state shard %u: truncated image (%zu bytes)",
-                        shard, len);
-  if (memcmp(img, W_IMG_MAGIC, 4))
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "window state shard %u: not a window state image",
-                        shard);
-  uint32_t version = ld_u32(img + 4);
-  if (version != W_IMG_VERSION)
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "window state shard %u: unknown image version %u",
-                        shard, version);
-  uint64_t rawlen = ld_u64(img + 8);
-  uint32_t crc = ld_u32(img + 16);
-  size_t clen = len - W_IMG_HDR;
-  /* LZ4 expands at most ~255x: a larger claim is garbage, and bounding
-   * it keeps a garbage header from making us allocate gigabytes. */
-  if (ld_u32(img + 20) != 0 || clen > LZ4_MAX_INPUT_SIZE ||
-      rawlen > LZ4_MAX_INPUT_SIZE || rawlen > (uint64_t)clen * 256 + 64)
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "window state shard %u: bad image header", shard);
-  raw = sl_malloc(rawlen ? (size_t)rawlen : 1);
-  int d = LZ4_decompress_safe((const char *)img + W_IMG_HDR, (char *)raw,
-                              (int)clen, (int)rawlen);
-  if (d < 0 || (uint64_t)d != rawlen) {
-    rc = sl_error_set(err, SL_ERR_CORRUPT,
-                      "window state shard %u: lz4 data is damaged", shard);
-    goto out;
-  }
-  if ((uint32_t)crc32(0L, raw, (uInt)rawlen) != crc) {
-    rc = sl_error_set(err, SL_ERR_CORRUPT,
-                      "window state shard %u: checksum mismatch", shard);
-    goto out;
-  }
-  rc = parse_image(s, shard, &tmp, raw, (size_t)rawlen, err);
+  int rc = sl_snap_open(shard, buf, len, &raw, &rawlen, err);
+  if (rc)
+    return rc;
+  rc = parse_image(s, shard, &tmp, raw, rawlen, err);
   if (rc)
     goto out;
   struct wshard *sh = &s->shards[shard];

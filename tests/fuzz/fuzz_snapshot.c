@@ -1,7 +1,8 @@
 /* fuzz_snapshot.c - the readers of window state snapshots: the index
  * state/N/index (checkpoint/state.c) and the shard images state/N/<shard>
- * (the sealed file, the 24-byte image header, LZ4, the CRC and the binary
- * body decoded by src/window.c), as the engine reads them at start-up.
+ * (the sealed file; the 24-byte image header, LZ4, the CRC and the window
+ * definition, checkpoint/snapshot.c; the entries, decoded by
+ * src/window.c), as the engine reads them at start-up.
  *
  * Input: byte 0 selects the window definition the state is restored into
  * (bits 4-5: 0 revenue_per_user, 1 top_pages, 2 every aggregate; the three
@@ -9,21 +10,24 @@
  * 0-2):
  *   0  a shard file as on disk (image + envelope)
  *   1  an image, sealed by the harness
- *   2  a raw image body, compressed, given its header and sealed by the
- *      harness (so the decoder of the body is reached directly)
+ *   2  a raw image body, given its header and LZ4 block by snapshot.c's
+ *      sl_snap_seal and sealed by the harness (so the decoder of the body
+ *      is reached directly)
  *   3  an index file as on disk
  *   4  an index body, sealed by the harness
- * Byte 1 is the shard (mod 64) for 0-2, the batch N (0 reads as 1) for
- * 3-4. A shard that restores is emitted, serialized again and restored
+ *   5  an image, given to snapshot.c alone: sl_snap_open, then the
+ *      definition (sl_snap_def_read); what opens must seal and open again
+ *      to the same raw bytes
+ * Byte 1 is the shard (mod 64) for 0-2 and 5, the batch N (0 reads as 1)
+ * for 3-4. A shard that restores is emitted, serialized again and restored
  * into a second state, which must accept it. SLF_VERBOSE=1 prints why a
  * shard does not restore. */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
-#include <lz4.h>
-#include <zlib.h>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/fsio.h"
+#include "checkpoint/snapshot.h"
 #include "checkpoint/state.h"
 #include "src/util.h"
 #include "src/window.h"
@@ -95,28 +99,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static void put_le(unsigned char *p, uint64_t v, int n) {
-  for (int i = 0; i < n; i++)
-    p[i] = (unsigned char)(v >> (8 * i));
-}
-
-/* The image of a raw body, as the window serializes it (window.c). */
-static unsigned char *make_image(const uint8_t *raw, size_t n, size_t *len) {
-  int bound = LZ4_compressBound((int)n);
-  unsigned char *img = sl_malloc(24 + (size_t)bound);
-  int clen =
-      LZ4_compress_default((const char *)raw, (char *)img + 24, (int)n, bound);
-  if (clen <= 0)
-    abort();
-  memcpy(img, "SLWZ", 4);
-  put_le(img + 4, 1, 4);
-  put_le(img + 8, n, 8);
-  put_le(img + 16, (uint32_t)crc32(0L, raw, (uInt)n), 4);
-  put_le(img + 20, 0, 4);
-  *len = 24 + (size_t)clen;
-  return img;
-}
-
 static void put(const char *dir, const char *name, const void *data, size_t n,
                 bool seal) {
   char path[800];
@@ -145,8 +127,11 @@ static void shard(struct sl_ckpt *ck, const struct sl_window_spec *spec,
   snprintf(dir, sizeof(dir), "%s/state/1", ckdir);
   snprintf(name, sizeof(name), "%u", k);
   if (mode == 2) {
-    size_t len;
-    unsigned char *img = make_image(data, n, &len);
+    void *img = NULL;
+    size_t len = 0;
+    struct sl_error serr = {0};
+    if (sl_snap_seal(k, data, n, &img, &len, &serr))
+      abort();
     put(dir, name, img, len, true);
     free(img);
   } else {
@@ -183,6 +168,54 @@ static void shard(struct sl_ckpt *ck, const struct sl_window_spec *spec,
   free(img);
 }
 
+static void snap_direct(const struct sl_window_spec *spec, unsigned k,
+                        const uint8_t *data, size_t n) {
+  struct sl_error err = {0};
+  unsigned char *raw = NULL;
+  size_t rawlen = 0;
+  if (sl_snap_open(k, data, n, &raw, &rawlen, &err)) {
+    if (err.code != SL_ERR_CORRUPT || raw)
+      abort();
+    return;
+  }
+  uint8_t kinds[8];
+  for (size_t a = 0; a < spec->naggs; a++)
+    kinds[a] = (uint8_t)spec->agg_kinds[a];
+  struct sl_snap_def def = {.size_ms = spec->size_ms,
+                            .slide_ms = spec->slide_ms,
+                            .shards = spec->shards,
+                            .shard = k,
+                            .ngroups = (uint32_t)spec->ngroups,
+                            .naggs = (uint32_t)spec->naggs,
+                            .kinds = kinds};
+  struct sl_snap_rd r = {.p = raw, .n = rawlen};
+  if (sl_snap_def_read(&r, &def, &err) == 0) {
+    /* what was accepted is exactly what sl_snap_def_put writes */
+    unsigned char head[64];
+    size_t hl = sl_snap_def_put(&def, head);
+    if (r.bad || r.off != hl || memcmp(head, raw, hl))
+      abort();
+  } else if (err.code != SL_ERR_CORRUPT) {
+    abort();
+  } else if (getenv("SLF_VERBOSE")) {
+    fprintf(stderr, "shard %u: %s\n", k, err.msg);
+  }
+  void *img = NULL;
+  size_t len = 0;
+  unsigned char *raw2 = NULL;
+  size_t rawlen2 = 0;
+  if (sl_snap_seal(k, raw, rawlen, &img, &len, &err) ||
+      sl_snap_open(k, img, len, &raw2, &rawlen2, &err) || rawlen2 != rawlen ||
+      memcmp(raw2, raw, rawlen)) {
+    fprintf(stderr, "an opened image does not seal and open again: %s\n",
+            err.msg);
+    abort();
+  }
+  free(raw2);
+  free(img);
+  free(raw);
+}
+
 static void index_file(struct sl_ckpt *ck, int mode, uint64_t batch,
                        const uint8_t *data, size_t n) {
   char dir[700];
@@ -205,8 +238,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   int mode = data[0] & 7;
   unsigned which = (data[0] >> 4) & 3;
-  if (mode > 4 || which > 2)
+  if (mode > 5 || which > 2)
     return 0;
+  if (mode == 5) {
+    snap_direct(&specs[which], data[1] % SHARDS, data + 2, size - 2);
+    return 0;
+  }
   fuzz_rmtree(ckdir);
   struct sl_error err = {0};
   struct sl_ckpt *ck = NULL;

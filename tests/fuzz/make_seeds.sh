@@ -76,7 +76,8 @@ body "$m" | seed 7 1 "$c/manifest1.body"
 seed 3 1 "$c/manifest1.dead" < "$tmp/rev/out/revenue-per-user-dead/_manifest/1"
 
 # fuzz_snapshot: byte 0 = 16 * window definition + mode (0 shard file,
-# 1 image, 2 raw body, 3 index file, 4 index body); byte 1 = shard or N.
+# 1 image, 2 raw body, 3 index file, 4 index body, 5 image to
+# checkpoint/snapshot.c alone); byte 1 = shard or N.
 s=$corpus/snapshot
 for spec in 0:rev 1:top 2:all; do
   n=${spec%%:*} st=$tmp/${spec#*:}/ck/state/1
@@ -85,6 +86,7 @@ for spec in 0:rev 1:top 2:all; do
     [ "$(stat -c %s "$f")" -gt 1500 ] && continue
     seed $((n * 16)) "$k" "$s/s$n-shard$k" < "$f"
     body "$f" | seed $((n * 16 + 1)) "$k" "$s/s$n-shard$k.img"
+    body "$f" | seed $((n * 16 + 5)) "$k" "$s/s$n-shard$k.snap"
     "$body_tool" "$f" | seed $((n * 16 + 2)) "$k" "$s/s$n-shard$k.raw"
   done
   seed $((n * 16 + 3)) 1 "$s/s$n-index" < "$st/index"
