@@ -1,0 +1,276 @@
+#!/usr/bin/python3
+"""The continuous trigger's latency benchmark (not a test: `make bench`).
+
+A producer sends RATE records/s, each carrying its send time in
+microseconds, to a topic of a `sluice mock-kafka` cluster. A target reads
+them and writes each one out; a reader stamps every line (or output
+record) when it arrives and takes send time from it. After a warm-up the
+latencies give p50, p99, p99.9 and max; the target's CPU seconds are read
+from /proc. Targets, one after the other on the same cluster:
+
+  floor        bench_echo: a bare librdkafka consumer that prints each
+               record at once (tests/bench/echo.c)
+  continuous   sluice, trigger continuous: 100ms, a stateless filter +
+               select job into the console (written at once)
+  kafka-alo    the same job into a Kafka topic, exactly_once: false
+               (written at once); a consumer of that topic stamps arrival,
+               so this one includes one more Kafka hop
+  interval     the same console job with trigger interval: 100ms
+
+usage: latency.py --build DIR [--rate R] [--seconds S] [--report FILE]
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer
+
+WARMUP_S = 3.0
+
+
+def log(*a):
+    print("latency:", *a, file=sys.stderr, flush=True)
+
+
+def proc_cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tck
+
+
+def now_us():
+    return time.time_ns() // 1000
+
+
+class Run:
+    def __init__(self):
+        self.lat = []  # µs, after the warm-up
+        self.t_measure = None
+        self.lock = threading.Lock()
+
+    def add(self, sent_us):
+        got = now_us()
+        if self.t_measure is not None and sent_us >= self.t_measure:
+            with self.lock:
+                self.lat.append(got - sent_us)
+
+
+SENT = re.compile(rb'"t":(\d+)')
+
+
+def read_lines(stream, run):
+    for line in stream:
+        m = SENT.search(line)
+        if m:
+            run.add(int(m.group(1)))
+
+
+def read_topic(brokers, topic, run, stop):
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-lat",
+                  "enable.auto.commit": False, "auto.offset.reset": "latest",
+                  "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
+    c.subscribe([topic])
+    while not stop.is_set():
+        for m in c.consume(1000, 0.1):
+            if not m.error():
+                s = SENT.search(m.value())
+                if s:
+                    run.add(int(s.group(1)))
+    c.close()
+
+
+def produce(brokers, topic, rate, seconds, run):
+    p = Producer({"bootstrap.servers": brokers, "linger.ms": 0,
+                  "enable.idempotence": False, "acks": 1})
+    per_ms = max(1, rate // 1000)
+    t0 = time.monotonic()
+    n = 0
+    end = t0 + seconds
+    run.t_measure = now_us() + int(WARMUP_S * 1e6)
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        due = int((now - t0) * rate)
+        while n < due:
+            p.produce(topic, b'{"id":%d,"t":%d,"user":"u%04d"}' %
+                      (n, now_us(), n % 1000))
+            n += 1
+        p.poll(0)
+        slot = t0 + (n + per_ms) / rate
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    p.flush(10)
+    return n
+
+
+def pct(xs, q):
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, int(q * len(xs)))
+    return xs[k]
+
+
+def job_yaml(brokers, trigger, sink, ckpt):
+    return """job: bench-latency
+source:
+  kafka: { brokers: %s, topics: [lat], starting_offsets: latest }
+pipeline:
+  - parse: json
+  - filter: 'id %% 10 != 7'
+  - select: [id, t, user]
+sink:
+  %s
+trigger: %s
+checkpoint: { dir: %s }
+workers: 2
+""" % (brokers, sink, trigger, ckpt)
+
+
+def measure(name, argv, brokers, a, work, out_topic=None):
+    run = Run()
+    err = open(os.path.join(work, name + ".err"), "w")
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+    stop = threading.Event()
+    if out_topic:
+        rd = threading.Thread(target=read_topic,
+                              args=(brokers, out_topic, run, stop))
+    else:
+        rd = threading.Thread(target=read_lines, args=(p.stdout, run))
+    rd.start()
+    # ready: the target has its partitions (sluice logs its streams; the
+    # floor says so); give the output consumer its assignment too
+    deadline = time.monotonic() + 30
+    errpath = os.path.join(work, name + ".err")
+    while time.monotonic() < deadline:
+        text = open(errpath).read()
+        if "streams over" in text or "bench_echo: ready" in text or \
+                "batch 1" in text or "job 'bench-latency'" in text:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)  # the target's fetch and the reader's assignment settle
+    cpu0 = proc_cpu_s(p.pid)
+    sent = produce(brokers, "lat", a.rate, a.seconds, run)
+    time.sleep(1.0)  # the last records (interval: the last batch)
+    cpu = proc_cpu_s(p.pid) - cpu0
+    p.send_signal(signal.SIGTERM)
+    p.wait(30)
+    stop.set()
+    rd.join(30)
+    lat = sorted(run.lat)
+    expect = sum(1 for i in range(sent) if i % 10 != 7) if name != "floor" \
+        else sent
+    r = {"target": name, "sent": sent, "measured": len(lat),
+         "p50_ms": pct(lat, 0.50) / 1e3, "p99_ms": pct(lat, 0.99) / 1e3,
+         "p999_ms": pct(lat, 0.999) / 1e3,
+         "max_ms": (lat[-1] / 1e3) if lat else float("nan"),
+         "cpu_s": cpu, "seconds": a.seconds, "expected_total": expect}
+    log("%-11s p50 %.3f  p99 %.3f  p99.9 %.3f  max %.1f ms, %d measured, "
+        "CPU %.2f s" % (name, r["p50_ms"], r["p99_ms"], r["p999_ms"],
+                        r["max_ms"], len(lat), cpu))
+    return r
+
+
+def report(res, a):
+    fl = res["floor"]
+    lines = ["## Latency (continuous trigger)\n",
+             "Measured %s by tests/bench/latency.py: %d records/s for %d s "
+             "(the first %.0f s not counted) from a confluent-kafka producer "
+             "(linger.ms 0) to a topic of 4 partitions on `sluice "
+             "mock-kafka`, each record carrying its send time; latency is "
+             "the time until a reader in the benchmark saw the record "
+             "written by the target. CPU is the target's own, over the "
+             "producing time. Ratios are to the floor of the same run.\n" %
+             (time.strftime("%Y-%m-%d"), a.rate, a.seconds, WARMUP_S),
+             "| target | p50 ms | p99 ms | p99.9 ms | max ms | records "
+             "measured | CPU s | p99 × floor |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in ("floor", "continuous", "kafka-alo", "interval"):
+        r = res.get(name)
+        if not r:
+            continue
+        lines.append("| %s | %.3f | %.3f | %.3f | %.1f | %d | %.2f | %.2f |" %
+                     (name, r["p50_ms"], r["p99_ms"], r["p999_ms"],
+                      r["max_ms"], r["measured"], r["cpu_s"],
+                      r["p99_ms"] / fl["p99_ms"]))
+    return "\n".join(lines) + "\n"
+
+
+BEGIN, END = "<!-- latency results: begin -->", "<!-- latency results: end -->"
+
+
+def write_report(path, text):
+    body = "%s\n%s%s\n" % (BEGIN, text, END)
+    try:
+        old = open(path).read()
+    except FileNotFoundError:
+        old = ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        new = head + body + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        new = old + ("\n" if old else "") + body
+    with open(path + ".tmp", "w") as f:
+        f.write(new)
+    os.replace(path + ".tmp", path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--rate", type=int, default=10000)
+    ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--report")
+    ap.add_argument("--json")
+    ap.add_argument("--targets", default="floor,continuous,kafka-alo,interval")
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    sluice = os.path.join(build, "sluice")
+    echo = os.path.join(build, "tests", "bench_echo")
+    work = tempfile.mkdtemp(prefix="sluice-latency-")
+    mock = subprocess.Popen([sluice, "mock-kafka", "--topic", "lat:4",
+                             "--topic", "out:4"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    brokers = mock.stdout.readline().strip()
+    if not brokers:
+        raise SystemExit("latency: sluice mock-kafka did not start")
+    res = {}
+    try:
+        for name in a.targets.split(","):
+            ck = os.path.join(work, name + "-ckpt")
+            if name == "floor":
+                argv = [echo, brokers, "lat"]
+                out = None
+            else:
+                trig = "{ interval: 100ms }" if name == "interval" else \
+                    "{ continuous: 100ms }"
+                sink = "kafka: { brokers: %s, topic: out }" % brokers \
+                    if name == "kafka-alo" else "console: { limit: 0 }"
+                path = os.path.join(work, name + ".yaml")
+                with open(path, "w") as f:
+                    f.write(job_yaml(brokers, trig, sink, ck))
+                argv = [sluice, "run", path, "--progress", "none"]
+                out = "out" if name == "kafka-alo" else None
+            res[name] = measure(name, argv, brokers, a, work, out)
+    finally:
+        mock.terminate()
+        mock.wait(10)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    if a.report:
+        write_report(a.report, report(res, a))
+
+
+if __name__ == "__main__":
+    main()
