@@ -538,8 +538,8 @@ static int redis_stage_write(void *stage, const struct sl_batch *b,
     size_t len0 = st->buf.len, n0 = st->n;
     for (size_t k = 0; k < s->ncmds; k++) {
       if (sl_rcmd_render(s->cmds[k], r, row, &st->args, &why)) {
-        sl_buf_setlen(&st->buf,
-                      len0); /* the record's commands go together or not */
+        /* the record's commands go together or not */
+        sl_buf_setlen(&st->buf, len0);
         st->n = n0;
         sl_rejects_add(rejects, r, why.msg);
         break;
