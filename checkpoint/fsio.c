@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../src/buf.h"
 #include "../src/failpoint.h"
 #include "../src/util.h"
 
@@ -228,8 +229,7 @@ int sl_fsio_read_file(const char *path, char **data, size_t *len,
                       struct sl_error *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat st;
-  size_t cap, n = 0;
-  char *buf = NULL;
+  struct sl_buf b = {0};
   int rc = 0;
 
   *data = NULL;
@@ -243,30 +243,25 @@ int sl_fsio_read_file(const char *path, char **data, size_t *len,
     rc = sl_error_set(err, SL_ERR_IO, "%s: stat: %s", path, strerror(errno));
     goto out;
   }
-  /* The size is a hint: the loop reads to EOF whatever it is. */
-  cap = (st.st_size > 0 ? (size_t)st.st_size : 0) + 1;
-  buf = sl_malloc(cap);
+  /* The size is a hint: the loop reads to EOF whatever it is. One byte
+   * more, so that the read that finds EOF needs no growing. */
+  sl_buf_reserve(&b, (st.st_size > 0 ? (size_t)st.st_size : 0) + 1);
   for (;;) {
-    if (n + 1 >= cap) {
-      cap *= 2;
-      buf = sl_realloc(buf, cap);
-    }
-    ssize_t r = read(fd, buf + n, cap - n - 1);
+    sl_buf_reserve(&b, 1);
+    ssize_t r = read(fd, b.p + b.len, b.cap - b.len - 1);
     if (r < 0) {
       if (errno == EINTR)
         continue;
       rc = sl_error_set(err, SL_ERR_IO, "%s: read: %s", path, strerror(errno));
-      free(buf);
-      buf = NULL;
+      sl_buf_free(&b);
       goto out;
     }
     if (r == 0)
       break;
-    n += (size_t)r;
+    sl_buf_advance(&b, (size_t)r);
   }
-  buf[n] = '\0';
-  *data = buf;
-  *len = n;
+  *len = b.len;
+  *data = sl_buf_take(&b);
 out:
   close(fd);
   return rc;

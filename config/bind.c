@@ -22,13 +22,13 @@
 
 /* "ctx.key", or "key" at the root; malloc'd. */
 static char *key_path(const char *ctx, const char *key) {
-  struct sl_cfg_buf b = {0};
+  struct sl_buf b = {0};
   if (ctx && *ctx) {
-    sl_cfg_buf_adds(&b, ctx);
-    sl_cfg_buf_add(&b, ".", 1);
+    sl_buf_adds(&b, ctx);
+    sl_buf_add(&b, ".", 1);
   }
-  sl_cfg_buf_adds(&b, key);
-  return b.p;
+  sl_buf_adds(&b, key);
+  return sl_buf_take(&b);
 }
 
 /* "in source.kafka" or "at top level", for key messages. */
@@ -92,12 +92,12 @@ static int unknown_key(const struct sl_cfg_node *key,
   if (s)
     return sl_cfg_error(err, key, "unknown key '%s' %s; did you mean '%s'?",
                         key->scalar, where, s);
-  struct sl_cfg_buf known = {0};
-  sl_cfg_buf_add(&known, "", 0);
+  struct sl_buf known = {0};
+  sl_buf_add(&known, "", 0);
   for (const struct sl_cfg_field *f = table; f->key; f++) {
     if (f != table)
-      sl_cfg_buf_add(&known, ", ", 2);
-    sl_cfg_buf_adds(&known, f->key);
+      sl_buf_add(&known, ", ", 2);
+    sl_buf_adds(&known, f->key);
   }
   int rc = sl_cfg_error(err, key, "unknown key '%s' %s (known keys: %s)",
                         key->scalar, where, table->key ? known.p : "none");
@@ -163,7 +163,7 @@ static int check_range(const struct sl_cfg_field *f,
 static int bind_enum(const struct sl_cfg_field *f, const struct sl_cfg_node *v,
                      int *out, const char *path, struct sl_error *err) {
   const char *const *vals = f->enum_values;
-  struct sl_cfg_buf list = {0};
+  struct sl_buf list = {0};
   int rc;
   for (size_t i = 0; vals && vals[i]; i++) {
     if (strcmp(vals[i], v->scalar) == 0) {
@@ -173,8 +173,8 @@ static int bind_enum(const struct sl_cfg_field *f, const struct sl_cfg_node *v,
   }
   for (size_t i = 0; vals && vals[i]; i++) {
     if (i)
-      sl_cfg_buf_add(&list, ", ", 2);
-    sl_cfg_buf_adds(&list, vals[i]);
+      sl_buf_add(&list, ", ", 2);
+    sl_buf_adds(&list, vals[i]);
   }
   const char *s = vals ? suggest_value(vals, v->scalar) : NULL;
   const char *all = list.p ? list.p : "(none)";

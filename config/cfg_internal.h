@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h" /* sl_cfg_buf (buf.c) */
+#include "../src/buf.h"
 #include "config.h"
 #include "interp.h" /* sl_cfg_interpolate (interp.c) */
 

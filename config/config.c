@@ -444,11 +444,11 @@ struct sl_cfg_node *sl_cfg_parse_value(const char *file, const char *text,
                                    .col_shift =
                                        col_shift - (int)(sizeof(prefix) - 1),
                                    .interpolate = interpolate};
-  struct sl_cfg_buf b = {0};
+  struct sl_buf b = {0};
   struct sl_cfg_node *wrap, *value = NULL;
 
-  sl_cfg_buf_adds(&b, prefix);
-  sl_cfg_buf_adds(&b, text);
+  sl_buf_adds(&b, prefix);
+  sl_buf_adds(&b, text);
   wrap = sl_cfg_parse(&opts, b.p, b.len, err);
   free(b.p);
   if (!wrap)
@@ -483,7 +483,7 @@ struct sl_cfg_node *sl_cfg_load_string(const char *name, const char *text,
 /* Reads the whole file, then parses it from memory, so that reader errors
  * can be positioned from their byte offset. */
 struct sl_cfg_node *sl_cfg_load_file(const char *path, struct sl_error *err) {
-  struct sl_cfg_buf b = {0};
+  struct sl_buf b = {0};
   struct sl_cfg_node *root = NULL;
   char chunk[65536];
   size_t got;
@@ -502,7 +502,7 @@ struct sl_cfg_node *sl_cfg_load_file(const char *path, struct sl_error *err) {
                    path, SL_CFG_MAX_FILE_BYTES >> 20);
       goto out;
     }
-    sl_cfg_buf_add(&b, chunk, got);
+    sl_buf_add(&b, chunk, got);
   }
   if (ferror(f)) {
     sl_error_set(err, SL_ERR_CONFIG, "%s: cannot read: %s", path,

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/buf.h"
 #include "../src/util.h"
-#include "buf.h"
 
 /* ${A:-${B:-${C}}} nests; a bound keeps hostile input off the C stack. */
 #define SL_INTERP_MAX_NEST 16
@@ -44,14 +44,13 @@ static long find_close(const char *s, size_t n, size_t from) {
   return -1;
 }
 
-static int expand(const char *s, size_t n, struct sl_cfg_buf *out, int nest,
+static int expand(const char *s, size_t n, struct sl_buf *out, int nest,
                   char *why, size_t why_len);
 
 /* Expands the reference "${...}" whose name starts at s[start] and whose
  * closing brace is s[end]. */
 static int expand_ref(const char *s, size_t start, size_t end,
-                      struct sl_cfg_buf *out, int nest, char *why,
-                      size_t why_len) {
+                      struct sl_buf *out, int nest, char *why, size_t why_len) {
   size_t j = start;
   while (j < end && name_char(s[j], j == start))
     j++;
@@ -80,7 +79,7 @@ static int expand_ref(const char *s, size_t start, size_t end,
 
   if (!op) {
     if (val) {
-      sl_cfg_buf_adds(out, val);
+      sl_buf_adds(out, val);
     } else {
       snprintf(why, why_len,
                "environment variable %s is not set (use ${%s:-default} to "
@@ -89,7 +88,7 @@ static int expand_ref(const char *s, size_t start, size_t end,
       rc = -1;
     }
   } else if (val && *val) {
-    sl_cfg_buf_adds(out, val);
+    sl_buf_adds(out, val);
   } else if (op == '-') {
     rc = expand(body, body_len, out, nest + 1, why, why_len);
   } else if (body_len) {
@@ -105,7 +104,7 @@ static int expand_ref(const char *s, size_t start, size_t end,
 }
 
 /* Appends the expansion of s[0..n) to out. */
-static int expand(const char *s, size_t n, struct sl_cfg_buf *out, int nest,
+static int expand(const char *s, size_t n, struct sl_buf *out, int nest,
                   char *why, size_t why_len) {
   if (nest > SL_INTERP_MAX_NEST) {
     snprintf(why, why_len, "variable references nested more than %d deep",
@@ -116,12 +115,12 @@ static int expand(const char *s, size_t n, struct sl_cfg_buf *out, int nest,
   while (i < n) {
     const char *dollar = memchr(s + i, '$', n - i);
     size_t stop = dollar ? (size_t)(dollar - s) : n;
-    sl_cfg_buf_add(out, s + i, stop - i);
+    sl_buf_add(out, s + i, stop - i);
     i = stop;
     if (i >= n)
       break;
     if (i + 1 < n && s[i + 1] == '$') {
-      sl_cfg_buf_add(out, "$", 1);
+      sl_buf_add(out, "$", 1);
       i += 2;
     } else if (i + 1 < n && s[i + 1] == '{') {
       long end = find_close(s, n, i + 2);
@@ -133,7 +132,7 @@ static int expand(const char *s, size_t n, struct sl_cfg_buf *out, int nest,
         return -1;
       i = (size_t)end + 1;
     } else {
-      sl_cfg_buf_add(out, "$", 1);
+      sl_buf_add(out, "$", 1);
       i++;
     }
   }
@@ -141,13 +140,12 @@ static int expand(const char *s, size_t n, struct sl_cfg_buf *out, int nest,
 }
 
 int sl_cfg_interpolate(const char *s, char **out, char *why, size_t why_len) {
-  struct sl_cfg_buf b = {0};
-  sl_cfg_buf_add(&b, "", 0);
+  struct sl_buf b = {0};
   if (expand(s, strlen(s), &b, 0, why, why_len) != 0) {
-    free(b.p);
+    sl_buf_free(&b);
     *out = NULL;
     return -1;
   }
-  *out = b.p;
+  *out = sl_buf_take(&b);
   return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * interp.h - ${VAR} interpolation of scalar values (interp.c). The
- * loader (config.c) calls it; it uses only buf.h and libc, never the
+ * loader (config.c) calls it; it uses only src/buf.h and libc, never the
  * loader.
  */
 #ifndef SL_CFG_INTERP_H

@@ -6,6 +6,8 @@
 #include <simdjson.h>
 #include <utility>
 
+#include "buf.h"
+
 namespace od = simdjson::ondemand;
 using simdjson::error_code;
 using simdjson::SUCCESS;
@@ -18,25 +20,21 @@ namespace {
  * thread. */
 struct thread_parser {
   od::parser parser;
-  char *buf = nullptr;
-  size_t cap = 0;
+  sl_buf buf = SL_BUF_INIT;
+  size_t parser_cap = 0; /* the buf.cap the parser was allocated for */
   ~thread_parser() {
-    std::free(buf);
+    sl_buf_free(&buf);
   }
   char *room(size_t n) {
-    if (n + simdjson::SIMDJSON_PADDING > cap) {
-      size_t want = (n + simdjson::SIMDJSON_PADDING) * 2;
-      char *p = static_cast<char *>(std::realloc(buf, want));
-      if (!p)
-        return nullptr;
-      buf = p;
-      cap = want;
+    sl_buf_reserve(&buf, n + simdjson::SIMDJSON_PADDING);
+    if (parser_cap != buf.cap) {
       /* room for the record, and the depth limit (json.h), which
        * the parser keeps when it grows itself */
-      if (parser.allocate(want, SL_JSON_MAX_DEPTH + 1))
+      if (parser.allocate(buf.cap, SL_JSON_MAX_DEPTH + 1))
         return nullptr;
+      parser_cap = buf.cap;
     }
-    return buf;
+    return buf.p;
   }
 };
 
@@ -289,7 +287,7 @@ extern "C" cJSON *sl_json_parse_object(const char *s, size_t n,
     std::memcpy(buf, s, n);
   od::document doc;
   od::json_type t;
-  error_code e = tp.parser.iterate(buf, n, tp.cap).get(doc);
+  error_code e = tp.parser.iterate(buf, n, tp.buf.cap).get(doc);
   if (!e)
     e = doc.type().get(t);
   if (e) {

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "progress.h"
 #include "util.h"
@@ -239,31 +240,9 @@ void sl_metrics_worker_busy(struct sl_metrics *m, unsigned worker, int64_t ns) {
 
 /* ---------------------------------------------------------- rendering */
 
-struct buf {
-  char *p;
-  size_t len, cap;
-};
-
-static void bprintf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void bprintf(struct buf *b, const char *fmt, ...) {
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n >= 0 && (size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    b->cap = b->cap * 2 + (size_t)(n > 0 ? n : 0) + 256;
-    b->p = sl_realloc(b->p, b->cap);
-  }
-}
-
-static void head(struct buf *b, const char *name, const char *type,
+static void head(struct sl_buf *b, const char *name, const char *type,
                  const char *help) {
-  bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+  sl_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static int64_t rss_bytes(void) {
@@ -278,63 +257,66 @@ static int64_t rss_bytes(void) {
 }
 
 char *sl_metrics_render(struct sl_metrics *m) {
-  struct buf b = {.p = sl_malloc(4096), .cap = 4096};
+  struct sl_buf b = {0};
+  sl_buf_reserve(&b, 4096);
   const char *src = m->source, *snk = m->sink;
   pthread_mutex_lock(&m->mu);
   head(&b, "sluice_build_info", "gauge", "Version and job of this process.");
-  bprintf(&b, "sluice_build_info{version=\"%s\",job=\"%s\"} 1\n",
-          SLUICE_VERSION, m->job_id);
+  sl_buf_printf(&b, "sluice_build_info{version=\"%s\",job=\"%s\"} 1\n",
+                SLUICE_VERSION, m->job_id);
   head(&b, "sluice_ready", "gauge",
        "1 once the source and the sink are connected and recovery is done.");
-  bprintf(&b, "sluice_ready %d\n", m->ready ? 1 : 0);
+  sl_buf_printf(&b, "sluice_ready %d\n", m->ready ? 1 : 0);
   head(&b, "sluice_batches_total", "counter", "Batches committed.");
-  bprintf(&b, "sluice_batches_total %lld\n", (long long)m->batches);
+  sl_buf_printf(&b, "sluice_batches_total %lld\n", (long long)m->batches);
   head(&b, "sluice_last_committed_batch", "gauge",
        "Id of the last committed batch.");
-  bprintf(&b, "sluice_last_committed_batch %lld\n", (long long)m->last_batch);
+  sl_buf_printf(&b, "sluice_last_committed_batch %lld\n",
+                (long long)m->last_batch);
   head(&b, "sluice_last_commit_timestamp_seconds", "gauge",
        "Wall clock of the last batch commit.");
-  bprintf(&b, "sluice_last_commit_timestamp_seconds %.3f\n",
-          (double)m->last_batch_ms / 1e3);
+  sl_buf_printf(&b, "sluice_last_commit_timestamp_seconds %.3f\n",
+                (double)m->last_batch_ms / 1e3);
   head(&b, "sluice_source_records_total", "counter",
        "Records read from the source.");
-  bprintf(&b, "sluice_source_records_total{source=\"%s\"} %lld\n", src,
-          (long long)m->read);
+  sl_buf_printf(&b, "sluice_source_records_total{source=\"%s\"} %lld\n", src,
+                (long long)m->read);
   head(&b, "sluice_source_records_lost_total", "counter",
        "Records deleted by retention before they could be read "
        "(fail_on_data_loss: false).");
-  bprintf(&b, "sluice_source_records_lost_total{source=\"%s\"} %lld\n", src,
-          (long long)m->lost);
+  sl_buf_printf(&b, "sluice_source_records_lost_total{source=\"%s\"} %lld\n",
+                src, (long long)m->lost);
   head(&b, "sluice_operator_records_dropped_total", "counter",
        "Records an operator dropped on purpose.");
-  bprintf(&b,
-          "sluice_operator_records_dropped_total{operator=\"filter\"} %lld\n",
-          (long long)m->filtered);
-  bprintf(&b,
-          "sluice_operator_records_dropped_total{operator=\"window\","
-          "reason=\"late\"} %lld\n",
-          (long long)m->late);
+  sl_buf_printf(
+      &b, "sluice_operator_records_dropped_total{operator=\"filter\"} %lld\n",
+      (long long)m->filtered);
+  sl_buf_printf(&b,
+                "sluice_operator_records_dropped_total{operator=\"window\","
+                "reason=\"late\"} %lld\n",
+                (long long)m->late);
   head(&b, "sluice_dead_letters_total", "counter",
        "Records sent to the dead letters (including late ones).");
-  bprintf(&b, "sluice_dead_letters_total %lld\n", (long long)m->dead);
+  sl_buf_printf(&b, "sluice_dead_letters_total %lld\n", (long long)m->dead);
   head(&b, "sluice_sink_records_total", "counter",
        "Records written to the sink (committed).");
-  bprintf(&b, "sluice_sink_records_total{sink=\"%s\"} %lld\n", snk,
-          (long long)m->written);
+  sl_buf_printf(&b, "sluice_sink_records_total{sink=\"%s\"} %lld\n", snk,
+                (long long)m->written);
   head(&b, "sluice_batch_duration_seconds", "histogram",
        "Time from planning to the checkpoint commit of a batch.");
   uint64_t cum = 0;
   for (size_t i = 0; i < NBUCKETS; i++) {
     cum += m->hist[i];
-    bprintf(&b, "sluice_batch_duration_seconds_bucket{le=\"%g\"} %llu\n",
-            buckets[i], (unsigned long long)cum);
+    sl_buf_printf(&b, "sluice_batch_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                  buckets[i], (unsigned long long)cum);
   }
   cum += m->hist[NBUCKETS];
-  bprintf(&b, "sluice_batch_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-          (unsigned long long)cum);
-  bprintf(&b, "sluice_batch_duration_seconds_sum %.6f\n", m->duration_sum);
-  bprintf(&b, "sluice_batch_duration_seconds_count %llu\n",
-          (unsigned long long)cum);
+  sl_buf_printf(&b, "sluice_batch_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
+  sl_buf_printf(&b, "sluice_batch_duration_seconds_sum %.6f\n",
+                m->duration_sum);
+  sl_buf_printf(&b, "sluice_batch_duration_seconds_count %llu\n",
+                (unsigned long long)cum);
   head(&b, "sluice_batch_phase_seconds_total", "counter",
        "Time spent per phase of the batches.");
   const struct {
@@ -346,19 +328,19 @@ char *sl_metrics_render(struct sl_metrics *m) {
             {"sink_commit", m->sink_s},
             {"checkpoint_commit", m->commit_s}};
   for (size_t i = 0; i < SL_ARRAY_LEN(ph); i++)
-    bprintf(&b, "sluice_batch_phase_seconds_total{phase=\"%s\"} %.6f\n",
-            ph[i].name, ph[i].v);
+    sl_buf_printf(&b, "sluice_batch_phase_seconds_total{phase=\"%s\"} %.6f\n",
+                  ph[i].name, ph[i].v);
   head(&b, "sluice_sink_retries_total", "counter",
        "Sink calls retried after a retriable failure (an outage).");
-  bprintf(&b, "sluice_sink_retries_total{sink=\"%s\"} %lld\n", snk,
-          (long long)m->retries[SL_RETRY_SINK]);
+  sl_buf_printf(&b, "sluice_sink_retries_total{sink=\"%s\"} %lld\n", snk,
+                (long long)m->retries[SL_RETRY_SINK]);
   head(&b, "sluice_source_retries_total", "counter",
        "Batch plannings retried while the source did not answer.");
-  bprintf(&b, "sluice_source_retries_total{source=\"%s\"} %lld\n", src,
-          (long long)m->retries[SL_RETRY_SOURCE]);
+  sl_buf_printf(&b, "sluice_source_retries_total{source=\"%s\"} %lld\n", src,
+                (long long)m->retries[SL_RETRY_SOURCE]);
   head(&b, "sluice_task_retries_total", "counter", "Tasks run again.");
-  bprintf(&b, "sluice_task_retries_total %lld\n",
-          (long long)m->retries[SL_RETRY_TASK]);
+  sl_buf_printf(&b, "sluice_task_retries_total %lld\n",
+                (long long)m->retries[SL_RETRY_TASK]);
   const char *pnames[3][2] = {
       {"sluice_partition_committed_offset",
        "End offset of the last committed batch."},
@@ -373,65 +355,71 @@ char *sl_metrics_render(struct sl_metrics *m) {
       int64_t v = k == 0   ? p->committed
                   : k == 1 ? p->latest
                            : SL_MAX(p->latest - p->committed, (int64_t)0);
-      bprintf(&b, "%s{topic=\"%s\",partition=\"%d\"} %lld\n", pnames[k][0],
-              p->topic, p->partition, (long long)v);
+      sl_buf_printf(&b, "%s{topic=\"%s\",partition=\"%d\"} %lld\n",
+                    pnames[k][0], p->topic, p->partition, (long long)v);
     }
   }
   if (m->has_state) {
     head(&b, "sluice_state_windows", "gauge",
          "Window state entries held (window x group key).");
-    bprintf(&b, "sluice_state_windows %lld\n", (long long)m->state_windows);
+    sl_buf_printf(&b, "sluice_state_windows %lld\n",
+                  (long long)m->state_windows);
     head(&b, "sluice_state_bytes", "gauge", "Bytes of window state held.");
-    bprintf(&b, "sluice_state_bytes %lld\n", (long long)m->state_bytes);
+    sl_buf_printf(&b, "sluice_state_bytes %lld\n", (long long)m->state_bytes);
   }
   pthread_mutex_unlock(&m->mu);
   head(&b, "sluice_worker_busy_seconds_total", "counter",
        "Time each worker spent running tasks.");
   for (unsigned w = 0; w < m->info.workers; w++)
-    bprintf(&b, "sluice_worker_busy_seconds_total{worker=\"%u\"} %.6f\n", w,
-            (double)atomic_load_explicit(&m->busy_ns[w], memory_order_relaxed) /
-                1e9);
+    sl_buf_printf(
+        &b, "sluice_worker_busy_seconds_total{worker=\"%u\"} %.6f\n", w,
+        (double)atomic_load_explicit(&m->busy_ns[w], memory_order_relaxed) /
+            1e9);
   head(&b, "sluice_record_latency_seconds", "histogram",
        "Continuous trigger: time from a record's timestamp to its sink "
        "write (whole milliseconds).");
   uint64_t lcum = 0;
   for (size_t i = 0; i < NLAT; i++) {
     lcum += atomic_load_explicit(&m->lat[i], memory_order_relaxed);
-    bprintf(&b, "sluice_record_latency_seconds_bucket{le=\"%g\"} %llu\n",
-            lat_buckets[i], (unsigned long long)lcum);
+    sl_buf_printf(&b, "sluice_record_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                  lat_buckets[i], (unsigned long long)lcum);
   }
   lcum += atomic_load_explicit(&m->lat[NLAT], memory_order_relaxed);
-  bprintf(&b, "sluice_record_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-          (unsigned long long)lcum);
-  bprintf(&b, "sluice_record_latency_seconds_sum %.3f\n",
-          (double)atomic_load_explicit(&m->lat_sum_ms, memory_order_relaxed) /
-              1e3);
-  bprintf(&b, "sluice_record_latency_seconds_count %llu\n",
-          (unsigned long long)lcum);
+  sl_buf_printf(&b, "sluice_record_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)lcum);
+  sl_buf_printf(
+      &b, "sluice_record_latency_seconds_sum %.3f\n",
+      (double)atomic_load_explicit(&m->lat_sum_ms, memory_order_relaxed) / 1e3);
+  sl_buf_printf(&b, "sluice_record_latency_seconds_count %llu\n",
+                (unsigned long long)lcum);
   head(&b, "sluice_records_in_flight", "gauge",
        "Continuous trigger: records read whose epoch is not committed.");
-  bprintf(&b, "sluice_records_in_flight %lld\n",
-          (long long)atomic_load_explicit(&m->in_flight, memory_order_relaxed));
+  sl_buf_printf(
+      &b, "sluice_records_in_flight %lld\n",
+      (long long)atomic_load_explicit(&m->in_flight, memory_order_relaxed));
   head(&b, "process_resident_memory_bytes", "gauge",
        "Resident memory size in bytes.");
-  bprintf(&b, "process_resident_memory_bytes %lld\n", (long long)rss_bytes());
+  sl_buf_printf(&b, "process_resident_memory_bytes %lld\n",
+                (long long)rss_bytes());
   head(&b, "process_start_time_seconds", "gauge",
        "Start time of the process since the epoch in seconds.");
-  bprintf(&b, "process_start_time_seconds %.3f\n", (double)m->start_ms / 1e3);
-  return b.p;
+  sl_buf_printf(&b, "process_start_time_seconds %.3f\n",
+                (double)m->start_ms / 1e3);
+  return sl_buf_take(&b);
 }
 
 char *sl_metrics_progress_json(struct sl_metrics *m) {
-  struct buf b = {.p = sl_malloc(1024), .cap = 1024};
-  bprintf(&b, "[");
+  struct sl_buf b = {0};
+  sl_buf_reserve(&b, 1024);
+  sl_buf_printf(&b, "[");
   pthread_mutex_lock(&m->mu);
   size_t h = (size_t)m->info.history;
   size_t first = (m->next_progress + h - m->nprogress) % h;
   for (size_t i = 0; i < m->nprogress; i++)
-    bprintf(&b, "%s%s", i ? ",\n" : "\n", m->progress[(first + i) % h]);
+    sl_buf_printf(&b, "%s%s", i ? ",\n" : "\n", m->progress[(first + i) % h]);
   pthread_mutex_unlock(&m->mu);
-  bprintf(&b, "\n]\n");
-  return b.p;
+  sl_buf_printf(&b, "\n]\n");
+  return sl_buf_take(&b);
 }
 
 /* ------------------------------------------------------------- server */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../config/diags.h"
+#include "buf.h"
 #include "json.h"
 #include "util.h"
 
@@ -630,8 +631,7 @@ struct sl_pipe_task {
   struct sl_pipe_stats st;
   /* serialized outputs and dead letters; records point into the buffers
    * once a chunk is done (offsets until then: the buffers move) */
-  char *obuf, *dbuf;
-  size_t olen, ocap, dlen, dcap;
+  struct sl_buf obuf, dbuf;
   size_t *ooff, *doff;
   size_t ooffcap, doffcap;
   struct sl_record *dsrc; /* dead letters keep their source coordinates */
@@ -670,8 +670,8 @@ void sl_pipe_task_free(struct sl_pipe_task *t) {
   drop_rows(t);
   free(t->rows);
   sl_wpartial_free(t->partial);
-  free(t->obuf);
-  free(t->dbuf);
+  sl_buf_free(&t->obuf);
+  sl_buf_free(&t->dbuf);
   free(t->ooff);
   free(t->doff);
   free(t->dsrc);
@@ -684,16 +684,6 @@ struct sl_wpartial *sl_pipe_task_partial(struct sl_pipe_task *t) {
 
 struct sl_pipe_stats sl_pipe_task_stats(const struct sl_pipe_task *t) {
   return t->st;
-}
-
-static void buf_put(char **buf, size_t *len, size_t *cap, const char *p,
-                    size_t n) {
-  if (*len + n > *cap) {
-    *cap = SL_MAX(*cap * 2, *len + n + 4096);
-    *buf = sl_realloc(*buf, *cap);
-  }
-  memcpy(*buf + *len, p, n);
-  *len += n;
 }
 
 /* Appends one output: JSON text of row, or the raw record value. */
@@ -710,11 +700,11 @@ static void emit_out(struct sl_pipe_task *t, struct sl_batch *out,
   else
     *r = (struct sl_record){.topic = "", .timestamp = -1};
   r->row = NULL;
-  t->ooff[out->n] = t->olen;
+  t->ooff[out->n] = t->obuf.len;
   if (row) {
-    size_t len0 = t->olen;
-    sl_json_append(row, &t->obuf, &t->olen, &t->ocap);
-    r->value_len = t->olen - len0;
+    size_t len0 = t->obuf.len;
+    sl_json_append(row, &t->obuf);
+    r->value_len = t->obuf.len - len0;
     r->value = NULL; /* fixed up in finish_chunk */
   } else {
     t->ooff[out->n] = (size_t)-1; /* raw: keep the source bytes */
@@ -785,8 +775,8 @@ static void emit_dead(struct sl_pipe_task *t, struct sl_batch *dead,
   *r = src ? *src : (struct sl_record){.topic = "", .timestamp = -1};
   r->row = NULL; /* a dead letter is its JSON text only */
   r->value_len = n;
-  t->doff[dead->n] = t->dlen;
-  buf_put(&t->dbuf, &t->dlen, &t->dcap, s, n);
+  t->doff[dead->n] = t->dbuf.len;
+  sl_buf_add(&t->dbuf, s, n);
   cJSON_free(s);
   dead->n++;
   t->st.dead++;
@@ -796,9 +786,9 @@ static void finish_chunk(struct sl_pipe_task *t, struct sl_batch *out,
                          struct sl_batch *dead) {
   for (size_t i = 0; i < out->n; i++)
     if (t->ooff[i] != (size_t)-1)
-      out->recs[i].value = t->obuf + t->ooff[i];
+      out->recs[i].value = t->obuf.p + t->ooff[i];
   for (size_t i = 0; i < dead->n; i++)
-    dead->recs[i].value = t->dbuf + t->doff[i];
+    dead->recs[i].value = t->dbuf.p + t->doff[i];
 }
 
 /* Finds (or, with create, makes) the object that holds the last segment
@@ -946,7 +936,8 @@ int sl_pipe_run(struct sl_pipe_task *t, const struct sl_batch *in,
                 struct sl_error *err) {
   const struct sl_pipeline *pl = t->pl;
   out->n = dead->n = 0;
-  t->olen = t->dlen = 0;
+  sl_buf_reset(&t->obuf);
+  sl_buf_reset(&t->dbuf);
   struct sl_eval_ctx ctx = {.arena = &t->arena, .now_ms = now_ms};
   int rc = 0;
   /* Each record's cJSON rows live in the arena that is reset per record. */
@@ -1031,7 +1022,8 @@ int sl_pipe_post(struct sl_pipe_task *t, cJSON **rows, size_t n,
   const struct sl_pipeline *pl = t->pl;
   struct sl_eval_ctx ctx = {.arena = &t->arena, .now_ms = now_ms};
   out->n = dead->n = 0;
-  t->olen = t->dlen = 0;
+  sl_buf_reset(&t->obuf);
+  sl_buf_reset(&t->dbuf);
   drop_rows(t);
   int rc = 0;
   for (size_t i = 0; i < n; i++) {

@@ -236,16 +236,6 @@ int sl_tpl_check_fields(const struct sl_tpl *t, const char *const *fields,
 
 /* ----------------------------------------------------------- rendering */
 
-static void put(char **buf, size_t *len, size_t *cap, const char *p, size_t n) {
-  if (*len + n > *cap) {
-    *cap = SL_MAX(*cap * 2, *len + n + 256);
-    *buf = sl_realloc(*buf, *cap);
-  }
-  if (n)
-    memcpy(*buf + *len, p, n);
-  *len += n;
-}
-
 static const cJSON *lookup(const struct sl_tpl *t, const cJSON *row,
                            const struct sl_tpl_part *p) {
   if (!row)
@@ -263,14 +253,13 @@ static const cJSON *lookup(const struct sl_tpl *t, const cJSON *row,
 }
 
 int sl_tpl_render(const struct sl_tpl *t, const struct sl_record *r,
-                  const cJSON *row, char **buf, size_t *len, size_t *cap,
-                  struct sl_error *err) {
+                  const cJSON *row, struct sl_buf *out, struct sl_error *err) {
   bool require = t->flags & SL_TPL_REQUIRE;
   for (size_t i = 0; i < t->n; i++) {
     const struct sl_tpl_part *p = &t->parts[i];
     switch (p->kind) {
     case SL_TPL_LIT:
-      put(buf, len, cap, p->text, p->len);
+      sl_buf_add(out, p->text, p->len);
       break;
     case SL_TPL_FIELD: {
       const cJSON *v = lookup(t, row, p);
@@ -282,7 +271,7 @@ int sl_tpl_render(const struct sl_tpl *t, const struct sl_record *r,
       char num[32], *heap;
       const char *text;
       size_t n = sl_json_text(v, num, &heap, &text);
-      put(buf, len, cap, text, n);
+      sl_buf_add(out, text, n);
       cJSON_free(heap);
       break;
     }
@@ -291,7 +280,7 @@ int sl_tpl_render(const struct sl_tpl *t, const struct sl_record *r,
       const char *text;
       size_t n;
       if (sl_meta_text(r, p->meta, num, &text, &n))
-        put(buf, len, cap, text, n);
+        sl_buf_add(out, text, n);
       else if (require)
         return sl_error_set(err, SL_ERR_INVAL, "the record has no %s for {%s}",
                             p->meta == SL_META_KEY ? "key" : "value", p->text);

@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "buf.h"
 #include "error.h"
 #include "record.h"
 
@@ -105,13 +106,12 @@ bool sl_tpl_literal(const struct sl_tpl *t, const char **text, size_t *len);
 int sl_tpl_check_fields(const struct sl_tpl *t, const char *const *fields,
                         const struct sl_tpl_part **bad, struct sl_error *err);
 
-/* Appends the rendering of t for record r to the growable buffer *buf of
- * *len bytes (capacity *cap). row is r's value parsed as JSON (NULL when
- * it is not JSON or was not parsed; fields then are missing). Returns 0,
- * or with SL_TPL_REQUIRE SL_ERR_INVAL and the reason in err; *len may
- * then have grown. */
+/* Appends the rendering of t for record r to out. row is r's value
+ * parsed as JSON (NULL when it is not JSON or was not parsed; fields then
+ * are missing). Returns 0, or with SL_TPL_REQUIRE SL_ERR_INVAL and the
+ * reason in err; out->len may then have grown. */
 int sl_tpl_render(const struct sl_tpl *t, const struct sl_record *r,
-                  const struct cJSON *row, char **buf, size_t *len, size_t *cap,
+                  const struct cJSON *row, struct sl_buf *out,
                   struct sl_error *err);
 
 /* Frees what t holds and leaves it empty (flags kept). */

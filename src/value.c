@@ -325,18 +325,10 @@ size_t sl_json_text(const cJSON *v, char num[32], char **heap,
   return 0; /* null */
 }
 
-/* Room for n more bytes at *buf + *len. */
-static void reserve(char **buf, size_t *len, size_t *cap, size_t n) {
-  if (*len + n > *cap) {
-    *cap = SL_MAX(*cap * 2, *len + n + 256);
-    *buf = sl_realloc(*buf, *cap);
-  }
-}
-
 /* A JSON string literal, escaped as cJSON escapes it: the two-letter
  * escapes where JSON has them, \u00XX for the other control characters,
  * the rest (UTF-8 included) as it is. */
-static void append_str(const char *s, char **buf, size_t *len, size_t *cap) {
+static void append_str(const char *s, struct sl_buf *b) {
   size_t n = 2;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++)
     n += *p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' ||
@@ -344,8 +336,8 @@ static void append_str(const char *s, char **buf, size_t *len, size_t *cap) {
              ? 2
          : *p < 0x20 ? 6
                      : 1;
-  reserve(buf, len, cap, n + 1);
-  char *o = *buf + *len;
+  sl_buf_reserve(b, n);
+  char *o = b->p + b->len;
   *o++ = '"';
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if (*p >= 0x20 && *p != '"' && *p != '\\') {
@@ -378,47 +370,40 @@ static void append_str(const char *s, char **buf, size_t *len, size_t *cap) {
     }
   }
   *o++ = '"';
-  *len += n;
+  sl_buf_advance(b, n);
 }
 
-void sl_json_append(const cJSON *v, char **buf, size_t *len, size_t *cap) {
+void sl_json_append(const cJSON *v, struct sl_buf *b) {
   if (cJSON_IsString(v)) {
-    append_str(v->valuestring, buf, len, cap);
+    append_str(v->valuestring, b);
   } else if (cJSON_IsNumber(v)) {
     double d = v->valuedouble;
-    reserve(buf, len, cap, 32);
+    sl_buf_reserve(b, 32);
+    char *o = b->p + b->len;
     if (!isfinite(d))
-      *len += (size_t)snprintf(*buf + *len, 32, "null"); /* as cJSON */
+      sl_buf_advance(b, (size_t)snprintf(o, 32, "null")); /* as cJSON */
     else if (d == 0 && signbit(d))
-      *len += (size_t)snprintf(*buf + *len, 32, "-0"); /* as cJSON */
+      sl_buf_advance(b, (size_t)snprintf(o, 32, "-0")); /* as cJSON */
     else
-      *len += (size_t)num_text(d, *buf + *len);
+      sl_buf_advance(b, (size_t)num_text(d, o));
   } else if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
     bool obj = cJSON_IsObject(v);
-    reserve(buf, len, cap, 1);
-    (*buf)[(*len)++] = obj ? '{' : '[';
+    sl_buf_addc(b, obj ? '{' : '[');
     for (const cJSON *c = v->child; c; c = c->next) {
-      if (c != v->child) {
-        reserve(buf, len, cap, 1);
-        (*buf)[(*len)++] = ',';
-      }
+      if (c != v->child)
+        sl_buf_addc(b, ',');
       if (obj) {
-        append_str(c->string ? c->string : "", buf, len, cap);
-        reserve(buf, len, cap, 1);
-        (*buf)[(*len)++] = ':';
+        append_str(c->string ? c->string : "", b);
+        sl_buf_addc(b, ':');
       }
-      sl_json_append(c, buf, len, cap);
+      sl_json_append(c, b);
     }
-    reserve(buf, len, cap, 1);
-    (*buf)[(*len)++] = obj ? '}' : ']';
+    sl_buf_addc(b, obj ? '}' : ']');
   } else {
     const char *t = cJSON_IsTrue(v)                    ? "true"
                     : cJSON_IsFalse(v)                 ? "false"
                     : cJSON_IsRaw(v) && v->valuestring ? v->valuestring
                                                        : "null";
-    size_t n = strlen(t);
-    reserve(buf, len, cap, n);
-    memcpy(*buf + *len, t, n);
-    *len += n;
+    sl_buf_adds(b, t);
   }
 }

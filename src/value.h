@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "numfmt.h"
 
 enum sl_vtype {
@@ -112,11 +113,10 @@ bool sl_arena_json_active(void);
 size_t sl_json_text(const cJSON *v, char num[32], char **heap,
                     const char **text);
 
-/* Appends the compact JSON text of v to the buffer *buf of *len bytes
- * used and *cap allocated (sl_realloc'd as it grows): what
- * cJSON_PrintUnformatted prints, with numbers as sl_json_text prints them
- * (NaN and the infinities as null and -0 as -0, as cJSON does), without cJSON's
+/* Appends the compact JSON text of v to b: what cJSON_PrintUnformatted
+ * prints, with numbers as sl_json_text prints them (NaN and the
+ * infinities as null and -0 as -0, as cJSON does), without cJSON's
  * snprintf and sscanf per number or its allocation per call. */
-void sl_json_append(const cJSON *v, char **buf, size_t *len, size_t *cap);
+void sl_json_append(const cJSON *v, struct sl_buf *b);
 
 #endif

@@ -59,6 +59,7 @@
 #include <string.h>
 
 #include "../checkpoint/snapshot.h"
+#include "buf.h"
 #include "log.h"
 #include "util.h"
 
@@ -80,44 +81,12 @@ static const char *const agg_kind_names[] = {
     [SL_AGG_MIN] = "min",     [SL_AGG_MAX] = "max",
     [SL_AGG_AVG] = "avg",     [SL_AGG_COUNT_DISTINCT] = "count_distinct"};
 
-/* ---------------------------------------------------- bytes and buffers */
-
-/* A growable byte buffer (scratch space and snapshot images). */
-struct wbuf {
-  unsigned char *p;
-  size_t n, cap;
-};
-
-static void wbuf_reserve(struct wbuf *b, size_t more) {
-  if (b->cap - b->n >= more)
-    return;
-  size_t cap = b->cap ? b->cap : 64;
-  while (cap - b->n < more)
-    cap *= 2;
-  b->p = sl_realloc(b->p, cap);
-  b->cap = cap;
-}
-
-static void wbuf_put(struct wbuf *b, const void *p, size_t n) {
-  wbuf_reserve(b, n);
-  if (n)
-    memcpy(b->p + b->n, p, n);
-  b->n += n;
-}
-
-static void wbuf_free(struct wbuf *b) {
-  free(b->p);
-  *b = (struct wbuf){0};
-}
+/* ---------------------------------------------------------------- bytes */
 
 /* Little-endian, as the snapshot format (checkpoint/snapshot.h) says, so
  * images and hashes (hence shard numbers) are the same on every host. */
 static inline void st_u32(unsigned char *p, uint32_t v) {
   sl_snap_st_u32(p, v);
-}
-
-static inline void st_u64(unsigned char *p, uint64_t v) {
-  sl_snap_st_u64(p, v);
 }
 
 static inline uint32_t ld_u32(const unsigned char *p) {
@@ -126,29 +95,6 @@ static inline uint32_t ld_u32(const unsigned char *p) {
 
 static inline uint64_t ld_u64(const unsigned char *p) {
   return sl_snap_ld_u64(p);
-}
-
-static void wbuf_u8(struct wbuf *b, unsigned v) {
-  wbuf_reserve(b, 1);
-  b->p[b->n++] = (unsigned char)v;
-}
-
-static void wbuf_u32(struct wbuf *b, uint32_t v) {
-  wbuf_reserve(b, 4);
-  st_u32(b->p + b->n, v);
-  b->n += 4;
-}
-
-static void wbuf_u64(struct wbuf *b, uint64_t v) {
-  wbuf_reserve(b, 8);
-  st_u64(b->p + b->n, v);
-  b->n += 8;
-}
-
-static void wbuf_f64(struct wbuf *b, double d) {
-  uint64_t u;
-  memcpy(&u, &d, sizeof(u));
-  wbuf_u64(b, u);
 }
 
 /* ---------------------------------------------------------------- hash */
@@ -238,23 +184,23 @@ static int jmem_cmp(const void *x, const void *y) {
   return (a->pos > b->pos) - (a->pos < b->pos); /* duplicate names */
 }
 
-static void json_put_str(struct wbuf *b, const char *s) {
-  wbuf_u8(b, '"');
+static void json_put_str(struct sl_buf *b, const char *s) {
+  sl_buf_put_u8(b, '"');
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if (*p == '"' || *p == '\\') {
-      wbuf_u8(b, '\\');
-      wbuf_u8(b, *p);
+      sl_buf_put_u8(b, '\\');
+      sl_buf_put_u8(b, *p);
     } else if (*p < 0x20) {
       char e[8];
       int n = snprintf(e, sizeof(e), "\\u%04x", *p);
-      wbuf_put(b, e, (size_t)n);
+      sl_buf_add(b, e, (size_t)n);
     } else
-      wbuf_u8(b, *p);
+      sl_buf_put_u8(b, *p);
   }
-  wbuf_u8(b, '"');
+  sl_buf_put_u8(b, '"');
 }
 
-static void json_put_num(struct wbuf *b, double d) {
+static void json_put_num(struct sl_buf *b, double d) {
   char t[40];
   int64_t i;
   int n;
@@ -264,7 +210,7 @@ static void json_put_num(struct wbuf *b, double d) {
     n = snprintf(t, sizeof(t), "%lld", (long long)i);
   else
     n = snprintf(t, sizeof(t), "%.17g", d); /* round-trips exactly */
-  wbuf_put(b, t, (size_t)n);
+  sl_buf_add(b, t, (size_t)n);
 }
 
 /* The canonical JSON text of j: object members sorted by name (then by
@@ -274,71 +220,71 @@ static void json_put_num(struct wbuf *b, double d) {
  * epsilon). stk is scratch for the sorted members of the open objects:
  * no allocation once it has grown. Depth is bounded by the parser's
  * nesting limit (cJSON: 1000). */
-static void json_canon(const cJSON *j, struct wbuf *out, struct wbuf *stk) {
+static void json_canon(const cJSON *j, struct sl_buf *out, struct sl_buf *stk) {
   if (cJSON_IsArray(j)) {
-    wbuf_u8(out, '[');
+    sl_buf_put_u8(out, '[');
     for (const cJSON *c = j->child; c; c = c->next) {
       if (c != j->child)
-        wbuf_u8(out, ',');
+        sl_buf_put_u8(out, ',');
       json_canon(c, out, stk);
     }
-    wbuf_u8(out, ']');
+    sl_buf_put_u8(out, ']');
   } else if (cJSON_IsObject(j)) {
-    size_t base = stk->n, n = 0;
+    size_t base = stk->len, n = 0;
     for (const cJSON *c = j->child; c; c = c->next, n++) {
       struct jmem m = {c, n};
-      wbuf_put(stk, &m, sizeof(m));
+      sl_buf_add(stk, &m, sizeof(m));
     }
     if (n > 1)
       qsort(stk->p + base, n, sizeof(struct jmem), jmem_cmp);
-    wbuf_u8(out, '{');
+    sl_buf_put_u8(out, '{');
     for (size_t i = 0; i < n; i++) {
       struct jmem m; /* copied out: the recursion may move stk */
       memcpy(&m, stk->p + base + i * sizeof(m), sizeof(m));
       if (i)
-        wbuf_u8(out, ',');
+        sl_buf_put_u8(out, ',');
       json_put_str(out, m.j->string ? m.j->string : "");
-      wbuf_u8(out, ':');
+      sl_buf_put_u8(out, ':');
       json_canon(m.j, out, stk);
     }
-    wbuf_u8(out, '}');
-    stk->n = base;
+    sl_buf_put_u8(out, '}');
+    sl_buf_setlen(stk, base);
   } else if (cJSON_IsString(j))
     json_put_str(out, j->valuestring ? j->valuestring : "");
   else if (cJSON_IsNumber(j))
     json_put_num(out, j->valuedouble);
   else if (cJSON_IsTrue(j))
-    wbuf_put(out, "true", 4);
+    sl_buf_add(out, "true", 4);
   else if (cJSON_IsFalse(j))
-    wbuf_put(out, "false", 5);
+    sl_buf_add(out, "false", 5);
   else if (cJSON_IsRaw(j) && j->valuestring)
-    wbuf_put(out, j->valuestring, strlen(j->valuestring));
+    sl_buf_add(out, j->valuestring, strlen(j->valuestring));
   else
-    wbuf_put(out, "null", 4);
+    sl_buf_add(out, "null", 4);
 }
 
 /* Appends v's canonical encoding to b; stk is scratch for JSON. */
-static int enc_value(struct wbuf *b, const struct sl_value *v, struct wbuf *stk,
-                     struct sl_error *err) {
+static int enc_value(struct sl_buf *b, const struct sl_value *v,
+                     struct sl_buf *stk, struct sl_error *err) {
   int64_t i;
   switch (v->type) {
   case SL_V_NULL:
-    wbuf_u8(b, VT_NULL);
+    sl_buf_put_u8(b, VT_NULL);
     return 0;
   case SL_V_BOOL:
-    wbuf_u8(b, v->u.b ? VT_TRUE : VT_FALSE);
+    sl_buf_put_u8(b, v->u.b ? VT_TRUE : VT_FALSE);
     return 0;
   case SL_V_INT:
-    wbuf_u8(b, VT_INT);
-    wbuf_u64(b, (uint64_t)v->u.i);
+    sl_buf_put_u8(b, VT_INT);
+    sl_buf_put_u64(b, (uint64_t)v->u.i);
     return 0;
   case SL_V_FLOAT:
     if (float_is_int(v->u.f, &i)) {
-      wbuf_u8(b, VT_INT);
-      wbuf_u64(b, (uint64_t)i);
+      sl_buf_put_u8(b, VT_INT);
+      sl_buf_put_u64(b, (uint64_t)i);
     } else {
-      wbuf_u8(b, VT_FLOAT);
-      wbuf_u64(b, float_bits(v->u.f));
+      sl_buf_put_u8(b, VT_FLOAT);
+      sl_buf_put_u64(b, float_bits(v->u.f));
     }
     return 0;
   case SL_V_STR:
@@ -347,25 +293,25 @@ static int enc_value(struct wbuf *b, const struct sl_value *v, struct wbuf *stk,
                           "a string of %zu bytes is too long for a group "
                           "key or a distinct value",
                           v->u.s.n);
-    wbuf_u8(b, VT_STR);
-    wbuf_u32(b, (uint32_t)v->u.s.n);
-    wbuf_put(b, v->u.s.p, v->u.s.n);
+    sl_buf_put_u8(b, VT_STR);
+    sl_buf_put_u32(b, (uint32_t)v->u.s.n);
+    sl_buf_add(b, v->u.s.p, v->u.s.n);
     return 0;
   case SL_V_JSON: {
-    size_t at = b->n;
-    wbuf_u8(b, VT_JSON);
-    wbuf_u32(b, 0); /* the length, once known */
-    stk->n = 0;
+    size_t at = b->len;
+    sl_buf_put_u8(b, VT_JSON);
+    sl_buf_put_u32(b, 0); /* the length, once known */
+    sl_buf_reset(stk);
     json_canon(v->u.json, b, stk);
-    size_t n = b->n - at - 5;
+    size_t n = b->len - at - 5;
     if (n > UINT32_MAX) {
-      b->n = at;
+      sl_buf_setlen(b, at);
       return sl_error_set(err, SL_ERR_INVAL,
                           "a JSON value of %zu bytes is too long for a "
                           "group key or a distinct value",
                           n);
     }
-    st_u32(b->p + at + 1, (uint32_t)n);
+    st_u32((unsigned char *)b->p + at + 1, (uint32_t)n);
     return 0;
   }
   }
@@ -507,7 +453,7 @@ static int dval_cmp(const struct dval *a, const struct dval *b) {
 }
 
 /* A cJSON node of a decoded value; tmp is scratch for NUL-terminating. */
-static cJSON *dval_to_json(const struct dval *v, struct wbuf *tmp) {
+static cJSON *dval_to_json(const struct dval *v, struct sl_buf *tmp) {
   switch (v->t) {
   case VT_NULL:
     return cJSON_CreateNull();
@@ -527,9 +473,9 @@ static cJSON *dval_to_json(const struct dval *v, struct wbuf *tmp) {
   default:
     break;
   }
-  tmp->n = 0;
-  wbuf_put(tmp, v->s, v->n);
-  wbuf_u8(tmp, 0);
+  sl_buf_reset(tmp);
+  sl_buf_add(tmp, v->s, v->n);
+  sl_buf_put_u8(tmp, 0);
   return cJSON_CreateString((const char *)tmp->p);
 }
 
@@ -1041,10 +987,10 @@ struct sl_wpartial {
   size_t *nchain;        /* per shard: their number */
   struct sl_arena arena; /* the entries */
   /* per-record scratch, reused so that add does not allocate */
-  struct wbuf key, dv, js; /* key blob, distinct values, JSON scratch */
-  size_t *dvoff;           /* per aggregate: offset in dv, SIZE_MAX = none */
-  uint64_t *dvhash;        /* per aggregate: hash of that value */
-  int64_t *starts;         /* per window of the record */
+  struct sl_buf key, dv, js; /* key blob, distinct values, JSON scratch */
+  size_t *dvoff;             /* per aggregate: offset in dv, SIZE_MAX = none */
+  uint64_t *dvhash;          /* per aggregate: hash of that value */
+  int64_t *starts;           /* per window of the record */
   uint64_t *hashes;
   struct went **hits;
   int64_t max_event;
@@ -1063,7 +1009,7 @@ struct sl_wpartial *sl_wpartial_new(const struct sl_window_spec *spec) {
   p->hashes = sl_calloc(p->spec.maxwin, sizeof(*p->hashes));
   p->hits = sl_calloc(p->spec.maxwin, sizeof(*p->hits));
   wt_reserve(&p->tab, 16);
-  wbuf_reserve(&p->key, 64); /* never NULL, even for an empty key */
+  sl_buf_reserve(&p->key, 64); /* never NULL, even for an empty key */
   p->max_event = INT64_MIN;
   return p;
 }
@@ -1078,9 +1024,9 @@ void sl_wpartial_free(struct sl_wpartial *p) {
       entry_free_aggs(&p->spec, e);
   wt_free(&p->tab);
   sl_arena_free(&p->arena);
-  wbuf_free(&p->key);
-  wbuf_free(&p->dv);
-  wbuf_free(&p->js);
+  sl_buf_free(&p->key);
+  sl_buf_free(&p->dv);
+  sl_buf_free(&p->js);
   free(p->chain);
   free(p->nchain);
   free(p->dvoff);
@@ -1109,7 +1055,7 @@ static inline int64_t floor_div(int64_t a, int64_t b) {
 static int check_args(struct sl_wpartial *p, const struct sl_value *args,
                       struct sl_error *err) {
   const struct wspec *sp = &p->spec;
-  p->dv.n = 0;
+  sl_buf_reset(&p->dv);
   for (size_t a = 0; a < sp->s.naggs; a++) {
     p->dvoff[a] = SIZE_MAX;
     enum sl_agg_kind k = sp->kinds[a];
@@ -1135,12 +1081,13 @@ static int check_args(struct sl_wpartial *p, const struct sl_value *args,
                             sp->anames[a], agg_kind_names[k], sl_vtype_name(v));
       break;
     case SL_AGG_COUNT_DISTINCT: {
-      size_t off = p->dv.n;
+      size_t off = p->dv.len;
       int rc = enc_value(&p->dv, v, &p->js, err);
       if (rc)
         return rc;
       p->dvoff[a] = off;
-      p->dvhash[a] = hash_bytes(p->dv.p + off, p->dv.n - off);
+      p->dvhash[a] =
+          hash_bytes((const unsigned char *)p->dv.p + off, p->dv.len - off);
       break;
     }
     default:
@@ -1206,7 +1153,7 @@ static void agg_add(struct sl_wpartial *p, size_t a, struct agg *g,
   case SL_AGG_COUNT_DISTINCT: {
     if (!g->u.set)
       g->u.set = dset_new();
-    const unsigned char *b = p->dv.p + p->dvoff[a];
+    const unsigned char *b = (const unsigned char *)p->dv.p + p->dvoff[a];
     dset_add(g->u.set, b, enc_len(b), p->dvhash[a]);
     return;
   }
@@ -1229,18 +1176,18 @@ int sl_wpartial_add(struct sl_wpartial *p, int64_t event_ms,
   if (event_ms < -W_TIME_MAX || event_ms > W_TIME_MAX)
     return sl_error_set(err, SL_ERR_INVAL, "event time %lld ms is out of range",
                         (long long)event_ms);
-  p->key.n = 0;
+  sl_buf_reset(&p->key);
   for (size_t g = 0; g < sp->s.ngroups; g++) {
     rc = enc_value(&p->key, &groups[g], &p->js, err);
     if (rc)
       return rc;
   }
-  if (p->key.n > UINT32_MAX)
+  if (p->key.len > UINT32_MAX)
     return sl_error_set(err, SL_ERR_INVAL,
                         "group key of %zu bytes is too "
                         "long",
-                        p->key.n);
-  uint32_t klen = (uint32_t)p->key.n;
+                        p->key.len);
+  uint32_t klen = (uint32_t)p->key.len;
   /* The windows, latest first: starts are the multiples of slide in
    * (t - size, t]; those ending at or before the watermark are closed. */
   int64_t size = sp->s.size_ms, slide = sp->s.slide_ms;
@@ -1253,11 +1200,12 @@ int sl_wpartial_add(struct sl_wpartial *p, int64_t event_ms,
   }
   if (!nw)
     return 1;
-  uint64_t kh = hash_bytes(p->key.p, klen);
+  uint64_t kh = hash_bytes((const unsigned char *)p->key.p, klen);
   for (size_t w = 0; w < nw; w++) {
     p->hashes[w] = win_hash(kh, p->starts[w]);
-    p->hits[w] =
-        wt_find(&p->tab, p->hashes[w], p->starts[w], p->key.p, klen, naggs)->e;
+    p->hits[w] = wt_find(&p->tab, p->hashes[w], p->starts[w],
+                         (const unsigned char *)p->key.p, klen, naggs)
+                     ->e;
   }
   if (sp->has_mm && (rc = check_minmax(p, nw, args, err)))
     return rc;
@@ -1266,8 +1214,8 @@ int sl_wpartial_add(struct sl_wpartial *p, int64_t event_ms,
     struct went *e = p->hits[w];
     if (!e) {
       wt_reserve(&p->tab, 1);
-      struct wslot *sl =
-          wt_find(&p->tab, p->hashes[w], p->starts[w], p->key.p, klen, naggs);
+      struct wslot *sl = wt_find(&p->tab, p->hashes[w], p->starts[w],
+                                 (const unsigned char *)p->key.p, klen, naggs);
       e = sl_arena_alloc(&p->arena, went_size(naggs, klen));
       memset(e, 0, went_size(naggs, 0));
       e->hash = p->hashes[w];
@@ -1536,7 +1484,7 @@ static int went_cmp(const void *x, const void *y, void *arg) {
 }
 
 static cJSON *make_row(const struct wspec *sp, const struct went *e,
-                       struct wbuf *tmp) {
+                       struct sl_buf *tmp) {
   cJSON *row = cJSON_CreateObject();
   cJSON_AddNumberToObject(row, "window_start", (double)e->start);
   cJSON_AddNumberToObject(row, "window_end",
@@ -1613,11 +1561,11 @@ void sl_wstate_emit_shard(struct sl_wstate *s, unsigned shard, bool flush,
       out[nout++] = e;
   }
   if (nout) {
-    struct wbuf tmp = {0};
+    struct sl_buf tmp = {0};
     qsort_r(out, nout, sizeof(*out), went_cmp, (void *)sp);
     for (size_t i = 0; i < nout; i++)
       emit(make_row(sp, out[i], &tmp), arg);
-    wbuf_free(&tmp);
+    sl_buf_free(&tmp);
   }
   free(out);
   for (struct went *e = sh->changed; e; e = e->next)
@@ -1654,7 +1602,7 @@ size_t sl_wstate_bytes(const struct sl_wstate *s) {
  * The image format (header, LZ4 block, the window definition, then the
  * entries) is described in checkpoint/snapshot.h, which also frames the
  * images and reads and checks the definition. Here: the entries, written
- * with wbuf (put_agg) and read with snapshot.h's reader (get_agg,
+ * with sl_buf (put_agg) and read with snapshot.h's reader (get_agg,
  * parse_image), in the layout snapshot.h gives.
  */
 
@@ -1673,40 +1621,40 @@ static struct sl_snap_def snap_def(const struct wspec *sp, unsigned shard,
                               .kinds = kinds};
 }
 
-static void put_agg(struct wbuf *b, enum sl_agg_kind k, const struct agg *a) {
+static void put_agg(struct sl_buf *b, enum sl_agg_kind k, const struct agg *a) {
   switch (k) {
   case SL_AGG_COUNT:
-    wbuf_u64(b, (uint64_t)a->u.i);
+    sl_buf_put_u64(b, (uint64_t)a->u.i);
     return;
   case SL_AGG_SUM:
-    wbuf_u8(b, a->t);
+    sl_buf_put_u8(b, a->t);
     if (a->t == VT_INT)
-      wbuf_u64(b, (uint64_t)a->u.i);
+      sl_buf_put_u64(b, (uint64_t)a->u.i);
     else if (a->t == VT_FLOAT)
-      wbuf_f64(b, a->u.f);
+      sl_buf_put_f64(b, a->u.f);
     return;
   case SL_AGG_AVG:
-    wbuf_f64(b, a->u.f);
-    wbuf_u64(b, (uint64_t)a->n);
+    sl_buf_put_f64(b, a->u.f);
+    sl_buf_put_u64(b, (uint64_t)a->n);
     return;
   case SL_AGG_MIN:
   case SL_AGG_MAX:
-    wbuf_u8(b, a->t);
+    sl_buf_put_u8(b, a->t);
     if (a->t == VT_INT)
-      wbuf_u64(b, (uint64_t)a->u.i);
+      sl_buf_put_u64(b, (uint64_t)a->u.i);
     else if (a->t == VT_FLOAT)
-      wbuf_f64(b, a->u.f);
+      sl_buf_put_f64(b, a->u.f);
     else if (a->t == VT_STR) {
-      wbuf_u32(b, (uint32_t)a->n);
-      wbuf_put(b, a->u.s, (size_t)a->n);
+      sl_buf_put_u32(b, (uint32_t)a->n);
+      sl_buf_add(b, a->u.s, (size_t)a->n);
     }
     return;
   case SL_AGG_COUNT_DISTINCT: {
     const struct dset *d = a->u.set;
-    wbuf_u64(b, d ? d->n : 0);
-    wbuf_u64(b, d ? d->len : 0);
+    sl_buf_put_u64(b, d ? d->n : 0);
+    sl_buf_put_u64(b, d ? d->len : 0);
     if (d)
-      wbuf_put(b, d->buf, d->len);
+      sl_buf_add(b, d->buf, d->len);
     return;
   }
   }
@@ -1717,27 +1665,27 @@ int sl_wstate_shard_serialize(struct sl_wstate *s, unsigned shard, void **out,
                               size_t *len, struct sl_error *err) {
   const struct wspec *sp = &s->spec;
   struct wshard *sh = &s->shards[shard];
-  struct wbuf raw = {0};
+  struct sl_buf raw = {0};
   uint8_t kinds[W_MAX_FIELDS];
   struct sl_snap_def def = snap_def(sp, shard, kinds);
   size_t dlen = sl_snap_def_len(&def);
-  wbuf_reserve(&raw, dlen);
-  raw.n += sl_snap_def_put(&def, raw.p + raw.n);
-  wbuf_u64(&raw, sh->tab.n);
+  sl_buf_reserve(&raw, dlen);
+  sl_buf_advance(&raw, sl_snap_def_put(&def, (unsigned char *)raw.p + raw.len));
+  sl_buf_put_u64(&raw, sh->tab.n);
   for (size_t i = 0; i < sh->tab.cap; i++) {
     const struct went *e = sh->tab.slots[i].e;
     if (!e)
       continue;
-    wbuf_u64(&raw, (uint64_t)e->start);
-    wbuf_u32(&raw, e->keylen);
-    wbuf_put(&raw, went_ckey(e, sp->s.naggs), e->keylen);
+    sl_buf_put_u64(&raw, (uint64_t)e->start);
+    sl_buf_put_u32(&raw, e->keylen);
+    sl_buf_add(&raw, went_ckey(e, sp->s.naggs), e->keylen);
     for (size_t a = 0; a < sp->s.naggs; a++)
       put_agg(&raw, sp->kinds[a], &e->aggs[a]);
   }
-  int rc = sl_snap_seal(shard, raw.p, raw.n, out, len, err);
+  int rc = sl_snap_seal(shard, raw.p, raw.len, out, len, err);
   if (rc == 0)
     sh->dirty = false;
-  wbuf_free(&raw);
+  sl_buf_free(&raw);
   return rc;
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/buf.h"
 #include "../../src/plugin.h"
 #include "../../src/util.h"
 
@@ -33,10 +34,9 @@ static const struct sl_cfg_field console_map[] = {
     {0}};
 
 struct console_stage {
-  int64_t limit; /* what this stage keeps (0: all) */
-  int64_t total; /* records staged, kept or not */
-  char *buf;     /* kept records, one per line */
-  size_t len, cap;
+  int64_t limit;     /* what this stage keeps (0: all) */
+  int64_t total;     /* records staged, kept or not */
+  struct sl_buf buf; /* kept records, one per line */
 };
 
 static int console_init(struct sl_sink *sink, struct sl_error *err) {
@@ -58,15 +58,6 @@ static int console_stage_open(struct sl_sink *sink, uint64_t batch,
   return 0;
 }
 
-static void append(struct console_stage *s, const char *p, size_t n) {
-  if (s->len + n + 1 > s->cap) {
-    s->cap = SL_MAX(s->cap * 2, s->len + n + 1024);
-    s->buf = sl_realloc(s->buf, s->cap);
-  }
-  memcpy(s->buf + s->len, p, n);
-  s->len += n;
-}
-
 static int console_stage_write(void *stage, const struct sl_batch *b,
                                struct sl_rejects *rejects,
                                struct sl_error *err) {
@@ -78,10 +69,10 @@ static int console_stage_write(void *stage, const struct sl_batch *b,
       continue;
     const struct sl_record *r = &b->recs[i];
     if (r->value)
-      append(s, r->value, r->value_len);
+      sl_buf_add(&s->buf, r->value, r->value_len);
     else
-      append(s, "null", 4);
-    append(s, "\n", 1);
+      sl_buf_add(&s->buf, "null", 4);
+    sl_buf_add(&s->buf, "\n", 1);
   }
   return 0;
 }
@@ -104,7 +95,7 @@ static int console_commit(struct sl_sink *sink, const struct sl_plan *plan,
   printf("-------------------------------------------\n");
   for (size_t i = 0; i < n; i++) {
     const struct console_stage *s = stages[i];
-    const char *p = s->buf, *end = s->buf + s->len;
+    const char *p = s->buf.p, *end = s->buf.p + s->buf.len;
     total += s->total;
     while (p && p < end && (c->limit == 0 || shown < c->limit)) {
       const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -167,7 +158,7 @@ static void console_stage_free(struct sl_sink *sink, void *stage) {
   struct console_stage *s = stage;
   (void)sink;
   if (s)
-    free(s->buf);
+    sl_buf_free(&s->buf);
   free(s);
 }
 

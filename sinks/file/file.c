@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "../../checkpoint/fsio.h"
+#include "../../src/buf.h"
 #include "../../src/failpoint.h"
 #include "../../src/log.h"
 #include "../../src/plugin.h"
@@ -71,8 +72,7 @@ struct file_stage {
   char *fpath;
   int fd;
   int64_t records, bytes;
-  char *buf;
-  size_t len, cap;
+  struct sl_buf buf;
   bool discard; /* the batch is committed already: write nothing */
 };
 
@@ -236,8 +236,8 @@ static int file_stage_open(struct sl_sink *sink, uint64_t batch, uint32_t task,
     free(s);
     return rc;
   }
-  s->cap = 16 * 1024; /* grows to about FLUSH_AT; most tasks write less */
-  s->buf = sl_malloc(s->cap);
+  /* 16 KiB first, growing to about FLUSH_AT; most tasks write less */
+  sl_buf_reserve(&s->buf, 16 * 1024);
   *stage = s;
   return 0;
 }
@@ -245,42 +245,33 @@ static int file_stage_open(struct sl_sink *sink, uint64_t batch, uint32_t task,
 #define FLUSH_AT (256 * 1024)
 
 static int flush_stage(struct file_stage *s, struct sl_error *err) {
-  if (s->len == 0)
+  if (s->buf.len == 0)
     return 0;
-  int rc = sl_fsio_write_all(s->fd, s->buf, s->len, s->fpath, err);
+  int rc = sl_fsio_write_all(s->fd, s->buf.p, s->buf.len, s->fpath, err);
   if (rc)
     err->flags |= SL_ERR_RETRIABLE;
-  s->bytes += (int64_t)s->len;
-  s->len = 0;
+  s->bytes += (int64_t)s->buf.len;
+  sl_buf_reset(&s->buf);
   return rc;
-}
-
-static void put(struct file_stage *s, const char *p, size_t n) {
-  if (s->len + n > s->cap) {
-    s->cap = SL_MAX(s->cap * 2, s->len + n);
-    s->buf = sl_realloc(s->buf, s->cap);
-  }
-  memcpy(s->buf + s->len, p, n);
-  s->len += n;
 }
 
 /* A JSON string literal of bytes p[0..n) (control characters escaped). */
 static void put_json_string(struct file_stage *s, const char *p, size_t n) {
   static const char hex[] = "0123456789abcdef";
-  put(s, "\"", 1);
+  sl_buf_add(&s->buf, "\"", 1);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)p[i];
     if (c == '"' || c == '\\') {
       char e[2] = {'\\', (char)c};
-      put(s, e, 2);
+      sl_buf_add(&s->buf, e, 2);
     } else if (c < 0x20) {
       char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-      put(s, e, 6);
+      sl_buf_add(&s->buf, e, 6);
     } else {
-      put(s, (const char *)&p[i], 1);
+      sl_buf_add(&s->buf, (const char *)&p[i], 1);
     }
   }
-  put(s, "\"", 1);
+  sl_buf_add(&s->buf, "\"", 1);
 }
 
 static int file_stage_write(void *stage, const struct sl_batch *b,
@@ -294,31 +285,31 @@ static int file_stage_write(void *stage, const struct sl_batch *b,
     const struct sl_record *r = &b->recs[i];
     if (s->conf->format == FMT_VALUE) {
       if (r->value)
-        put(s, r->value, r->value_len);
+        sl_buf_add(&s->buf, r->value, r->value_len);
       else
-        put(s, "null", 4);
-      put(s, "\n", 1);
+        sl_buf_add(&s->buf, "null", 4);
+      sl_buf_add(&s->buf, "\n", 1);
     } else {
-      put(s, "{\"topic\":", 9);
+      sl_buf_add(&s->buf, "{\"topic\":", 9);
       put_json_string(s, r->topic, strlen(r->topic));
       int n =
           snprintf(num, sizeof(num),
                    ",\"partition\":%d,\"offset\":%lld,\"timestamp\":%lld,"
                    "\"key\":",
                    r->partition, (long long)r->offset, (long long)r->timestamp);
-      put(s, num, (size_t)n);
+      sl_buf_add(&s->buf, num, (size_t)n);
       if (r->key)
         put_json_string(s, r->key, r->key_len);
       else
-        put(s, "null", 4);
-      put(s, ",\"value\":", 9);
+        sl_buf_add(&s->buf, "null", 4);
+      sl_buf_add(&s->buf, ",\"value\":", 9);
       if (r->value)
         put_json_string(s, r->value, r->value_len);
       else
-        put(s, "null", 4);
-      put(s, "}\n", 2);
+        sl_buf_add(&s->buf, "null", 4);
+      sl_buf_add(&s->buf, "}\n", 2);
     }
-    if (s->len >= FLUSH_AT && flush_stage(s, err))
+    if (s->buf.len >= FLUSH_AT && flush_stage(s, err))
       return err->code;
   }
   s->records += (int64_t)b->n;
@@ -331,9 +322,8 @@ static int file_stage_close(void *stage, struct sl_error *err) {
     return 0;
   if (flush_stage(s, err))
     return err->code;
-  free(s->buf); /* the part is written: the buffer is not needed again */
-  s->buf = NULL;
-  s->cap = 0;
+  /* the part is written: the buffer is not needed again */
+  sl_buf_free(&s->buf);
   if (sl_fsio->fsync(s->fd) != 0)
     return sl_error_setf(err, SL_ERR_IO, SL_ERR_RETRIABLE,
                          "file sink: fsync %s: %s", s->fpath, strerror(errno));
@@ -416,7 +406,7 @@ static void file_stage_free(struct sl_sink *sink, void *stage) {
   if (s->fd >= 0)
     sl_fsio->close(s->fd);
   free(s->fpath);
-  free(s->buf);
+  sl_buf_free(&s->buf);
   free(s);
 }
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../../src/buf.h"
 #include "../../src/error.h"
 #include "../../src/offsets.h"
 #include "../../src/record.h"
@@ -81,15 +82,6 @@ void sl_ksink_default_id(char *buf, size_t n, const char *conf,
 
 /* ---------------------------------------------------------- templates */
 
-/* A growable byte buffer. */
-struct sl_kbuf {
-  char *p;
-  size_t len, cap;
-};
-/* Appends n bytes; returns the offset where they start. */
-size_t sl_kbuf_put(struct sl_kbuf *b, const void *p, size_t n);
-void sl_kbuf_free(struct sl_kbuf *b);
-
 /* A template: text with placeholders, for the key, the value or the topic
  * of each output record, compiled by the shared template compiler
  * (src/template.h) with its default options:
@@ -114,7 +106,7 @@ bool sl_ktpl_needs_row(const struct sl_ktpl *t);
  * JSON (NULL when it is not JSON or not needed). Returns the number of
  * bytes appended. */
 size_t sl_ktpl_render(const struct sl_ktpl *t, const struct sl_record *r,
-                      const struct cJSON *row, struct sl_kbuf *out);
+                      const struct cJSON *row, struct sl_buf *out);
 void sl_ktpl_free(struct sl_ktpl *t);
 
 #endif

@@ -268,7 +268,7 @@ struct krec {
 
 struct kstage {
   const struct ksink *ks;
-  struct sl_kbuf buf; /* the topic, key and value bytes of every record */
+  struct sl_buf buf; /* the topic, key and value bytes of every record */
   struct krec *recs;
   size_t n, cap;
 };
@@ -550,7 +550,7 @@ static int stage_record(struct kstage *s, const struct sl_record *r,
     k->topic_off = s->buf.len;
     k->has_topic = true;
     size_t n = sl_ktpl_render(ks->topic_tpl, r, row, &s->buf);
-    sl_kbuf_put(&s->buf, "", 1); /* librdkafka wants a C string */
+    sl_buf_addc(&s->buf, '\0'); /* librdkafka wants a C string */
     if (n == 0 || memchr(s->buf.p + k->topic_off, '\0', n))
       rc = sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL,
                          "Kafka sink: topic template '%s' gave an empty or "
@@ -566,7 +566,8 @@ static int stage_record(struct kstage *s, const struct sl_record *r,
   } else if (r->key) {
     k->has_key = true;
     k->key_len = r->key_len;
-    k->key_off = sl_kbuf_put(&s->buf, r->key, r->key_len);
+    k->key_off = s->buf.len;
+    sl_buf_add(&s->buf, r->key, r->key_len);
   }
   if (ks->value_tpl) {
     k->has_val = true;
@@ -575,7 +576,8 @@ static int stage_record(struct kstage *s, const struct sl_record *r,
   } else if (r->value) {
     k->has_val = true;
     k->val_len = r->value_len;
-    k->val_off = sl_kbuf_put(&s->buf, r->value, r->value_len);
+    k->val_off = s->buf.len;
+    sl_buf_add(&s->buf, r->value, r->value_len);
   }
   cJSON_Delete(parsed);
   return rc;
@@ -590,7 +592,7 @@ static int ksink_stage_write(void *stage, const struct sl_batch *b,
     size_t n0 = s->n, len0 = s->buf.len;
     if (stage_record(s, &b->recs[i], err)) {
       s->n = n0;
-      s->buf.len = len0;
+      sl_buf_setlen(&s->buf, len0);
       sl_rejects_add(rejects, &b->recs[i], err->msg);
       sl_error_clear(err);
     }
@@ -611,7 +613,7 @@ static void ksink_stage_free(struct sl_sink *sink, void *stage) {
   (void)sink;
   if (!s)
     return;
-  sl_kbuf_free(&s->buf);
+  sl_buf_free(&s->buf);
   free(s->recs);
   free(s);
 }
@@ -743,7 +745,7 @@ static int ksink_stream_write(void *stream, const struct sl_batch *b,
   (void)marks;
   (void)nmarks;
   s->st.n = 0;
-  s->st.buf.len = 0;
+  sl_buf_reset(&s->st.buf);
   ksink_stage_write(&s->st, b, rejects, err);
   if (s->st.n == 0)
     return 0;
@@ -792,7 +794,7 @@ static void ksink_stream_close(struct sl_sink *sink, void *stream) {
     return;
   rd_kafka_flush(s->rk, timeout_ms(s->ks));
   rd_kafka_destroy(s->rk);
-  sl_kbuf_free(&s->st.buf);
+  sl_buf_free(&s->st.buf);
   free(s->st.recs);
   free(s);
 }

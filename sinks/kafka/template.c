@@ -10,25 +10,6 @@
 #include "../../src/util.h"
 #include "ksink.h"
 
-/* ---------------------------------------------------------------- buf */
-
-size_t sl_kbuf_put(struct sl_kbuf *b, const void *p, size_t n) {
-  if (b->len + n > b->cap) {
-    b->cap = SL_MAX(b->cap * 2, b->len + n + 4096);
-    b->p = sl_realloc(b->p, b->cap);
-  }
-  size_t off = b->len;
-  if (n)
-    memcpy(b->p + off, p, n);
-  b->len += n;
-  return off;
-}
-
-void sl_kbuf_free(struct sl_kbuf *b) {
-  free(b->p);
-  *b = (struct sl_kbuf){0};
-}
-
 /* ---------------------------------------------------------- templates */
 
 struct sl_ktpl {
@@ -61,9 +42,9 @@ void sl_ktpl_free(struct sl_ktpl *t) {
 }
 
 size_t sl_ktpl_render(const struct sl_ktpl *t, const struct sl_record *r,
-                      const struct cJSON *row, struct sl_kbuf *out) {
+                      const struct cJSON *row, struct sl_buf *out) {
   size_t len0 = out->len;
   /* Without SL_TPL_REQUIRE nothing fails: a missing field is empty. */
-  (void)sl_tpl_render(&t->t, r, row, &out->p, &out->len, &out->cap, NULL);
+  (void)sl_tpl_render(&t->t, r, row, out, NULL);
   return out->len - len0;
 }

@@ -139,9 +139,8 @@ struct rsink {
 
 struct rstage {
   struct rsink *s;
-  char *buf; /* Redis protocol */
-  size_t len, cap;
-  size_t *ends; /* per command: offset just past it */
+  struct sl_buf buf; /* Redis protocol */
+  size_t *ends;      /* per command: offset just past it */
   size_t n, ncap;
   struct sl_rargs args;
 };
@@ -168,16 +167,13 @@ static size_t resp_header(char *o, char c, size_t n) {
   return k;
 }
 
-void sl_redis_format(char **buf, size_t *len, size_t *cap, size_t argc,
-                     const char *const *argv, const size_t *lens) {
+void sl_redis_format(struct sl_buf *b, size_t argc, const char *const *argv,
+                     const size_t *lens) {
   size_t need = 24;
   for (size_t i = 0; i < argc; i++)
     need += 24 + lens[i] + 2;
-  if (*len + need > *cap) {
-    *cap = SL_MAX(*cap * 2, *len + need + 4096);
-    *buf = sl_realloc(*buf, *cap);
-  }
-  char *o = *buf + *len;
+  sl_buf_reserve(b, need);
+  char *o = b->p + b->len;
   o += resp_header(o, '*', argc);
   for (size_t i = 0; i < argc; i++) {
     o += resp_header(o, '$', lens[i]);
@@ -187,7 +183,7 @@ void sl_redis_format(char **buf, size_t *len, size_t *cap, size_t argc,
     *o++ = '\r';
     *o++ = '\n';
   }
-  *len = (size_t)(o - *buf);
+  sl_buf_advance(b, (size_t)(o - (b->p + b->len)));
 }
 
 static int parse_i64(const char *s, int64_t *out) {
@@ -508,13 +504,12 @@ static int redis_stage_open(struct sl_sink *sink, uint64_t batch, uint32_t task,
 }
 
 static void stage_put(struct rstage *st, const struct sl_rargs *a) {
-  sl_redis_format(&st->buf, &st->len, &st->cap, a->argc,
-                  (const char *const *)a->argv, a->argvlen);
+  sl_redis_format(&st->buf, a->argc, (const char *const *)a->argv, a->argvlen);
   if (st->n == st->ncap) {
     st->ncap = SL_MAX(st->ncap * 2, (size_t)256);
     st->ends = sl_realloc(st->ends, st->ncap * sizeof(*st->ends));
   }
-  st->ends[st->n++] = st->len;
+  st->ends[st->n++] = st->buf.len;
 }
 
 /* The PEXPIRE of a rendered command's key. */
@@ -540,10 +535,11 @@ static int redis_stage_write(void *stage, const struct sl_batch *b,
     cJSON *parsed = NULL;
     if (s->needs_json && !row && r->value)
       row = parsed = cJSON_ParseWithLength(r->value, r->value_len);
-    size_t len0 = st->len, n0 = st->n;
+    size_t len0 = st->buf.len, n0 = st->n;
     for (size_t k = 0; k < s->ncmds; k++) {
       if (sl_rcmd_render(s->cmds[k], r, row, &st->args, &why)) {
-        st->len = len0; /* the record's commands go together or not */
+        /* the record's commands go together or not */
+        sl_buf_setlen(&st->buf, len0);
         st->n = n0;
         sl_rejects_add(rejects, r, why.msg);
         break;
@@ -568,7 +564,7 @@ static void redis_stage_free(struct sl_sink *sink, void *stage) {
   (void)sink;
   if (!st)
     return;
-  free(st->buf);
+  sl_buf_free(&st->buf);
   free(st->ends);
   sl_rargs_free(&st->args);
   free(st);
@@ -634,7 +630,7 @@ static void show_cmd(const char *p, size_t n, char *out, size_t outsz) {
 static int send_chunk(struct rsink *s, const struct rstage *st, size_t from,
                       size_t to, struct sl_error *err) {
   size_t base = from ? st->ends[from - 1] : 0;
-  redisAppendFormattedCommand(s->rc, st->buf + base, st->ends[to - 1] - base);
+  redisAppendFormattedCommand(s->rc, st->buf.p + base, st->ends[to - 1] - base);
   for (size_t i = from; i < to; i++) {
     redisReply *r = NULL;
     if (get_reply(s, &r, "sending the batch", err))
@@ -642,7 +638,7 @@ static int send_chunk(struct rsink *s, const struct rstage *st, size_t from,
     if (r->type == REDIS_REPLY_ERROR) {
       char cmd[160];
       size_t start = i ? st->ends[i - 1] : 0;
-      show_cmd(st->buf + start, st->ends[i] - start, cmd, sizeof(cmd));
+      show_cmd(st->buf.p + start, st->ends[i] - start, cmd, sizeof(cmd));
       int rc = sl_error_setf(err, SL_ERR_SINK, reply_flag(r),
                              "redis at %s refused a command of the batch "
                              "(%s): %s; the batch was not committed",

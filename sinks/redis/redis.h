@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../../src/buf.h"
 #include "../../src/offsets.h"
 
 /* Commands of a stage are sent in chunks: the commands [from, end) where
@@ -17,11 +18,11 @@ size_t sl_redis_chunk_end(const size_t *ends, size_t n, size_t from,
                           size_t max_cmds, size_t max_bytes);
 
 /* Appends one command in the Redis protocol (RESP: an array of bulk
- * strings) to *buf, of *len bytes used and *cap allocated, growing it.
+ * strings) to b.
  * The same bytes as hiredis's redisFormatCommandArgv, without its malloc
  * and sprintf per command (8% of a windowed job's CPU). */
-void sl_redis_format(char **buf, size_t *len, size_t *cap, size_t argc,
-                     const char *const *argv, const size_t *lens);
+void sl_redis_format(struct sl_buf *b, size_t argc, const char *const *argv,
+                     const size_t *lens);
 
 /* The commit record in Redis is one hash: "batch" -> N and, per source
  * partition, "o:<topic>:<partition>" -> end offset. Fills *batch and end

@@ -316,16 +316,16 @@ int sl_rcmd_render(const struct sl_rcmd *c, const struct sl_record *r,
     return sl_error_set(err, SL_ERR_INVAL,
                         "redis command: the value is not a JSON object "
                         "(add `parse: json` to the pipeline?)");
-  a->len = 0;
+  sl_buf_reset(&a->buf);
   a->argc = c->nargs;
   for (size_t i = 0; i < c->nargs; i++) {
-    a->off[i] = a->len;
-    if (sl_tpl_render(&c->args[i].t, r, row, &a->buf, &a->len, &a->bufcap, err))
+    a->off[i] = a->buf.len;
+    if (sl_tpl_render(&c->args[i].t, r, row, &a->buf, err))
       return sl_error_prefix(err, "redis command");
-    a->argvlen[i] = a->len - a->off[i];
+    a->argvlen[i] = a->buf.len - a->off[i];
   }
   for (size_t i = 0; i < c->nargs; i++) {
-    a->argv[i] = a->buf + a->off[i];
+    a->argv[i] = a->buf.p + a->off[i];
     enum num k = num_kind(c->spec, i);
     if (k != NUM_NONE && !is_num(k, a->argv[i], a->argvlen[i]))
       return sl_error_set(err, SL_ERR_INVAL,
@@ -341,6 +341,6 @@ void sl_rargs_free(struct sl_rargs *a) {
   free(a->argv);
   free(a->argvlen);
   free(a->off);
-  free(a->buf);
+  sl_buf_free(&a->buf);
   memset(a, 0, sizeof(*a));
 }

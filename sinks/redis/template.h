@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../../src/buf.h"
 #include "../../src/error.h"
 #include "../../src/record.h"
 
@@ -65,8 +66,7 @@ struct sl_rargs {
   const char **argv;
   size_t *argvlen;
   size_t argc, cap;
-  char *buf;
-  size_t len, bufcap;
+  struct sl_buf buf;
   size_t *off; /* argument offsets into buf while rendering */
 };
 void sl_rargs_free(struct sl_rargs *a);

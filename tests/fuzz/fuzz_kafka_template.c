@@ -49,13 +49,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         .partition = 7,
                         .offset = 9007199254740993LL,
                         .timestamp = -1};
-  struct sl_kbuf out = {0};
+  struct sl_buf out = {0};
   size_t n = sl_ktpl_render(t, &r, row, &out);
   if (n != out.len)
     abort();
   struct sl_record tomb = {.topic = "t", .partition = 0, .offset = 0};
   sl_ktpl_render(t, &tomb, NULL, &out);
-  sl_kbuf_free(&out);
+  sl_buf_free(&out);
   cJSON_Delete(row);
   sl_ktpl_free(t);
   free(src);

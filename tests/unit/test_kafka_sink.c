@@ -199,12 +199,12 @@ static char *render(const char *tpl, const char *value) {
                         .offset = 1234,
                         .timestamp = 1700000000000};
   cJSON *row = sl_ktpl_needs_row(t) && value ? cJSON_Parse(value) : NULL;
-  struct sl_kbuf b = {0};
+  struct sl_buf b = {0};
   size_t n = sl_ktpl_render(t, &r, row, &b);
   assert_int_equal(n, b.len);
   char *s = strndup(b.p ? b.p : "", b.len);
   cJSON_Delete(row);
-  sl_kbuf_free(&b);
+  sl_buf_free(&b);
   sl_ktpl_free(t);
   return s;
 }

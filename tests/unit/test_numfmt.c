@@ -142,18 +142,13 @@ static void integers_print_as_printf_does(void **state) {
 }
 
 static char *print(const cJSON *v, const char *prefix, size_t *len) {
-  char *buf = NULL;
-  size_t cap = 0;
-  *len = 0;
-  if (prefix) {
-    buf = strdup(prefix);
-    *len = cap = strlen(prefix);
-  }
-  sl_json_append(v, &buf, len, &cap);
-  assert_true(*len <= cap);
-  buf = realloc(buf, *len + 1);
-  buf[*len] = '\0';
-  return buf;
+  struct sl_buf buf = {0};
+  if (prefix)
+    sl_buf_adds(&buf, prefix);
+  sl_json_append(v, &buf);
+  assert_true(buf.len < buf.cap);
+  *len = buf.len;
+  return sl_buf_take(&buf);
 }
 
 /* Rows without fractions print byte for byte as cJSON prints them:

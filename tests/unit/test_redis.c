@@ -263,8 +263,7 @@ static void test_urls(void **state) {
  * lengths across digit counts. */
 static void test_format(void **state) {
   (void)state;
-  char *mine = NULL;
-  size_t len = 0, cap = 0;
+  struct sl_buf mine = {0};
   unsigned seed = 1;
   static char big[100005];
   for (size_t i = 0; i < sizeof(big); i++)
@@ -279,18 +278,18 @@ static void test_format(void **state) {
       argv[i] = big + (lens[i] < 100000 ? (size_t)(rand_r(&seed) % 1000) : 0);
     }
     if (c % 50 == 0)
-      len = 0; /* appends to an empty buffer and to a used one */
-    size_t before = len;
-    sl_redis_format(&mine, &len, &cap, argc, argv, lens);
+      sl_buf_reset(&mine); /* appends to an empty buffer and to a used one */
+    size_t before = mine.len;
+    sl_redis_format(&mine, argc, argv, lens);
     char *cmd;
     int n = redisFormatCommandArgv(&cmd, (int)argc, argv, lens);
     assert_true(n > 0);
-    assert_int_equal(len - before, (size_t)n);
-    assert_true(len <= cap);
-    assert_memory_equal(mine + before, cmd, (size_t)n);
+    assert_int_equal(mine.len - before, (size_t)n);
+    assert_true(mine.len < mine.cap);
+    assert_memory_equal(mine.p + before, cmd, (size_t)n);
     redisFreeCommand(cmd);
   }
-  free(mine);
+  sl_buf_free(&mine);
 }
 
 static void test_chunks(void **state) {

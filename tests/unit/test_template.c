@@ -40,16 +40,15 @@ static const char *render(const char *tpl, unsigned flags, bool json) {
   if (sl_tpl_compile(&t, tpl, flags, &col, &err))
     fail_msg("'%s': %s (column %d)", tpl, err.msg, col);
   cJSON *row = json ? cJSON_Parse(row_json) : NULL;
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  if (sl_tpl_render(&t, &rec, row, &buf, &len, &cap, &err)) {
+  struct sl_buf buf = {0};
+  if (sl_tpl_render(&t, &rec, row, &buf, &err)) {
     assert_int_equal(err.code, SL_ERR_INVAL);
     snprintf(out, sizeof(out), "ERR: %s", err.msg);
   } else {
-    assert_true(len <= cap);
-    snprintf(out, sizeof(out), "%.*s", (int)len, buf ? buf : "");
+    assert_true(!buf.p || buf.len < buf.cap);
+    snprintf(out, sizeof(out), "%.*s", (int)buf.len, buf.p ? buf.p : "");
   }
-  free(buf);
+  sl_buf_free(&buf);
   cJSON_Delete(row);
   sl_tpl_clear(&t);
   return out;
@@ -228,24 +227,21 @@ static void renders_missing_metadata(void **state) {
   struct sl_error err = {0};
   int col;
   const struct sl_record tomb = {.topic = "t", .timestamp = -1};
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
+  struct sl_buf buf = {0};
   assert_int_equal(sl_tpl_compile(&t, "<{@key}{@value}>", 0, &col, &err), 0);
-  assert_int_equal(sl_tpl_render(&t, &tomb, NULL, &buf, &len, &cap, &err), 0);
-  assert_int_equal(len, 2);
-  assert_memory_equal(buf, "<>", 2);
+  assert_int_equal(sl_tpl_render(&t, &tomb, NULL, &buf, &err), 0);
+  assert_int_equal(buf.len, 2);
+  assert_memory_equal(buf.p, "<>", 2);
   sl_tpl_clear(&t);
   assert_int_equal(sl_tpl_compile(&t, "{_key}", ARG, &col, &err), 0);
-  assert_int_equal(sl_tpl_render(&t, &tomb, NULL, &buf, &len, &cap, &err),
-                   SL_ERR_INVAL);
+  assert_int_equal(sl_tpl_render(&t, &tomb, NULL, &buf, &err), SL_ERR_INVAL);
   assert_string_equal(err.msg, "the record has no key for {_key}");
   sl_tpl_clear(&t);
   assert_int_equal(sl_tpl_compile(&t, "{@value}", ARG, &col, &err), 0);
-  assert_int_equal(sl_tpl_render(&t, &tomb, NULL, &buf, &len, &cap, &err),
-                   SL_ERR_INVAL);
+  assert_int_equal(sl_tpl_render(&t, &tomb, NULL, &buf, &err), SL_ERR_INVAL);
   assert_string_equal(err.msg, "the record has no value for {@value}");
   sl_tpl_clear(&t);
-  free(buf);
+  sl_buf_free(&buf);
 }
 
 static void renders_binary_safe_and_appends(void **state) {
@@ -254,13 +250,12 @@ static void renders_binary_safe_and_appends(void **state) {
   struct sl_error err = {0};
   int col;
   const struct sl_record r = {.key = "a\0b", .key_len = 3, .topic = "t"};
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
+  struct sl_buf buf = {0};
   assert_int_equal(sl_tpl_compile(&t, "[{@key}]", 0, &col, &err), 0);
-  assert_int_equal(sl_tpl_render(&t, &r, NULL, &buf, &len, &cap, &err), 0);
-  assert_int_equal(sl_tpl_render(&t, &r, NULL, &buf, &len, &cap, &err), 0);
-  assert_int_equal(len, 10);
-  assert_memory_equal(buf, "[a\0b][a\0b]", 10);
+  assert_int_equal(sl_tpl_render(&t, &r, NULL, &buf, &err), 0);
+  assert_int_equal(sl_tpl_render(&t, &r, NULL, &buf, &err), 0);
+  assert_int_equal(buf.len, 10);
+  assert_memory_equal(buf.p, "[a\0b][a\0b]", 10);
   sl_tpl_clear(&t);
   /* A long field value grows the buffer. */
   char big[5000], json[5100];
@@ -269,13 +264,13 @@ static void renders_binary_safe_and_appends(void **state) {
   snprintf(json, sizeof(json), "{\"s\":\"%s\"}", big);
   cJSON *row = cJSON_Parse(json);
   assert_int_equal(sl_tpl_compile(&t, "{s}", 0, &col, &err), 0);
-  len = 0;
-  assert_int_equal(sl_tpl_render(&t, &r, row, &buf, &len, &cap, &err), 0);
-  assert_int_equal(len, sizeof(big) - 1);
-  assert_memory_equal(buf, big, len);
+  sl_buf_reset(&buf);
+  assert_int_equal(sl_tpl_render(&t, &r, row, &buf, &err), 0);
+  assert_int_equal(buf.len, sizeof(big) - 1);
+  assert_memory_equal(buf.p, big, buf.len);
   sl_tpl_clear(&t);
   cJSON_Delete(row);
-  free(buf);
+  sl_buf_free(&buf);
 }
 
 static void checks_fields_against_the_output(void **state) {
