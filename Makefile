@@ -39,6 +39,8 @@ bench: deps
 	@cmake --build build-bench -j $(JOBS)
 	@/usr/bin/python3 tests/bench/run.py --build build-bench --report docs/benchmarks.md \
 	  --chart docs/benchmarks.png --json build-bench/bench.json
+	@/usr/bin/python3 tests/bench/latency.py --build build-bench \
+	  --report docs/benchmarks.md --json build-bench/latency.json
 
 # Fuzzing (tests/fuzz, docs/fuzzing.md; not part of `make test`, whose
 # fuzz.* tests run each target for 30 s): every target of FUZZ_TARGETS for

@@ -9,8 +9,8 @@
  * It waits the way sluice's continuous streams do (sources/kafka/source.c):
  * every partition forwards into one queue, a blocking consume of the first
  * message, then what else is queued; fetch.wait.max.ms 100 (the broker
- * answers as soon as a record arrives). Runs until SIGTERM; prints its
- * CPU seconds to stderr at the end.
+ * answers as soon as a record arrives), or BENCH_FETCH_WAIT_MS. Runs until
+ * SIGTERM; prints its CPU seconds to stderr at the end.
  */
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -50,7 +50,9 @@ int main(int argc, char **argv) {
   set(c, "group.id", "bench-echo");
   set(c, "enable.auto.commit", "false");
   set(c, "enable.partition.eof", "false");
-  set(c, "fetch.wait.max.ms", "100");
+  /* BENCH_FETCH_WAIT_MS: as the job's source properties set it */
+  const char *fw = getenv("BENCH_FETCH_WAIT_MS");
+  set(c, "fetch.wait.max.ms", fw && *fw ? fw : "100");
   set(c, "fetch.min.bytes", "1");
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
   if (!rk)

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 WARMUP_S = 3.0
 
@@ -75,9 +75,12 @@ def read_lines(stream, run):
 
 def read_topic(brokers, topic, run, stop):
     c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-lat",
-                  "enable.auto.commit": False, "auto.offset.reset": "latest",
-                  "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
-    c.subscribe([topic])
+                  "enable.auto.commit": False,
+                  "fetch.wait.max.ms": int(os.environ["BENCH_FETCH_WAIT_MS"]),
+                  "fetch.min.bytes": 1})
+    md = c.list_topics(topic, timeout=10)
+    c.assign([TopicPartition(topic, p, OFFSET_END)
+              for p in md.topics[topic].partitions])
     while not stop.is_set():
         for m in c.consume(1000, 0.1):
             if not m.error():
@@ -88,8 +91,13 @@ def read_topic(brokers, topic, run, stop):
 
 
 def produce(brokers, topic, rate, seconds, run):
-    p = Producer({"bootstrap.servers": brokers, "linger.ms": 0,
-                  "enable.idempotence": False, "acks": 1})
+    # linger.ms 1: one request per millisecond (10 records at 10,000/s);
+    # a request per record is more than the mock cluster and a Python
+    # producer keep up with on two cores. The send time is taken before
+    # the linger, so the latency includes it.
+    p = Producer({"bootstrap.servers": brokers, "linger.ms": 1,
+                  "enable.idempotence": False, "acks": 1,
+                  "queue.buffering.max.messages": 1000000})
     per_ms = max(1, rate // 1000)
     t0 = time.monotonic()
     n = 0
@@ -120,10 +128,14 @@ def pct(xs, q):
     return xs[k]
 
 
-def job_yaml(brokers, trigger, sink, ckpt):
+def job_yaml(brokers, trigger, sink, ckpt, fetch_wait):
     return """job: bench-latency
 source:
-  kafka: { brokers: %s, topics: [lat], starting_offsets: latest }
+  kafka:
+    brokers: %s
+    topics: [lat]
+    starting_offsets: latest
+    properties: { fetch.wait.max.ms: "%d" }
 pipeline:
   - parse: json
   - filter: 'id %% 10 != 7'
@@ -133,7 +145,7 @@ sink:
 trigger: %s
 checkpoint: { dir: %s }
 workers: 2
-""" % (brokers, sink, trigger, ckpt)
+""" % (brokers, fetch_wait, sink, trigger, ckpt)
 
 
 def measure(name, argv, brokers, a, work, out_topic=None):
@@ -185,12 +197,15 @@ def report(res, a):
     lines = ["## Latency (continuous trigger)\n",
              "Measured %s by tests/bench/latency.py: %d records/s for %d s "
              "(the first %.0f s not counted) from a confluent-kafka producer "
-             "(linger.ms 0) to a topic of 4 partitions on `sluice "
+             "(linger.ms 1, counted in the latency) to a topic of 4 partitions on `sluice "
              "mock-kafka`, each record carrying its send time; latency is "
              "the time until a reader in the benchmark saw the record "
-             "written by the target. CPU is the target's own, over the "
+             "written by the target. Every consumer runs with "
+             "fetch.wait.max.ms %d: the mock cluster holds a fetch that "
+             "long even when records arrive. CPU is the target's own, over the "
              "producing time. Ratios are to the floor of the same run.\n" %
-             (time.strftime("%Y-%m-%d"), a.rate, a.seconds, WARMUP_S),
+             (time.strftime("%Y-%m-%d"), a.rate, a.seconds, WARMUP_S,
+              a.fetch_wait_ms),
              "| target | p50 ms | p99 ms | p99.9 ms | max ms | records "
              "measured | CPU s | p99 × floor |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -231,6 +246,11 @@ def main():
     ap.add_argument("--rate", type=int, default=10000)
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--report")
+    ap.add_argument("--fetch-wait-ms", type=int, default=1,
+                    help="fetch.wait.max.ms of every consumer: the mock "
+                    "cluster holds a fetch for all of it even when records "
+                    "arrive (a real broker answers at once), so on the mock "
+                    "this bounds the latency from below")
     ap.add_argument("--json")
     ap.add_argument("--targets", default="floor,continuous,kafka-alo,interval")
     a = ap.parse_args()
@@ -244,6 +264,7 @@ def main():
     brokers = mock.stdout.readline().strip()
     if not brokers:
         raise SystemExit("latency: sluice mock-kafka did not start")
+    os.environ["BENCH_FETCH_WAIT_MS"] = str(a.fetch_wait_ms)
     res = {}
     try:
         for name in a.targets.split(","):
@@ -258,7 +279,7 @@ def main():
                     if name == "kafka-alo" else "console: { limit: 0 }"
                 path = os.path.join(work, name + ".yaml")
                 with open(path, "w") as f:
-                    f.write(job_yaml(brokers, trig, sink, ck))
+                    f.write(job_yaml(brokers, trig, sink, ck, a.fetch_wait_ms))
                 argv = [sluice, "run", path, "--progress", "none"]
                 out = "out" if name == "kafka-alo" else None
             res[name] = measure(name, argv, brokers, a, work, out)
