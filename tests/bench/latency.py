@@ -32,6 +32,9 @@ import time
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import write_report  # noqa: E402
+
 WARMUP_S = 3.0
 
 
@@ -223,22 +226,6 @@ def report(res, a):
 BEGIN, END = "<!-- latency results: begin -->", "<!-- latency results: end -->"
 
 
-def write_report(path, text):
-    body = "%s\n%s%s\n" % (BEGIN, text, END)
-    try:
-        old = open(path).read()
-    except FileNotFoundError:
-        old = ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + body + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        new = old + ("\n" if old else "") + body
-    with open(path + ".tmp", "w") as f:
-        f.write(new)
-    os.replace(path + ".tmp", path)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
@@ -290,7 +277,7 @@ def main():
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
     if a.report:
-        write_report(a.report, report(res, a))
+        write_report(a.report, report(res, a), BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -546,19 +546,21 @@ def report(doc, chart_name):
 BEGIN, END = "<!-- bench results: begin -->", "<!-- bench results: end -->"
 
 
-def write_report(path, text):
+def write_report(path, text, begin=BEGIN, end=END):
     """Replaces what stands between the markers of an existing report (the
-    prose around them is kept), or writes a new file."""
-    body = "%s\n%s%s\n" % (BEGIN, text, END)
+    prose around them is kept), or appends them with the text."""
+    body = "%s\n%s%s\n" % (begin, text, end)
     try:
         old = open(path).read()
     except FileNotFoundError:
         old = ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         rest = tail.lstrip("\n")
         body = head + body + ("\n" + rest if rest else "")
+    elif old:
+        body = old.rstrip("\n") + "\n\n" + body
     with open(path + ".tmp", "w") as f:
         f.write(body)
     os.replace(path + ".tmp", path)

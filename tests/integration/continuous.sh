@@ -6,15 +6,6 @@
 source "$(dirname "$0")/lib.bash" "$@"
 start_mock --topic clicks:4 --topic live:2
 
-# committed DIR: records committed by a checkpoint (0 before its first
-# commit): the ends of the last batch, once it is committed.
-committed() {
-  "$SLUICE" checkpoint show "$1" 2>/dev/null | awk '
-    /^last planned batch: .*\(committed\)/ { ok = 1 }
-    /^  [^ ]+\[[0-9]+\] +[0-9]+\.\.[0-9]+/ { split($2, r, "\\.\\."); sum += r[2] }
-    END { print ok ? sum + 0 : 0 }'
-}
-committed_at_least() { [ "$(committed "$1")" -ge "$2" ]; }
 
 # --- validate
 cat >"$WORK/both.yaml" <<YAML
@@ -111,7 +102,7 @@ pid=$!
 wait_for 30 grep -qs "continuous: 2 streams" "$WORK/cont.err"
 "$SLUICE" produce --brokers "$BROKERS" --topic clicks --count 10000 --first 10000 \
   --seed 3 2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
-wait_for 60 committed_at_least "$WORK/ckpt" 20000
+wait_committed 60 "$WORK/ckpt" 20000
 kill -TERM $pid
 rc=0
 wait $pid || rc=$?
@@ -122,7 +113,7 @@ epochs=$(ls "$WORK/ckpt/commits" | grep -c '^[0-9]*$')
 job "{ interval: 10ms }"
 "$SLUICE" run "$WORK/file.yaml" --progress none >/dev/null 2>"$WORK/int.err" &
 pid=$!
-wait_for 60 committed_at_least "$WORK/ckpt" 30000
+wait_committed 60 "$WORK/ckpt" 30000
 kill -TERM $pid
 rc=0
 wait $pid || rc=$?

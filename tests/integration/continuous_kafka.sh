@@ -6,12 +6,6 @@
 # run without crashes; the stop commits the epoch.
 source "$(dirname "$0")/lib.bash" "$@"
 start_mock --topic in:2 --topic out:2
-committed() {
-  "$SLUICE" checkpoint show "$1" 2>/dev/null | awk '
-    /^last planned batch: .*\(committed\)/ { ok = 1 }
-    /^  [^ ]+\[[0-9]+\] +[0-9]+\.\.[0-9]+/ { split($2, r, "\\.\\."); sum += r[2] }
-    END { print ok ? sum + 0 : 0 }'
-}
 out_count() {
   kcat -b "$BROKERS" -C -t out -e -q -f '%s\n' 2>/dev/null | grep -c . || true
 }

@@ -155,3 +155,25 @@ f = a.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1)], operation_time
 f[sys.argv[2]].result(60)
 PY
 }
+
+# committed DIR: the records a job's checkpoint in DIR has committed, as
+# `sluice checkpoint show` says (the ends of its last batch, once that is
+# committed; 0 before the first commit).
+committed() {
+  "$SLUICE" checkpoint show "$1" 2>/dev/null | awk '
+    /^last planned batch: .*\(committed\)/ { ok = 1 }
+    /^  [^ ]+\[[0-9]+\] +[0-9]+\.\.[0-9]+/ { split($2, r, "\\.\\."); sum += r[2] }
+    END { print ok ? sum + 0 : 0 }'
+}
+committed_at_least() { [ "$(committed "$1")" -ge "$2" ]; }
+
+# wait_committed SECONDS DIR N: polls (every 50 ms: each look runs sluice)
+# until the checkpoint in DIR has committed N records; fails after SECONDS.
+wait_committed() {
+  local i
+  for ((i = 0; i < $1 * 20; i++)); do
+    committed_at_least "$2" "$3" && return 0
+    sleep 0.05
+  done
+  fail "timed out after $1 s waiting for $3 committed records in $2 (at $(committed "$2"))"
+}

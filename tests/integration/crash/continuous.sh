@@ -75,26 +75,8 @@ produce_half() { # CELL HALF(1|2)
       fail "kcat -P: $(cat "$WORK/kcat.err")"
   done
 }
-# committed CELL: records committed by the cell's checkpoint (0 before its
-# first commit).
-committed() {
-  "$SLUICE" checkpoint show "$WORK/$1-ckpt" 2>/dev/null | awk '
-    /^last planned batch: .*\(committed\)/ { ok = 1 }
-    /^  [^ ]+\[[0-9]+\] +[0-9]+\.\.[0-9]+/ { split($2, r, "\\.\\."); sum += r[2] }
-    END { print ok ? sum + 0 : 0 }'
-}
-committed_at_least() { [ "$(committed "$1")" -ge "$2" ]; }
-# wait_committed SECONDS CELL N: polls (every 50 ms: each look runs
-# sluice) until the cell's checkpoint has committed N records.
-wait_committed() {
-  local i
-  for ((i = 0; i < $1 * 20; i++)); do
-    committed_at_least "$2" "$3" && return 0
-    sleep 0.05
-  done
-  fail "cell $2: timed out after $1 s waiting for $3 committed records (at $(committed "$2"))"
-}
-alive() { kill -0 "$1" 2>/dev/null; }
+# cell_ckpt CELL: the cell's checkpoint directory.
+cell_ckpt() { echo "$WORK/$1-ckpt"; }
 # The topic's records produced so far, as the sum of its high watermarks.
 produced() {
   kcat -b "$BROKERS" -C -t "$(cell_topic "$1")" -e -q -f '.\n' 2>/dev/null | wc -l
@@ -142,10 +124,10 @@ run_to_end() {
     >"$WORK/$cell-run.out" 2>"$WORK/$cell-run.err" &
   pid=$!
   if [ "$(produced "$cell")" -lt $COUNT ]; then
-    wait_committed 120 "$cell" "$(produced "$cell")"
+    wait_committed 120 "$(cell_ckpt "$cell")" "$(produced "$cell")"
     produce_half "$cell" 2
   fi
-  wait_committed 120 "$cell" $COUNT
+  wait_committed 120 "$(cell_ckpt "$cell")" $COUNT
   kill -TERM $pid
   wait $pid || rc=$?
   [ $rc = 0 ] || {
