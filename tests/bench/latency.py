@@ -13,14 +13,15 @@ from /proc. Targets, one after the other on the same cluster:
   continuous   sluice, trigger continuous: 100ms, a stateless filter +
                select job into the console (written at once)
   kafka-alo    the same job into a Kafka topic, exactly_once: false
-               (written at once); a consumer of that topic stamps arrival,
-               so this one includes one more Kafka hop
+               (written at once); bench_echo reads that topic, so this one
+               includes one more Kafka hop
   interval     the same console job with trigger interval: 100ms
 
 usage: latency.py --build DIR [--rate R] [--seconds S] [--report FILE]
 """
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -30,7 +31,7 @@ import tempfile
 import threading
 import time
 
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import write_report  # noqa: E402
@@ -76,24 +77,9 @@ def read_lines(stream, run):
             run.add(int(m.group(1)))
 
 
-def read_topic(brokers, topic, run, stop):
-    c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-lat",
-                  "enable.auto.commit": False,
-                  "fetch.wait.max.ms": int(os.environ["BENCH_FETCH_WAIT_MS"]),
-                  "fetch.min.bytes": 1})
-    md = c.list_topics(topic, timeout=10)
-    c.assign([TopicPartition(topic, p, OFFSET_END)
-              for p in md.topics[topic].partitions])
-    while not stop.is_set():
-        for m in c.consume(1000, 0.1):
-            if not m.error():
-                s = SENT.search(m.value())
-                if s:
-                    run.add(int(s.group(1)))
-    c.close()
-
-
-def produce(brokers, topic, rate, seconds, run):
+def produce(brokers, topic, rate, seconds, out):
+    """In a process of its own (no GIL shared with the readers); puts the
+    number of records sent into the queue out."""
     # linger.ms 1: one request per millisecond (10 records at 10,000/s);
     # a request per record is more than the mock cluster and a Python
     # producer keep up with on two cores. The send time is taken before
@@ -105,7 +91,6 @@ def produce(brokers, topic, rate, seconds, run):
     t0 = time.monotonic()
     n = 0
     end = t0 + seconds
-    run.t_measure = now_us() + int(WARMUP_S * 1e6)
     while True:
         now = time.monotonic()
         if now >= end:
@@ -121,7 +106,7 @@ def produce(brokers, topic, rate, seconds, run):
         if delay > 0:
             time.sleep(delay)
     p.flush(10)
-    return n
+    out.put(n)
 
 
 def pct(xs, q):
@@ -153,19 +138,20 @@ workers: 2
 
 def measure(name, argv, brokers, a, work, out_topic=None):
     run = Run()
-    err = open(os.path.join(work, name + ".err"), "w")
+    errpath = os.path.join(work, name + ".err")
+    err = open(errpath, "w")
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
-    stop = threading.Event()
-    if out_topic:
-        rd = threading.Thread(target=read_topic,
-                              args=(brokers, out_topic, run, stop))
-    else:
-        rd = threading.Thread(target=read_lines, args=(p.stdout, run))
+    echo = None
+    if out_topic:  # the output topic, read by the floor's consumer
+        echo = subprocess.Popen([a.echo, brokers, out_topic],
+                                stdout=subprocess.PIPE,
+                                stderr=open(errpath + ".echo", "w"))
+    rd = threading.Thread(target=read_lines,
+                          args=((echo or p).stdout, run))
     rd.start()
     # ready: the target has its partitions (sluice logs its streams; the
     # floor says so); give the output consumer its assignment too
     deadline = time.monotonic() + 30
-    errpath = os.path.join(work, name + ".err")
     while time.monotonic() < deadline:
         text = open(errpath).read()
         if "streams over" in text or "bench_echo: ready" in text or \
@@ -174,12 +160,20 @@ def measure(name, argv, brokers, a, work, out_topic=None):
         time.sleep(0.05)
     time.sleep(1.0)  # the target's fetch and the reader's assignment settle
     cpu0 = proc_cpu_s(p.pid)
-    sent = produce(brokers, "lat", a.rate, a.seconds, run)
+    run.t_measure = now_us() + int(WARMUP_S * 1e6)
+    q = multiprocessing.Queue()
+    prod = multiprocessing.Process(target=produce,
+                                   args=(brokers, "lat", a.rate, a.seconds, q))
+    prod.start()
+    sent = q.get()
+    prod.join()
     time.sleep(1.0)  # the last records (interval: the last batch)
     cpu = proc_cpu_s(p.pid) - cpu0
     p.send_signal(signal.SIGTERM)
     p.wait(30)
-    stop.set()
+    if echo:
+        echo.send_signal(signal.SIGTERM)
+        echo.wait(30)
     rd.join(30)
     lat = sorted(run.lat)
     expect = sum(1 for i in range(sent) if i % 10 != 7) if name != "floor" \
@@ -243,21 +237,23 @@ def main():
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     sluice = os.path.join(build, "sluice")
-    echo = os.path.join(build, "tests", "bench_echo")
+    a.echo = os.path.join(build, "tests", "bench_echo")
     work = tempfile.mkdtemp(prefix="sluice-latency-")
-    mock = subprocess.Popen([sluice, "mock-kafka", "--topic", "lat:4",
-                             "--topic", "out:4"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    brokers = mock.stdout.readline().strip()
-    if not brokers:
-        raise SystemExit("latency: sluice mock-kafka did not start")
-    os.environ["BENCH_FETCH_WAIT_MS"] = str(a.fetch_wait_ms)
     res = {}
-    try:
-        for name in a.targets.split(","):
+    for name in a.targets.split(","):
+        # a cluster of its own per target: a run leaves nothing behind for
+        # the next one (its topics, consumers and producers)
+        mock = subprocess.Popen([sluice, "mock-kafka", "--topic", "lat:4",
+                                 "--topic", "out:4"], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        brokers = mock.stdout.readline().strip()
+        if not brokers:
+            raise SystemExit("latency: sluice mock-kafka did not start")
+        os.environ["BENCH_FETCH_WAIT_MS"] = str(a.fetch_wait_ms)
+        try:
             ck = os.path.join(work, name + "-ckpt")
             if name == "floor":
-                argv = [echo, brokers, "lat"]
+                argv = [a.echo, brokers, "lat"]
                 out = None
             else:
                 trig = "{ interval: 100ms }" if name == "interval" else \
@@ -270,9 +266,9 @@ def main():
                 argv = [sluice, "run", path, "--progress", "none"]
                 out = "out" if name == "kafka-alo" else None
             res[name] = measure(name, argv, brokers, a, work, out)
-    finally:
-        mock.terminate()
-        mock.wait(10)
+        finally:
+            mock.terminate()
+            mock.wait(10)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
