@@ -156,6 +156,15 @@ f[sys.argv[2]].result(60)
 PY
 }
 
+# wait_settled TOPIC: waits until no transaction on TOPIC ($BROKERS, a
+# real broker) is still being completed (kafka_settled.py): only then does
+# a read_committed reader that stops at the end (kcat -e) see every
+# committed record.
+wait_settled() {
+  /usr/bin/python3 "$SRC/tests/integration/kafka_settled.py" "$BROKERS" "$1" 60 ||
+    fail "topic $1 did not settle"
+}
+
 # committed DIR: the records a job's checkpoint in DIR has committed, as
 # `sluice checkpoint show` says (the ends of its last batch, once that is
 # committed; 0 before the first commit).

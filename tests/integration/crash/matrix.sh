@@ -132,6 +132,7 @@ output() {
     redis) $PY "$OUTPUT" "$1" redis "$KIND" "$REDIS_PORT" ;;
     kafka)
       if [ -n "$REAL" ]; then
+        wait_settled "$(out_topic "$2")"
         kcat -b "$BROKERS" -C -t "$(out_topic "$2")" -e -q -X isolation.level=read_committed \
           -f '%p\t%k\t%s\n' >"$WORK/$2.tsv" 2>"$WORK/kcat.err" ||
           fail "kcat: $(cat "$WORK/kcat.err")"

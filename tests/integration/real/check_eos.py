@@ -12,9 +12,13 @@ usage: check_eos.py output BROKERS TOPIC RECORDS.jsonl
 """
 import collections
 import json
+import os
 import sys
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from kafka_settled import wait_settled  # noqa: E402
 
 
 def fail(msg):
@@ -51,6 +55,9 @@ def partitions(c, topic):
 
 
 def read_committed(brokers, topic):
+    msg = wait_settled(brokers, topic)
+    if msg:
+        fail(msg)
     c = consumer(brokers, "check-eos-reader")
     parts = partitions(c, topic)
     c.assign([TopicPartition(topic, p, 0) for p in parts])
