@@ -72,6 +72,15 @@ const struct sl_failpoint_info sl_failpoint_list[] = {
                                "the connection"},
     {"sink.redis.after_exec", "EXEC answered (N is visible), commits/N not "
                               "written"},
+    {"sink.redis.stream.before_eval",
+     "a group of records rendered by a stream (worker thread), its script "
+     "not sent: nothing of the group is in Redis"},
+    {"sink.redis.stream.after_eval",
+     "a stream's script applied (records and positions in Redis), not yet "
+     "returned to the engine: a replay of the group applies nothing"},
+    {"sink.redis.epoch.before_commit",
+     "the epoch commit script of N built, not sent: the positions the "
+     "streams stored stand, batch N is not recorded"},
     /* The Kafka sink (sinks/kafka/sink.c). */
     {"sink.kafka.after_produce", "every record of N handed to the producer "
                                  "in the open transaction, offsets not sent, "

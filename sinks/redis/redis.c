@@ -65,6 +65,11 @@
 
 #define CHUNK_BYTES (1u << 20)
 
+struct rsink;
+static int decode_record(struct rsink *s, const redisReply *r, uint64_t *batch,
+                         struct sl_plan *pos, struct sl_error *err);
+static void redis_stream_close(struct sl_sink *sink, void *stream);
+
 struct redis_conf {
   struct sl_sink_common common; /* first: the engine reads it */
   char *url;
@@ -137,12 +142,25 @@ struct rsink {
   char describe[400];
 };
 
+struct srec {
+  size_t topic; /* index into rstage.topics */
+  int32_t partition;
+  int64_t offset;
+  size_t cmd_end;
+};
+
 struct rstage {
   struct rsink *s;
   struct sl_buf buf; /* Redis protocol */
   size_t *ends;      /* per command: offset just past it */
   size_t n, ncap;
   struct sl_rargs args;
+  /* Per record staged: its partition and offset and the commands it
+   * rendered (recs[i].cmd_end: the index just past its last command). */
+  struct srec *recs;
+  size_t nrecs, rcap;
+  char **topics; /* the stage's topics, interned (srec.topic indexes) */
+  size_t ntopics;
 };
 
 /* --------------------------------------------------------- pure parts */
@@ -227,10 +245,8 @@ int sl_redis_commit_decode(const char *const *fields, const char *const *values,
     sl_plan_add(end, topic, (int32_t)part, v, v);
     free(topic);
   }
-  if (!*batch && end->n) {
-    snprintf(msg, msgsz, "offsets without a batch number");
-    return -1;
-  }
+  /* Positions without a batch: a continuous run's streams wrote records
+   * before its first epoch was committed. */
   sl_plan_sort(end);
   return 0;
 }
@@ -470,20 +486,7 @@ static int redis_last_committed(struct sl_sink *sink, uint64_t *batch,
         s->where, s->key, r->type == REDIS_REPLY_ERROR ? r->str : "wrong type");
     goto out;
   }
-  size_t n = r->elements / 2;
-  const char **f = sl_calloc(n + 1, sizeof(*f));
-  const char **v = sl_calloc(n + 1, sizeof(*v));
-  for (size_t i = 0; i < n; i++) {
-    f[i] = r->element[2 * i]->str;
-    v[i] = r->element[2 * i + 1]->str;
-  }
-  char msg[200];
-  if (sl_redis_commit_decode(f, v, n, batch, end, msg, sizeof(msg)))
-    rc = sl_error_setf(err, SL_ERR_CORRUPT, SL_ERR_FATAL,
-                       "redis at %s: the commit record %s: %s", s->where,
-                       s->key, msg);
-  free(f);
-  free(v);
+  rc = decode_record(s, r, batch, end, err);
   s->last = *batch;
 out:
   freeReplyObject(r);
@@ -522,6 +525,30 @@ static void stage_ttl(struct rstage *st, const struct sl_rargs *a) {
   stage_put(st, &e);
 }
 
+/* Remembers the record whose commands were just staged, for the commit's
+ * per-record guard. */
+static void stage_rec(struct rstage *st, const struct sl_record *r) {
+  size_t t = st->ntopics;
+  if (t && strcmp(st->topics[t - 1], r->topic) == 0)
+    t--;
+  else {
+    for (t = 0; t < st->ntopics && strcmp(st->topics[t], r->topic); t++)
+      ;
+    if (t == st->ntopics) {
+      st->topics = sl_realloc(st->topics, (t + 1) * sizeof(*st->topics));
+      st->topics[st->ntopics++] = sl_strdup(r->topic);
+    }
+  }
+  if (st->nrecs == st->rcap) {
+    st->rcap = SL_MAX(st->rcap * 2, (size_t)256);
+    st->recs = sl_realloc(st->recs, st->rcap * sizeof(*st->recs));
+  }
+  st->recs[st->nrecs++] = (struct srec){.topic = t,
+                                        .partition = r->partition,
+                                        .offset = r->offset,
+                                        .cmd_end = st->n};
+}
+
 /* @locality worker thread */
 static int redis_stage_write(void *stage, const struct sl_batch *b,
                              struct sl_rejects *rejects, struct sl_error *err) {
@@ -548,6 +575,8 @@ static int redis_stage_write(void *stage, const struct sl_batch *b,
       if (s->conf->ttl_ns && sl_rcmd_has_key(s->cmds[k]))
         stage_ttl(st, &st->args);
     }
+    if (st->n > n0)
+      stage_rec(st, r);
     cJSON_Delete(parsed);
   }
   return 0;
@@ -567,16 +596,44 @@ static void redis_stage_free(struct sl_sink *sink, void *stage) {
   sl_buf_free(&st->buf);
   free(st->ends);
   sl_rargs_free(&st->args);
+  for (size_t i = 0; i < st->ntopics; i++)
+    free(st->topics[i]);
+  free(st->topics);
+  free(st->recs);
   free(st);
 }
 
 /* ------------------------------------------------------------- commit */
 
-/* The batch the commit record holds (0 none), read under WATCH. */
-static int watch_batch(struct rsink *s, uint64_t *batch, struct sl_error *err) {
+/* Decodes an HGETALL reply of the commit record. */
+static int decode_record(struct rsink *s, const redisReply *r, uint64_t *batch,
+                         struct sl_plan *pos, struct sl_error *err) {
+  size_t n = r->elements / 2;
+  const char **f = sl_calloc(n + 1, sizeof(*f));
+  const char **v = sl_calloc(n + 1, sizeof(*v));
+  for (size_t i = 0; i < n; i++) {
+    f[i] = r->element[2 * i]->str ? r->element[2 * i]->str : "";
+    v[i] = r->element[2 * i + 1]->str ? r->element[2 * i + 1]->str : "";
+  }
+  char msg[200];
+  int rc = 0;
+  if (sl_redis_commit_decode(f, v, n, batch, pos, msg, sizeof(msg)))
+    rc = sl_error_setf(err, SL_ERR_CORRUPT, SL_ERR_FATAL,
+                       "redis at %s: the commit record %s: %s", s->where,
+                       s->key, msg);
+  free(f);
+  free(v);
+  return rc;
+}
+
+/* The commit record (batch, 0 none, and the positions), read whole under
+ * WATCH. */
+static int watch_record(struct rsink *s, uint64_t *batch, struct sl_plan *pos,
+                        struct sl_error *err) {
   redisReply *r = NULL;
+  sl_plan_clear(pos);
   redisAppendCommand(s->rc, "WATCH %s", s->key);
-  redisAppendCommand(s->rc, "HGET %s batch", s->key);
+  redisAppendCommand(s->rc, "HGETALL %s", s->key);
   if (get_reply(s, &r, "watching the commit record", err))
     return err->code;
   /* A transient error (LOADING) is retriable whichever reply has it. */
@@ -584,23 +641,20 @@ static int watch_batch(struct rsink *s, uint64_t *batch, struct sl_error *err) {
   freeReplyObject(r);
   if (get_reply(s, &r, "reading the commit record", err))
     return err->code;
-  int64_t v = 0;
-  if (flag || (r->type != REDIS_REPLY_NIL &&
-               (r->type != REDIS_REPLY_STRING || parse_i64(r->str, &v)))) {
+  if (flag || r->type != REDIS_REPLY_ARRAY) {
     if (r->type == REDIS_REPLY_ERROR)
       flag = reply_flag(r);
-    int rc =
-        sl_error_setf(err, SL_ERR_SINK, flag ? flag : SL_ERR_FATAL,
-                      "redis at %s: the commit record %s is unreadable "
-                      "(%s)",
-                      s->where, s->key,
-                      r->type == REDIS_REPLY_ERROR ? r->str : "not a number");
+    int rc = sl_error_setf(
+        err, SL_ERR_SINK, flag ? flag : SL_ERR_FATAL,
+        "redis at %s: the commit record %s is unreadable "
+        "(%s)",
+        s->where, s->key, r->type == REDIS_REPLY_ERROR ? r->str : "not a hash");
     freeReplyObject(r);
     return rc;
   }
+  int rc = decode_record(s, r, batch, pos, err);
   freeReplyObject(r);
-  *batch = (uint64_t)v;
-  return 0;
+  return rc;
 }
 
 /* A printable prefix of a Redis protocol command, for messages. */
@@ -656,8 +710,11 @@ static int send_chunk(struct rsink *s, const struct rstage *st, size_t from,
   return 0;
 }
 
-/* DEL + HSET of the commit record, as argument vectors. */
-static void append_record(struct rsink *s, const struct sl_plan *plan) {
+/* HSET of the commit record, as one argument vector: batch N and, per
+ * partition of the plan, max(stored, end). Partitions not in the plan keep
+ * their fields. */
+static void append_record(struct rsink *s, const struct sl_plan *plan,
+                          const struct sl_plan *stored) {
   size_t argc = 4 + 2 * plan->n;
   const char **argv = sl_calloc(argc, sizeof(*argv));
   size_t *lens = sl_calloc(argc, sizeof(*lens));
@@ -669,19 +726,64 @@ static void append_record(struct rsink *s, const struct sl_plan *plan) {
   argv[k++] = owned[o++] = sl_asprintf("%" PRIu64, plan->batch);
   for (size_t i = 0; i < plan->n; i++) {
     const struct sl_range *r = &plan->ranges[i];
+    const struct sl_range *h = sl_plan_find(stored, r->topic, r->partition);
+    int64_t end = h && h->end > r->end ? h->end : r->end;
     argv[k++] = owned[o++] =
         sl_asprintf("o:%s:%" PRId32, r->topic, r->partition);
-    argv[k++] = owned[o++] = sl_asprintf("%" PRId64, r->end);
+    argv[k++] = owned[o++] = sl_asprintf("%" PRId64, end);
   }
   for (size_t i = 0; i < argc; i++)
     lens[i] = strlen(argv[i]);
-  redisAppendCommand(s->rc, "DEL %s", s->key);
   redisAppendCommandArgv(s->rc, (int)argc, argv, lens);
   for (size_t i = 0; i < o; i++)
     free(owned[i]);
   free(owned);
   free(argv);
   free(lens);
+}
+
+/* Sends the commands [from, to) of a stage in chunks. */
+static int send_range(struct rsink *s, const struct rstage *st, size_t from,
+                      size_t to, struct sl_error *err) {
+  while (from < to) {
+    size_t end = sl_redis_chunk_end(st->ends, to, from,
+                                    (size_t)s->conf->pipeline, CHUNK_BYTES);
+    if (send_chunk(s, st, from, end, err))
+      return err->code;
+    from = end;
+  }
+  return 0;
+}
+
+/* Sends the commands of the stage's records at or beyond the stored
+ * position of their partition (the per-record guard): consecutive
+ * applied records go as one range. *sent counts the commands sent. */
+static int send_stage(struct rsink *s, const struct rstage *st,
+                      const struct sl_plan *stored, uint64_t *sent,
+                      struct sl_error *err) {
+  size_t run = 0, prev = 0; /* run: first command of the pending range */
+  const struct sl_range *h = NULL;
+  size_t ht = SIZE_MAX;
+  int32_t hp = -1;
+  for (size_t i = 0; i < st->nrecs; i++) {
+    const struct srec *r = &st->recs[i];
+    if (r->topic != ht || r->partition != hp) {
+      h = sl_plan_find(stored, st->topics[r->topic], r->partition);
+      ht = r->topic;
+      hp = r->partition;
+    }
+    if (h && r->offset < h->end) { /* applied before: skip its commands */
+      if (send_range(s, st, run, prev, err))
+        return err->code;
+      *sent += prev - run;
+      run = r->cmd_end;
+    }
+    prev = r->cmd_end;
+  }
+  if (send_range(s, st, run, prev, err))
+    return err->code;
+  *sent += prev - run;
+  return 0;
 }
 
 /* Reads EXEC's reply: the results of every command of the batch. */
@@ -703,17 +805,88 @@ static int check_exec(struct rsink *s, const struct sl_plan *plan,
                        r->element[first]->str);
 }
 
+/* ------------------------------------------------------ continuous mode */
+
+/* The epoch commit: batch = max(stored, ARGV[1]); then, per pair of ARGV
+ * (field, end), the field = max(stored, end). Idempotent, and without
+ * WATCH: the streams write the hash meanwhile. Offsets compare as Lua
+ * numbers (doubles): exact below 2^53. */
+static const char epoch_lua[] =
+    "local b = tonumber(redis.call('HGET', KEYS[1], 'batch') or '0')\n"
+    "if tonumber(ARGV[1]) > b then\n"
+    "  redis.call('HSET', KEYS[1], 'batch', ARGV[1])\n"
+    "end\n"
+    "for i = 2, #ARGV, 2 do\n"
+    "  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"
+    "  if not cur or tonumber(ARGV[i + 1]) > tonumber(cur) then\n"
+    "    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+    "  end\n"
+    "end\n"
+    "return b\n";
+
+static int epoch_commit(struct rsink *s, const struct sl_plan *plan,
+                        struct sl_error *err) {
+  if (ensure_connected(s, err))
+    return err->code;
+  size_t argc = 5 + 2 * plan->n;
+  const char **argv = sl_calloc(argc, sizeof(*argv));
+  size_t *lens = sl_calloc(argc, sizeof(*lens));
+  char **owned = sl_calloc(2 * plan->n + 1, sizeof(*owned));
+  size_t k = 0, o = 0;
+  argv[k++] = "EVAL";
+  argv[k++] = epoch_lua;
+  argv[k++] = "1";
+  argv[k++] = s->key;
+  argv[k++] = owned[o++] = sl_asprintf("%" PRIu64, plan->batch);
+  for (size_t i = 0; i < plan->n; i++) {
+    const struct sl_range *r = &plan->ranges[i];
+    argv[k++] = owned[o++] =
+        sl_asprintf("o:%s:%" PRId32, r->topic, r->partition);
+    argv[k++] = owned[o++] = sl_asprintf("%" PRId64, r->end);
+  }
+  for (size_t i = 0; i < argc; i++)
+    lens[i] = strlen(argv[i]);
+  int rc = sl_failpoint_err("sink.redis.epoch.before_commit", err);
+  redisReply *r = NULL;
+  if (!rc) {
+    r = redisCommandArgv(s->rc, (int)argc, argv, lens);
+    if (!r)
+      rc = conn_lost(s, "committing the epoch", err);
+    else if (r->type == REDIS_REPLY_ERROR)
+      rc = sl_error_setf(err, SL_ERR_SINK, reply_flag(r),
+                         "redis at %s: the commit of epoch %" PRIu64
+                         " was refused: %s",
+                         s->where, plan->batch, r->str);
+    else
+      s->last = plan->batch;
+  }
+  if (r)
+    freeReplyObject(r);
+  for (size_t i = 0; i < o; i++)
+    free(owned[i]);
+  free(owned);
+  free(argv);
+  free(lens);
+  return rc;
+}
+
 /* @locality coordinator */
 static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
                         void *const *stages, size_t n, struct sl_error *err) {
   struct rsink *s = sink->ctx;
   uint64_t held = 0, total = 0;
   redisReply *r = NULL;
+  struct sl_plan stored = {0};
   if (plan->batch <= s->last)
     return 0;
-  if (ensure_connected(s, err) || watch_batch(s, &held, err))
+  if (sink->run && sink->run->continuous && n == 0)
+    return epoch_commit(s, plan, err);
+  if (ensure_connected(s, err) || watch_record(s, &held, &stored, err)) {
+    sl_plan_clear(&stored);
     return err->code;
+  }
   if (held >= plan->batch) {
+    sl_plan_clear(&stored);
     redisAppendCommand(s->rc, "UNWATCH");
     if (get_reply(s, &r, "unwatching", err))
       return err->code;
@@ -722,38 +895,35 @@ static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
     return 0;
   }
   redisAppendCommand(s->rc, "MULTI");
-  if (get_reply(s, &r, "starting the transaction", err))
+  if (get_reply(s, &r, "starting the transaction", err)) {
+    sl_plan_clear(&stored);
     return err->code;
-  freeReplyObject(r);
-  for (size_t i = 0; i < n; i++) {
-    const struct rstage *st = stages[i];
-    for (size_t from = 0; from < st->n;) {
-      size_t to = sl_redis_chunk_end(st->ends, st->n, from,
-                                     (size_t)s->conf->pipeline, CHUNK_BYTES);
-      if (send_chunk(s, st, from, to, err))
-        return err->code;
-      from = to;
-    }
-    total += st->n;
   }
-  append_record(s, plan);
+  freeReplyObject(r);
+  for (size_t i = 0; i < n; i++)
+    if (send_stage(s, stages[i], &stored, &total, err)) {
+      sl_plan_clear(&stored);
+      return err->code;
+    }
+  append_record(s, plan, &stored);
+  sl_plan_clear(&stored);
   if (sl_failpoint_err("sink.redis.before_exec", err)) {
     disconnect(s); /* Redis drops the open MULTI with the connection */
     return err->code;
   }
   redisAppendCommand(s->rc, "EXEC");
-  for (int i = 0; i < 2; i++) { /* DEL, HSET: QUEUED */
-    if (get_reply(s, &r, "writing the commit record", err))
-      return err->code;
-    freeReplyObject(r);
-  }
+  if (get_reply(s, &r, "writing the commit record", err)) /* HSET: QUEUED */
+    return err->code;
+  freeReplyObject(r);
   if (get_reply(s, &r, "committing the transaction", err))
     return err->code;
   int rc = 0;
   if (r->type == REDIS_REPLY_NIL) {
     /* WATCH fired: someone changed the commit record. Look again. */
     freeReplyObject(r);
-    if (watch_batch(s, &held, err))
+    int wrc = watch_record(s, &held, &stored, err);
+    sl_plan_clear(&stored);
+    if (wrc)
       return err->code;
     redisAppendCommand(s->rc, "UNWATCH");
     if (get_reply(s, &r, "unwatching", err))
@@ -788,6 +958,429 @@ static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
   return rc;
 }
 
+/* --------------------------------------------------------------- streams */
+
+/* The stream script, one call per group of records (KEYS[1] = the commit
+ * record). ARGV:
+ *
+ *   ARGV[1] = nparts, then nparts partition sections, each:
+ *     field   "o:<topic>:<partition>"
+ *     mark    the partition's position once this call is applied
+ *     nrecs   then nrecs records, each:
+ *       offset  the record's offset
+ *       ncmds   then ncmds commands, each:
+ *         nargs   then the nargs arguments of the command (its name first)
+ *
+ * Per section: stored = HGET field (absent: -1); the commands of the
+ * records at offset >= stored run, in order; then field = max(stored,
+ * mark). Redis runs a script alone, so no other writer sees half of it.
+ * A command that fails (WRONGTYPE) is counted and the others still run:
+ * Redis cannot roll back the writes a script made before a failure, so
+ * the call always completes and moves the positions, and the reply,
+ * {commands run, commands failed, the first failure}, makes the write
+ * fail without a retry, naming the command. Offsets compare as Lua
+ * numbers (doubles): exact below 2^53. */
+static const char stream_lua[] =
+    "local i = 2\n"
+    "local ran, failed, first = 0, 0, ''\n"
+    "for p = 1, tonumber(ARGV[1]) do\n"
+    "  local field, mark = ARGV[i], ARGV[i + 1]\n"
+    "  local nrecs = tonumber(ARGV[i + 2])\n"
+    "  i = i + 3\n"
+    "  local stored = tonumber(redis.call('HGET', KEYS[1], field) or '-1')\n"
+    "  for r = 1, nrecs do\n"
+    "    local off, ncmds = ARGV[i], tonumber(ARGV[i + 1])\n"
+    "    local apply = tonumber(off) >= stored\n"
+    "    i = i + 2\n"
+    "    for c = 1, ncmds do\n"
+    "      local nargs = tonumber(ARGV[i])\n"
+    "      if apply then\n"
+    "        local res = redis.pcall(unpack(ARGV, i + 1, i + nargs))\n"
+    "        ran = ran + 1\n"
+    "        if type(res) == 'table' and res.err then\n"
+    "          failed = failed + 1\n"
+    "          if failed == 1 then\n"
+    "            first = ARGV[i + 1] .. ' ' .. (ARGV[i + 2] or '') ..\n"
+    "                    ' (' .. field .. ', offset ' .. off .. '): ' ..\n"
+    "                    res.err\n"
+    "          end\n"
+    "        end\n"
+    "      end\n"
+    "      i = i + 1 + nargs\n"
+    "    end\n"
+    "  end\n"
+    "  if tonumber(mark) > stored then\n"
+    "    redis.call('HSET', KEYS[1], field, mark)\n"
+    "  end\n"
+    "end\n"
+    "return {ran, failed, first}\n";
+
+/* One record of a stream_write call, rendered. */
+struct strec {
+  const char *topic; /* the record's (valid during the call) */
+  int32_t partition;
+  int64_t offset;
+  size_t start, end; /* its commands in rstream.cbuf, as script arguments */
+  size_t ncmds;      /* 0: rejected */
+  size_t nbulk;      /* arguments it adds to the script */
+};
+
+struct rstream {
+  struct rsink *s;
+  redisContext *rc; /* NULL when not connected */
+  char sha[48];     /* of stream_lua, from SCRIPT LOAD */
+  struct sl_rargs args;
+  char *cbuf; /* rendered commands: per command nargs, then its arguments */
+  size_t clen, ccap;
+  struct strec *recs;
+  size_t nrecs, rcap;
+  char *abuf; /* the ARGV of the group being built */
+  size_t alen, acap, aargc;
+  char *sbuf; /* the whole EVALSHA */
+  size_t slen, scap;
+};
+
+/* Appends one bulk string. */
+static void put_bulk(char **buf, size_t *len, size_t *cap, const char *p,
+                     size_t n) {
+  if (*len + n + 32 > *cap) {
+    *cap = SL_MAX(*cap * 2, *len + n + 4096);
+    *buf = sl_realloc(*buf, *cap);
+  }
+  *len += resp_header(*buf + *len, '$', n);
+  if (n)
+    memcpy(*buf + *len, p, n);
+  *len += n;
+  (*buf)[(*len)++] = '\r';
+  (*buf)[(*len)++] = '\n';
+}
+
+static void put_num(char **buf, size_t *len, size_t *cap, int64_t v) {
+  char t[24];
+  size_t n = (size_t)sl_fmt_i64(v, t, sizeof(t));
+  put_bulk(buf, len, cap, t, n);
+}
+
+static void stream_disconnect(struct rstream *st) {
+  if (st->rc)
+    redisFree(st->rc);
+  st->rc = NULL;
+}
+
+static int stream_lost(struct rstream *st, const char *doing,
+                       struct sl_error *err) {
+  int rc = sl_error_setf(
+      err, SL_ERR_SINK, SL_ERR_RETRIABLE,
+      "redis at %s: connection lost while %s: %s", st->s->where, doing,
+      st->rc && st->rc->errstr[0] ? st->rc->errstr : "no reply");
+  stream_disconnect(st);
+  return rc;
+}
+
+/* SCRIPT LOAD of the stream script. */
+static int stream_load(struct rstream *st, struct sl_error *err) {
+  redisReply *r = redisCommand(st->rc, "SCRIPT LOAD %s", stream_lua);
+  if (!r)
+    return stream_lost(st, "loading the stream script", err);
+  int rc = 0;
+  if (r->type != REDIS_REPLY_STRING || r->len >= sizeof(st->sha))
+    rc = sl_error_setf(
+        err, SL_ERR_SINK,
+        r->type == REDIS_REPLY_ERROR ? reply_flag(r) : SL_ERR_FATAL,
+        "redis at %s: cannot load the stream script: %s", st->s->where,
+        r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+  else
+    memcpy(st->sha, r->str, r->len + 1);
+  freeReplyObject(r);
+  return rc;
+}
+
+static int stream_connect(struct rstream *st, struct sl_error *err) {
+  if (st->rc && !st->rc->err)
+    return 0;
+  stream_disconnect(st);
+  st->rc = sl_redis_connect(&st->s->url, st->s->conf->timeout_ns, err);
+  if (!st->rc)
+    return err->code;
+  return stream_load(st, err);
+}
+
+/* @locality worker thread */
+static int redis_stream_open(struct sl_sink *sink, uint32_t task, void **stream,
+                             struct sl_error *err) {
+  (void)task;
+  *stream = NULL;
+  if (!sink->run || !sink->run->continuous)
+    return sl_error_setf(err, SL_ERR_SINK, SL_ERR_FATAL,
+                         "the Redis sink writes through streams only in a "
+                         "continuous run");
+  struct rstream *st = sl_calloc(1, sizeof(*st));
+  st->s = sink->ctx;
+  if (stream_connect(st, err)) {
+    redis_stream_close(sink, st);
+    return err->code;
+  }
+  *stream = st;
+  return 0;
+}
+
+/* Renders record r's commands (and their PEXPIREs) as script arguments;
+ * a record a template cannot render goes to rejects and keeps none. */
+static void stream_render(struct rstream *st, const struct sl_record *r,
+                          struct sl_rejects *rejects) {
+  struct rsink *s = st->s;
+  struct sl_error why;
+  if (st->nrecs == st->rcap) {
+    st->rcap = SL_MAX(st->rcap * 2, (size_t)64);
+    st->recs = sl_realloc(st->recs, st->rcap * sizeof(*st->recs));
+  }
+  struct strec *e = &st->recs[st->nrecs++];
+  *e = (struct strec){.topic = r->topic,
+                      .partition = r->partition,
+                      .offset = r->offset,
+                      .start = st->clen};
+  const cJSON *row = r->row;
+  cJSON *parsed = NULL;
+  if (s->needs_json && !row && r->value)
+    row = parsed = cJSON_ParseWithLength(r->value, r->value_len);
+  for (size_t k = 0; k < s->ncmds; k++) {
+    struct sl_rargs *a = &st->args;
+    if (sl_rcmd_render(s->cmds[k], r, row, a, &why)) {
+      st->clen = e->start; /* the record's commands go together or not */
+      e->ncmds = e->nbulk = 0;
+      sl_rejects_add(rejects, r, why.msg);
+      break;
+    }
+    put_num(&st->cbuf, &st->clen, &st->ccap, (int64_t)a->argc);
+    for (size_t i = 0; i < a->argc; i++)
+      put_bulk(&st->cbuf, &st->clen, &st->ccap, a->argv[i], a->argvlen[i]);
+    e->ncmds++;
+    e->nbulk += 1 + a->argc;
+    if (s->conf->ttl_ns && sl_rcmd_has_key(s->cmds[k])) {
+      put_num(&st->cbuf, &st->clen, &st->ccap, 3);
+      put_bulk(&st->cbuf, &st->clen, &st->ccap, "PEXPIRE", 7);
+      put_bulk(&st->cbuf, &st->clen, &st->ccap, a->argv[1], a->argvlen[1]);
+      put_num(&st->cbuf, &st->clen, &st->ccap, s->conf->ttl_ns / 1000000);
+      e->ncmds++;
+      e->nbulk += 4;
+    }
+  }
+  e->end = st->clen;
+  cJSON_Delete(parsed);
+}
+
+static bool same_part(const char *t, int32_t p, const char *t2, int32_t p2) {
+  return p == p2 && (t == t2 || strcmp(t, t2) == 0);
+}
+
+/* Appends the section of one partition: the records of recs[g0, g1) in
+ * it (rejected ones send nothing) and its mark. */
+static void stream_section(struct rstream *st, size_t g0, size_t g1,
+                           const char *topic, int32_t part, int64_t mark) {
+  size_t nrecs = 0;
+  for (size_t i = g0; i < g1; i++)
+    if (st->recs[i].ncmds &&
+        same_part(topic, part, st->recs[i].topic, st->recs[i].partition))
+      nrecs++;
+  char *field = sl_asprintf("o:%s:%" PRId32, topic, part);
+  put_bulk(&st->abuf, &st->alen, &st->acap, field, strlen(field));
+  free(field);
+  put_num(&st->abuf, &st->alen, &st->acap, mark);
+  put_num(&st->abuf, &st->alen, &st->acap, (int64_t)nrecs);
+  st->aargc += 3;
+  for (size_t i = g0; i < g1; i++) {
+    const struct strec *e = &st->recs[i];
+    if (!e->ncmds || !same_part(topic, part, e->topic, e->partition))
+      continue;
+    put_num(&st->abuf, &st->alen, &st->acap, e->offset);
+    put_num(&st->abuf, &st->alen, &st->acap, (int64_t)e->ncmds);
+    size_t n = e->end - e->start;
+    if (st->alen + n > st->acap) {
+      st->acap = SL_MAX(st->acap * 2, st->alen + n + 4096);
+      st->abuf = sl_realloc(st->abuf, st->acap);
+    }
+    memcpy(st->abuf + st->alen, st->cbuf + e->start, n);
+    st->alen += n;
+    st->aargc += 2 + e->nbulk;
+  }
+}
+
+/* Reads the script's reply. */
+static int stream_reply(struct rstream *st, redisReply *r,
+                        struct sl_error *err) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+      r->element[0]->type != REDIS_REPLY_INTEGER ||
+      r->element[1]->type != REDIS_REPLY_INTEGER)
+    return sl_error_setf(
+        err, SL_ERR_SINK,
+        r->type == REDIS_REPLY_ERROR ? reply_flag(r) : SL_ERR_FATAL,
+        "redis at %s: the stream script failed: %s", st->s->where,
+        r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+  if (r->element[1]->integer == 0)
+    return 0;
+  return sl_error_setf(
+      err, SL_ERR_SINK, SL_ERR_FATAL,
+      "redis at %s: records are written and their positions stored, but "
+      "Redis refused %lld of their %lld commands (the first, %s); those "
+      "effects are missing. Fix the keys or the templates; the next start "
+      "continues after these records",
+      st->s->where, (long long)r->element[1]->integer,
+      (long long)r->element[0]->integer,
+      r->element[2]->str ? r->element[2]->str : "?");
+}
+
+/* Sends one group: the sections of recs[g0, g1) and, when last, the
+ * caller's marks. A section's mark is the offset after its last record,
+ * or for the last group the caller's mark if that is further. */
+static int stream_group(struct rstream *st, size_t g0, size_t g1, bool last,
+                        const struct sl_stream_mark *marks, size_t nmarks,
+                        struct sl_error *err) {
+  size_t nparts = 0;
+  st->alen = st->aargc = 0;
+  put_num(&st->abuf, &st->alen, &st->acap, 0); /* nparts, rewritten below */
+  size_t nparts_len = st->alen;
+  st->aargc = 1;
+  for (size_t i = g0; i < g1; i++) {
+    const struct strec *e = &st->recs[i];
+    bool seen = false;
+    for (size_t j = g0; j < i && !seen; j++)
+      seen = same_part(e->topic, e->partition, st->recs[j].topic,
+                       st->recs[j].partition);
+    if (seen)
+      continue;
+    int64_t mark = e->offset + 1;
+    for (size_t j = i + 1; j < g1; j++)
+      if (same_part(e->topic, e->partition, st->recs[j].topic,
+                    st->recs[j].partition) &&
+          st->recs[j].offset + 1 > mark)
+        mark = st->recs[j].offset + 1;
+    for (size_t m = 0; last && m < nmarks; m++)
+      if (same_part(e->topic, e->partition, marks[m].topic,
+                    marks[m].partition) &&
+          marks[m].next > mark)
+        mark = marks[m].next;
+    stream_section(st, g0, g1, e->topic, e->partition, mark);
+    nparts++;
+  }
+  for (size_t m = 0; last && m < nmarks; m++) {
+    bool seen = false;
+    for (size_t j = g0; j < g1 && !seen; j++)
+      seen = same_part(marks[m].topic, marks[m].partition, st->recs[j].topic,
+                       st->recs[j].partition);
+    for (size_t k = 0; k < m && !seen; k++)
+      seen = same_part(marks[m].topic, marks[m].partition, marks[k].topic,
+                       marks[k].partition);
+    if (seen)
+      continue;
+    stream_section(st, g0, g1, marks[m].topic, marks[m].partition,
+                   marks[m].next);
+    nparts++;
+  }
+  if (!nparts)
+    return 0;
+  /* nparts: the first argument, rebuilt in front of the rest */
+  char head[160];
+  size_t hl = 0, klen = strlen(st->s->key);
+  char np[24];
+  size_t npl = (size_t)sl_fmt_i64((int64_t)nparts, np, sizeof(np));
+  hl = resp_header(head, '*', 4 + st->aargc);
+  if (st->scap < sizeof(head)) {
+    st->scap = 4096;
+    st->sbuf = sl_realloc(st->sbuf, st->scap);
+  }
+  memcpy(st->sbuf, head, hl);
+  st->slen = hl;
+  put_bulk(&st->sbuf, &st->slen, &st->scap, "EVALSHA", 7);
+  put_bulk(&st->sbuf, &st->slen, &st->scap, st->sha, strlen(st->sha));
+  put_bulk(&st->sbuf, &st->slen, &st->scap, "1", 1);
+  put_bulk(&st->sbuf, &st->slen, &st->scap, st->s->key, klen);
+  put_bulk(&st->sbuf, &st->slen, &st->scap, np, npl);
+  size_t rest = st->alen - nparts_len;
+  if (st->slen + rest > st->scap) {
+    st->scap = st->slen + rest + 4096;
+    st->sbuf = sl_realloc(st->sbuf, st->scap);
+  }
+  memcpy(st->sbuf + st->slen, st->abuf + nparts_len, rest);
+  st->slen += rest;
+  if (sl_failpoint_err("sink.redis.stream.before_eval", err))
+    return err->code;
+  for (int attempt = 0;; attempt++) {
+    if (stream_connect(st, err))
+      return err->code;
+    /* the sha is that of the script's text: the same after a reload */
+    redisAppendFormattedCommand(st->rc, st->sbuf, st->slen);
+    void *p = NULL;
+    if (redisGetReply(st->rc, &p) != REDIS_OK || !p)
+      return stream_lost(st, "writing records", err);
+    redisReply *r = p;
+    if (r->type == REDIS_REPLY_ERROR && attempt == 0 &&
+        strncmp(r->str, "NOSCRIPT", 8) == 0) {
+      freeReplyObject(r); /* Redis restarted or SCRIPT FLUSH: load again */
+      if (stream_load(st, err))
+        return err->code;
+      continue;
+    }
+    int rc = stream_reply(st, r, err);
+    freeReplyObject(r);
+    if (rc)
+      return rc;
+    return sl_failpoint_err("sink.redis.stream.after_eval", err);
+  }
+}
+
+/* @locality worker thread */
+static int redis_stream_write(void *stream, const struct sl_batch *b,
+                              const struct sl_stream_mark *marks, size_t nmarks,
+                              struct sl_rejects *rejects,
+                              struct sl_error *err) {
+  struct rstream *st = stream;
+  size_t max_cmds = (size_t)st->s->conf->pipeline;
+  st->clen = st->nrecs = 0;
+  for (size_t i = 0; i < b->n; i++)
+    stream_render(st, &b->recs[i], rejects);
+  /* Groups of at most max_cmds commands or CHUNK_BYTES (at least one
+   * record each), never split between records of one partition at the
+   * same offset: a group's mark would pass the rest of them. */
+  size_t g0 = 0, cmds = 0, bytes = 0;
+  for (size_t i = 0; i < st->nrecs; i++) {
+    const struct strec *e = &st->recs[i];
+    if (i > g0 && (cmds + e->ncmds > max_cmds ||
+                   bytes + (e->end - e->start) > CHUNK_BYTES)) {
+      bool split = true;
+      for (size_t j = i; j-- > g0;)
+        if (same_part(e->topic, e->partition, st->recs[j].topic,
+                      st->recs[j].partition)) {
+          split = st->recs[j].offset != e->offset;
+          break;
+        }
+      if (split) {
+        if (stream_group(st, g0, i, false, marks, nmarks, err))
+          return err->code;
+        g0 = i;
+        cmds = bytes = 0;
+      }
+    }
+    cmds += e->ncmds;
+    bytes += e->end - e->start;
+  }
+  return stream_group(st, g0, st->nrecs, true, marks, nmarks, err);
+}
+
+/* @locality worker thread */
+static void redis_stream_close(struct sl_sink *sink, void *stream) {
+  struct rstream *st = stream;
+  (void)sink;
+  if (!st)
+    return;
+  stream_disconnect(st);
+  sl_rargs_free(&st->args);
+  free(st->cbuf);
+  free(st->recs);
+  free(st->abuf);
+  free(st->sbuf);
+  free(st);
+}
+
 static const char *redis_describe(struct sl_sink *sink) {
   struct rsink *s = sink->ctx;
   return s ? s->describe : "Redis";
@@ -811,7 +1404,10 @@ const struct sl_sink_plugin sl_sink_redis = {
     .name = "redis",
     .config_map = redis_map,
     .conf_size = sizeof(struct redis_conf),
-    .flags = SL_SINK_EXACTLY_ONCE | SL_SINK_STAGE_DURING_COMMIT,
+    /* SL_SINK_WRITES_AT_ONCE counts only in a continuous run (plugin.h);
+     * stream_open refuses to open a stream in any other. */
+    .flags = SL_SINK_EXACTLY_ONCE | SL_SINK_STAGE_DURING_COMMIT |
+             SL_SINK_WRITES_AT_ONCE,
     .validate = redis_validate,
     .check_fields = redis_check_fields,
     .init = redis_init,
@@ -823,4 +1419,7 @@ const struct sl_sink_plugin sl_sink_redis = {
     .stage_free = redis_stage_free,
     .describe = redis_describe,
     .destroy = redis_destroy,
+    .stream_open = redis_stream_open,
+    .stream_write = redis_stream_write,
+    .stream_close = redis_stream_close,
 };
