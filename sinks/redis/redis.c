@@ -13,33 +13,54 @@
  * protocol in the task's stage, in memory; a record a template cannot
  * render (a missing field) is rejected to the dead letters.
  *
+ * The commit record, one hash per job (commit_key, default
+ * sluice:<job>:commit), the same for both triggers:
+ *
+ *   batch                   the last committed batch (interval) or epoch
+ *                           (continuous); absent until the first commit
+ *   o:<topic>:<partition>   the partition's position: the next offset to
+ *                           apply; never lowered, never deleted
+ *
+ * A record of partition p at offset o is applied only if o >= the stored
+ * position of p (absent: every offset). Stages remember each record's
+ * partition, offset and the commands it rendered for that guard.
+ *
  * Commit (the coordinator), one round of pipelined writes per batch:
  *
- *   WATCH <commit key>; HGET <commit key> batch
+ *   WATCH <commit key>; HGETALL <commit key>
  *     -> batch >= N: UNWATCH, done (a re-run of a committed batch: no-op)
  *   MULTI
- *   the stages' commands in task order, in chunks (`pipeline` commands or
+ *   the commands of the stages' records at or beyond their partition's
+ *   stored position, in task order, in chunks (`pipeline` commands or
  *   1 MiB), reading the QUEUED replies after each chunk so neither side
  *   buffers the whole batch twice
- *   DEL <commit key>; HSET <commit key> batch N o:<topic>:<p> <end> ...
+ *   HSET <commit key> batch N o:<topic>:<p> max(stored, end) ...
  *   EXEC
+ *
+ * Partitions not in the plan keep their fields. In a continuous run
+ * (sink->run->continuous) the streams write records at once
+ * (SL_SINK_WRITES_AT_ONCE): each group is one EVALSHA of stream_lua (its
+ * ARGV layout is at the script) that applies the records beyond the
+ * stored positions and moves them, atomically; the epoch commit (n = 0
+ * stages) is one EVAL of epoch_lua, without WATCH (the streams write the
+ * hash meanwhile): batch and each o: field become max(stored, new).
  *
  * MULTI/EXEC makes the batch's effects and its commit record visible
  * together; WATCH makes EXEC fail if another writer changed the commit
  * record meanwhile (then the commit is checked again). Since the whole
- * batch is guarded by the batch id, non-idempotent commands (INCRBY,
- * RPUSH, XADD) are applied exactly once too. A batch stays one transaction
- * however large it is: Redis holds the queued commands in memory until
- * EXEC (about the size of the commands), so max_records_per_batch bounds
- * it. A command that Redis rejects while queueing (it never happens for
- * validated templates) discards the transaction. A command that fails
- * inside EXEC (WRONGTYPE: the key holds another type) cannot be rolled
- * back by Redis: the batch is committed without that effect and the job
- * stops with a message naming it.
+ * batch is guarded by the batch id and each record by its position,
+ * non-idempotent commands (INCRBY, RPUSH, XADD) are applied exactly once too. A
+ * batch stays one transaction however large it is: Redis holds the queued
+ * commands in memory until EXEC (about the size of the commands), so
+ * max_records_per_batch bounds it. A command that Redis rejects while queueing
+ * (it never happens for validated templates) discards the transaction. A
+ * command that fails inside EXEC (WRONGTYPE: the key holds another type) cannot
+ * be rolled back by Redis: the batch is committed without that effect and the
+ * job stops with a message naming it.
  *
  * A lost connection, a timeout or a refused connection is a retriable
  * error: the engine retries the commit (sink.redis.retry) on a new
- * connection; the WATCH/HGET guard tells whether a transaction whose reply
+ * connection; the WATCH/HGETALL guard tells whether a transaction whose reply
  * was lost did commit. Redis decides what survives its own restart: the
  * sink reads CONFIG GET appendonly/appendfsync at start and warns unless
  * they are yes/always; a Redis that comes back behind the checkpoint is
