@@ -29,12 +29,16 @@ COUNT=$((2 * HALF))
 
 # The points of a continuous stateless run's epochs: the lifecycle (an
 # epoch is read before it is cut, so no read task runs), the streams' own
-# and the sink's. The checkpoint's file steps (checkpoint.*) are the same
-# code under every trigger, and the interval matrix crashes each of them.
+# and the sink's (for Redis its stream and epoch scripts). The
+# checkpoint's file steps (checkpoint.*) are the same code under every
+# trigger, and the interval matrix crashes each of them.
 points=()
 while read -r name _; do
   case $name in
     batch.after_state | task.*) ;;
+    # The Redis sink's MULTI/EXEC batch commit: a continuous run writes
+    # through its stream scripts and commits each epoch with one script.
+    sink.redis.before_exec | sink.redis.after_exec) ;;
     batch.* | stream.*) points+=("$name") ;;
     sink."$SINK".*) points+=("$name") ;;
   esac
