@@ -2,9 +2,10 @@
 # The continuous trigger: what validate refuses, records printed as they
 # arrive, a stop that commits the last epoch, and a job that switches
 # between the available-now, continuous and interval triggers on one
-# checkpoint with its output exactly once.
+# checkpoint with its output exactly once; Redis applies records at once,
+# and a restart whose epoch was never committed applies none twice.
 source "$(dirname "$0")/lib.bash" "$@"
-start_mock --topic clicks:4 --topic live:2
+start_mock --topic clicks:4 --topic live:2 --topic rlive:2
 
 
 # --- validate
@@ -76,6 +77,52 @@ grep -q "Batch:" "$WORK/console.out" && fail "the console printed a batch header
 # The stop committed the epoch: a restart prints nothing again.
 [ "$(committed "$WORK/console-ckpt")" = 3 ] || fail "the stop did not commit the last epoch"
 echo "ok: records printed as they arrive; the stop committed the last epoch"
+
+# --- Redis: each record is applied at once (the epoch of 1 h is never
+# cut); the job is then SIGKILLed with nothing committed, and the restart,
+# which reads the same records again, applies none of them twice: the
+# positions stored with the writes guard HINCRBY.
+start_redis
+cat >"$WORK/redis.yaml" <<YAML
+job: it-cont-redis
+source:
+  kafka: { brokers: $BROKERS, topics: [rlive], starting_offsets: earliest }
+pipeline:
+  - parse: json
+sink:
+  redis:
+    url: $REDIS_URL
+    command:
+      - HINCRBY t:sum {k} {n}
+      - INCRBY t:records 1
+trigger: { continuous: 1h }
+checkpoint: { dir: $WORK/redis-ckpt }
+workers: 2
+YAML
+redis_has() { [ "$(rcli GET t:records)" = "$1" ]; }
+"$SLUICE" run "$WORK/redis.yaml" --progress none >/dev/null 2>"$WORK/redis.err" &
+pid=$!
+wait_for 30 grep -qs "continuous: 2 streams over 2 partitions" "$WORK/redis.err"
+for i in 1 2 3 4; do
+  echo "{\"k\":\"k$((i % 2))\",\"n\":$i}" | kcat -b "$BROKERS" -P -t rlive -p $((i % 2)) 2>/dev/null
+  wait_for 10 redis_has $i
+done
+[ "$(committed "$WORK/redis-ckpt")" = 0 ] || fail "an epoch of 1h was committed early"
+kill -KILL $pid
+wait $pid 2>/dev/null || true
+"$SLUICE" run "$WORK/redis.yaml" --progress none >/dev/null 2>"$WORK/redis2.err" &
+pid=$!
+wait_for 30 grep -qs "continuous: 2 streams over 2 partitions" "$WORK/redis2.err"
+echo '{"k":"k1","n":5}' | kcat -b "$BROKERS" -P -t rlive -p 1 2>/dev/null
+wait_for 10 redis_has 5
+kill -TERM $pid
+rc=0
+wait $pid || rc=$?
+[ $rc = 0 ] || { cat "$WORK/redis2.err" >&2; fail "redis, SIGTERM: exit $rc"; }
+[ "$(rcli HGET t:sum k0)" = 6 ] && [ "$(rcli HGET t:sum k1)" = 9 ] ||
+  fail "t:sum is $(rcli HGETALL t:sum | tr '\n' ' '), not k0=6 k1=9"
+[ "$(committed "$WORK/redis-ckpt")" = 5 ] || fail "the stop did not commit the last epoch"
+echo "ok: Redis applies each record at once; a restart after SIGKILL applies none twice"
 
 # --- switching triggers on one checkpoint: available-now, continuous,
 # interval (which stops by SIGTERM too), file sink, exactly once.
