@@ -102,7 +102,9 @@ struct fp_armed {
   atomic_ulong hits;
 };
 
-#define FP_MAX 32
+/* Every listed point can be armed at once (the crash matrix's calibration
+ * and the benchmark arm them all). */
+#define FP_MAX (SL_ARRAY_LEN(sl_failpoint_list) - 1)
 static struct fp_armed armed[FP_MAX];
 static size_t narmed;
 bool sl_failpoints_armed;
@@ -222,7 +224,7 @@ int sl_failpoints_arm(const char *spec, struct sl_error *err) {
     if (len > 0) {
       if (n == FP_MAX)
         return sl_error_set(err, SL_ERR_INVAL,
-                            "SLUICE_FAILPOINTS: more than %d points", FP_MAX);
+                            "SLUICE_FAILPOINTS: more than %zu points", FP_MAX);
       int rc = parse_one(s, len, &next[n], err);
       if (rc)
         return rc;

@@ -167,6 +167,27 @@ static void test_list(void **state) {
   assert_true(n >= 20);
 }
 
+/* Every listed point armed at once (as the crash matrix's calibration
+ * does); one more entry is refused. */
+static void test_arm_all(void **state) {
+  (void)state;
+  char spec[8192] = "";
+  size_t n = 0;
+  for (const struct sl_failpoint_info *f = sl_failpoint_list; f->name; f++) {
+    snprintf(spec + strlen(spec), sizeof(spec) - strlen(spec), "%s=sleep(0);",
+             f->name);
+    n++;
+  }
+  arm_ok(spec);
+  char more[8300];
+  snprintf(more, sizeof(more), "%s%s=sleep(0)", spec,
+           sl_failpoint_list[0].name);
+  char msg[64];
+  snprintf(msg, sizeof(msg), "more than %zu points", n);
+  arm_bad(more, msg);
+  arm_ok("");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unarmed),
@@ -175,6 +196,7 @@ int main(void) {
       cmocka_unit_test(test_err_message),
       cmocka_unit_test(test_actions),
       cmocka_unit_test(test_list),
+      cmocka_unit_test(test_arm_all),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
