@@ -25,8 +25,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# fail MESSAGE: prints it and exits 1. FAIL_SHOW may name log files
+# (space-separated) whose last lines are printed too, for the diagnosis of
+# a failure that leaves no other trace (WORK is removed at exit).
+FAIL_SHOW=""
 fail() {
   echo "FAIL: $*" >&2
+  local f
+  for f in $FAIL_SHOW; do
+    [ -s "$f" ] && { echo "--- last lines of $f" >&2; tail -40 "$f" >&2; }
+  done
   exit 1
 }
 

@@ -58,6 +58,7 @@ produce 0 20000
 write_job 1 1000
 "$SLUICE" run "$WORK/job1.yaml" --progress none 2>"$WORK/run1.err" &
 pid=$!
+FAIL_SHOW="$WORK/run1.err $WORK/mock.err"
 wait_for 60 complete 1 20000
 mock_ctl down -1
 grep_log() { grep -Eq "$1" "$2" || { kill -0 "$pid" 2>/dev/null || { cat "$2" >&2; fail "the job exited"; }; false; }; }
