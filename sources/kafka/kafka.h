@@ -24,6 +24,17 @@ int sl_kafka_conf_set(rd_kafka_conf_t *conf, const char *name,
  * lines so a healthy run stays quiet). */
 void sl_kafka_conf_logging(rd_kafka_conf_t *conf);
 
+/* The low and high watermarks of every partition in l (lo[i], hi[i] for
+ * l->elems[i]) within timeout_ms, also with the brokers down: two
+ * ListOffsets rounds through rd_kafka_offsets_for_times (timestamps
+ * BEGINNING and END; END follows the handle's isolation.level, as a
+ * watermark query does). On error *what is the partition that failed, or
+ * NULL when the whole round did. */
+rd_kafka_resp_err_t
+sl_kafka_query_marks(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l,
+                     int64_t *lo, int64_t *hi, int timeout_ms,
+                     const rd_kafka_topic_partition_t **what);
+
 /* ---- the embedded cluster: librdkafka's mock brokers on loopback */
 
 struct sl_mock;

@@ -435,6 +435,7 @@ static int kafka_watermarks(struct sl_source *src, struct sl_plan *out,
   if (fetch_metadata(ks, &md, err))
     return err->code;
   int rc = 0;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
   for (size_t t = 0; t < ks->conf->topics.n && !rc; t++) {
     const struct rd_kafka_metadata_topic *mt =
         find_topic(md, ks->conf->topics.v[t]);
@@ -444,20 +445,30 @@ static int kafka_watermarks(struct sl_source *src, struct sl_plan *out,
                          ks->conf->topics.v[t], ks->brokers);
       break;
     }
-    for (int p = 0; p < mt->partition_cnt; p++) {
-      int64_t lo, hi;
-      rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-          ks->meta, mt->topic, mt->partitions[p].id, &lo, &hi, timeout_ms);
-      if (e) {
-        rc = sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
-                           "watermarks of %s[%d]: %s", mt->topic,
-                           mt->partitions[p].id, rd_kafka_err2str(e));
-        break;
-      }
-      sl_plan_add(out, mt->topic, mt->partitions[p].id, lo, hi);
-    }
+    for (int p = 0; p < mt->partition_cnt; p++)
+      rd_kafka_topic_partition_list_add(l, mt->topic, mt->partitions[p].id);
   }
   rd_kafka_metadata_destroy(md);
+  if (!rc && l->cnt > 0) {
+    int64_t *lo = sl_calloc((size_t)l->cnt, sizeof(*lo));
+    int64_t *hi = sl_calloc((size_t)l->cnt, sizeof(*hi));
+    const rd_kafka_topic_partition_t *what;
+    rd_kafka_resp_err_t e =
+        sl_kafka_query_marks(ks->meta, l, lo, hi, timeout_ms, &what);
+    if (e && what)
+      rc = sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                         "watermarks of %s[%d]: %s", what->topic,
+                         what->partition, rd_kafka_err2str(e));
+    else if (e)
+      rc = sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                         "watermarks of %d partitions at %s within %d ms: %s",
+                         l->cnt, ks->brokers, timeout_ms, rd_kafka_err2str(e));
+    for (int i = 0; i < l->cnt && !rc; i++)
+      sl_plan_add(out, l->elems[i].topic, l->elems[i].partition, lo[i], hi[i]);
+    free(lo);
+    free(hi);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
   sl_plan_sort(out);
   return rc;
 }
@@ -686,8 +697,12 @@ static int handle_lost(struct kreader *r, struct kpart *p,
                        struct sl_error *err) {
   int64_t lo = 0, hi = 0;
   int timeout_ms = (int)(r->ks->conf->connect_timeout_ns / 1000000);
-  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-      r->rk, p->topic, p->partition, &lo, &hi, timeout_ms);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+  const rd_kafka_topic_partition_t *what;
+  rd_kafka_resp_err_t e =
+      sl_kafka_query_marks(r->rk, l, &lo, &hi, timeout_ms, &what);
+  rd_kafka_topic_partition_list_destroy(l);
   if (e)
     return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
                          "%s[%d]: offset %lld is out of range and the "

@@ -239,9 +239,56 @@ static void secret_properties(void **state) {
       fail_msg("%s is taken for a secret", plain[i]);
 }
 
+/* The watermark query keeps its timeout with every broker down: it
+ * returns an error instead of waiting for a broker (a query through
+ * rd_kafka_query_watermark_offsets on a handle that had seen the brokers
+ * up waited on; that hang made a planning try unbounded). A hang here is
+ * the test's failure, by ctest's timeout. */
+static void watermarks_return_with_brokers_down(void **state) {
+  (void)state;
+  struct sl_error err = {0};
+  struct sl_mock *m = sl_mock_new(2, &err);
+  if (!m)
+    fail_msg("mock: %s", err.msg);
+  assert_int_equal(sl_mock_topic_create(m, "w", 3, &err), 0);
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  assert_int_equal(
+      sl_kafka_conf_set(conf, "bootstrap.servers", sl_mock_bootstraps(m), &err),
+      0);
+  assert_int_equal(sl_kafka_conf_set(conf, "group.id", "test-marks", &err), 0);
+  char errstr[256];
+  rd_kafka_t *rk =
+      rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  assert_non_null(rk);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(3);
+  for (int p = 0; p < 3; p++)
+    rd_kafka_topic_partition_list_add(l, "w", p);
+  int64_t lo[3] = {-1, -1, -1}, hi[3] = {-1, -1, -1};
+  const rd_kafka_topic_partition_t *what;
+  /* up: every partition answers (empty: 0..0) */
+  assert_int_equal(sl_kafka_query_marks(rk, l, lo, hi, 10000, &what), 0);
+  for (int p = 0; p < 3; p++) {
+    assert_int_equal(lo[p], 0);
+    assert_int_equal(hi[p], 0);
+  }
+  char reply[128];
+  assert_int_equal(sl_mock_control(m, "down -1", reply, sizeof(reply)), 0);
+  for (int i = 0; i < 3; i++)
+    assert_int_not_equal(sl_kafka_query_marks(rk, l, lo, hi, 200, &what), 0);
+  assert_int_equal(sl_mock_control(m, "up -1", reply, sizeof(reply)), 0);
+  rd_kafka_resp_err_t e;
+  do /* back: the query answers again once the brokers are reconnected */
+    e = sl_kafka_query_marks(rk, l, lo, hi, 1000, &what);
+  while (e);
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_destroy(rk);
+  sl_mock_destroy(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(secret_properties),
+      cmocka_unit_test(watermarks_return_with_brokers_down),
       cmocka_unit_test_setup_teardown(reads_exact_ranges_without_hints, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(
