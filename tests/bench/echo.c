@@ -2,9 +2,12 @@
  * echo.c - the latency benchmark's floor: a bare librdkafka consumer that
  * reads every partition of a topic from its high watermark and writes each
  * record's value to stdout at once (one line per record, flushed after
- * every poll), nothing else.
+ * every poll), nothing else; or, with --redis, the floor of the Redis
+ * sink's latency: per poll, for every record, SET lat:<id> <value> and
+ * PUBLISH lat <value> (<id> the record's "id" field), pipelined: all the
+ * poll's commands are sent, then all their replies read.
  *
- *   bench_echo BROKERS TOPIC
+ *   bench_echo BROKERS TOPIC [--redis HOST:PORT]
  *
  * It waits the way sluice's continuous streams do (sources/kafka/source.c):
  * every partition forwards into one queue, a blocking consume of the first
@@ -12,6 +15,9 @@
  * answers as soon as a record arrives), or BENCH_FETCH_WAIT_MS. Runs until
  * SIGTERM; prints its CPU seconds to stderr at the end.
  */
+#ifdef BENCH_WITH_REDIS
+#include <hiredis/hiredis.h>
+#endif
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,11 +43,77 @@ static void set(rd_kafka_conf_t *c, const char *k, const char *v) {
     die(k, err);
 }
 
+#ifdef BENCH_WITH_REDIS
+/* The record's "id" as digits (0 when it has none). */
+static size_t record_id(const char *v, size_t len, const char **id) {
+  static const char key[] = "\"id\":";
+  for (size_t i = 0; i + sizeof(key) - 1 <= len; i++) {
+    if (memcmp(v + i, key, sizeof(key) - 1) != 0)
+      continue;
+    size_t a = i + sizeof(key) - 1, b = a;
+    while (b < len && v[b] >= '0' && v[b] <= '9')
+      b++;
+    *id = v + a;
+    return b - a;
+  }
+  *id = "0";
+  return 1;
+}
+
+static redisContext *redis_connect(const char *addr) {
+  char host[256];
+  const char *colon = strrchr(addr, ':');
+  if (!colon || (size_t)(colon - addr) >= sizeof(host))
+    die("--redis", "HOST:PORT expected");
+  memcpy(host, addr, (size_t)(colon - addr));
+  host[colon - addr] = '\0';
+  redisContext *r = redisConnect(host, atoi(colon + 1));
+  if (!r || r->err)
+    die("redis connect", r ? r->errstr : "out of memory");
+  return r;
+}
+
+/* One poll's records: two commands each, sent together, then every reply. */
+static void redis_write(redisContext *r, rd_kafka_message_t **msgs, size_t k) {
+  size_t sent = 0;
+  for (size_t i = 0; i < k; i++) {
+    if (msgs[i]->err)
+      continue;
+    const char *v = msgs[i]->payload, *id;
+    size_t idlen = record_id(v, msgs[i]->len, &id);
+    redisAppendCommand(r, "SET lat:%b %b", id, idlen, v, msgs[i]->len);
+    redisAppendCommand(r, "PUBLISH lat %b", v, msgs[i]->len);
+    sent += 2;
+  }
+  for (size_t i = 0; i < sent; i++) {
+    void *reply;
+    if (redisGetReply(r, &reply) != REDIS_OK)
+      die("redis", r->errstr);
+    if (((redisReply *)reply)->type == REDIS_REPLY_ERROR)
+      die("redis reply", ((redisReply *)reply)->str);
+    freeReplyObject(reply);
+  }
+}
+#else
+typedef void redisContext; /* built without hiredis: no --redis */
+static redisContext *redis_connect(const char *addr) {
+  die(addr, "--redis: built without hiredis (SLUICE_WITH_REDIS=OFF)");
+  return NULL;
+}
+static void redis_write(redisContext *r, rd_kafka_message_t **msgs, size_t k) {
+  (void)r, (void)msgs, (void)k;
+}
+static void redisFree(redisContext *r) {
+  (void)r;
+}
+#endif
+
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: bench_echo BROKERS TOPIC\n");
+  if (argc != 3 && !(argc == 5 && strcmp(argv[3], "--redis") == 0)) {
+    fprintf(stderr, "usage: bench_echo BROKERS TOPIC [--redis HOST:PORT]\n");
     return 64;
   }
+  redisContext *redis = argc == 5 ? redis_connect(argv[4]) : NULL;
   signal(SIGTERM, on_term);
   const char *topic = argv[2];
   char err[512];
@@ -93,14 +165,17 @@ int main(int argc, char **argv) {
       if (more > 0)
         k += (size_t)more;
     }
+    if (redis)
+      redis_write(redis, msgs, k);
     for (size_t i = 0; i < k; i++) {
-      if (!msgs[i]->err) {
+      if (!msgs[i]->err && !redis) {
         fwrite(msgs[i]->payload, 1, msgs[i]->len, stdout);
         putchar('\n');
       }
       rd_kafka_message_destroy(msgs[i]);
     }
-    fflush(stdout);
+    if (!redis)
+      fflush(stdout);
   }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -110,5 +185,7 @@ int main(int argc, char **argv) {
   rd_kafka_queue_destroy(q);
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
+  if (redis)
+    redisFree(redis);
   return 0;
 }
