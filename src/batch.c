@@ -137,6 +137,7 @@ int eng_batch_save_state(struct eng_batch *b, struct sl_error *err) {
   int64_t t = sl_mono_ns();
   if (e->ws && eng_run_window(e, &b->plan, &b->tcs, &b->n, &b->stats, err))
     return err->code;
+  eng_streams_watermark(e, b->plan.batch);
   b->t2 = sl_mono_ns();
   b->win_ns = b->t2 - t;
   move(b, ENG_BATCH_STATE_SAVED);

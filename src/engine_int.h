@@ -183,6 +183,9 @@ int eng_streams_cut(struct engine *e, bool last, struct eng_batch **out,
                     struct sl_error *err);
 /* Ends the streams (if any) and frees them. */
 void eng_streams_halt(struct engine *e);
+/* Windowed: epoch `epoch`'s window phase is done; the streams reading the
+ * next epoch judge lateness by the state's watermark now. */
+void eng_streams_watermark(struct engine *e, uint64_t epoch);
 int eng_stream_task(struct sl_task *t, struct worker_ctx *w, struct engine *e);
 
 /* recover.c */

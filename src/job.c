@@ -392,13 +392,6 @@ static int check_continuous(const struct sl_job *job,
                         "trigger continuous: source '%s' cannot be read "
                         "continuously",
                         job->source_plugin->name);
-  if (sl_pipeline_window(job->pipeline))
-    return sl_cfg_error(
-        err, at,
-        "trigger continuous: this pipeline has a window; windowed "
-        "aggregation runs only with the interval or available_now trigger "
-        "in this version (its results are exact through the micro-batch "
-        "window phase, which continuous epochs do not run yet)");
   return 0;
 }
 

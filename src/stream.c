@@ -42,6 +42,8 @@ struct eng_stream {
   void *sstream;               /* the sink's stream (write at once) */
   void *reader;                /* set once the task runs */
   uint64_t epoch;              /* the epoch being read */
+  uint64_t wm_for;             /* windowed: the epoch whose watermark is wm */
+  int64_t wm;
   /* handed over under cont->mu */
   uint64_t sealed;          /* last epoch reported */
   struct task_ctx rep;      /* its stages and counts */
@@ -55,6 +57,9 @@ struct eng_cont {
   pthread_cond_t cv;      /* a stream reported, failed or ended */
   _Atomic uint64_t close; /* epochs up to this one are to be sealed */
   atomic_bool stop;       /* end after sealing */
+  /* windowed: the state's watermark after epoch wm_epoch (under mu) */
+  uint64_t wm_epoch;
+  int64_t wm;
   struct eng_stream *s;
   struct sl_task *tasks;
   size_t n, running;
@@ -66,7 +71,8 @@ static bool write_at_once(const struct engine *e) {
   const struct sl_sink *k = &e->sink;
   unsigned f =
       k->plugin->conf_flags ? k->plugin->conf_flags(k->conf) : k->plugin->flags;
-  return (f & SL_SINK_WRITES_AT_ONCE) && k->plugin->stream_write;
+  /* a windowed pipeline's rows come from the epoch's window phase */
+  return (f & SL_SINK_WRITES_AT_ONCE) && k->plugin->stream_write && !e->ws;
 }
 
 static struct sl_range *find_pos(struct eng_stream *s, const char *topic,
@@ -158,6 +164,7 @@ static int seal(struct engine *e, struct eng_stream *s, struct sl_error *err) {
       eng_close_stage(&e->dl, tc->dl_stage, err))
     return err->code;
   struct sl_pipe_stats now = {0};
+  struct sl_pipe_task *partial = NULL;
   if (tc->pipe) {
     now = sl_pipe_task_stats(tc->pipe);
     tc->stats =
@@ -171,11 +178,19 @@ static int seal(struct engine *e, struct eng_stream *s, struct sl_error *err) {
   }
   tc->stats.out -= tc->sink_rejected;
   tc->stats.dead += tc->sink_rejected;
+  if (e->ws && tc->pipe) {
+    /* the epoch's window partial goes with it to the window phase; the
+     * next epoch starts a pipeline task of its own */
+    partial = tc->pipe;
+    tc->pipe = sl_pipe_task_new(e->job->pipeline);
+    now = (struct sl_pipe_stats){0};
+  }
   pthread_mutex_lock(&c->mu);
   s->rep = (struct task_ctx){.kind = TASK_STREAM,
                              .e = e,
                              .stage = tc->stage,
                              .dl_stage = tc->dl_stage,
+                             .pipe = partial,
                              .stats = tc->stats,
                              .records = tc->records,
                              .sink_rejected = tc->sink_rejected};
@@ -194,6 +209,36 @@ static int seal(struct engine *e, struct eng_stream *s, struct sl_error *err) {
   return 0;
 }
 
+/* Windowed: the watermark that epoch s->epoch's records are judged late
+ * by is the state's after the epoch before it, as for a micro-batch, so a
+ * replay of the epoch judges them the same. Waits until the coordinator
+ * has run the previous epoch's window phase (it does so before it cuts
+ * this one); false when the job stops meanwhile. @locality the stream's
+ * worker */
+static bool epoch_watermark(struct engine *e, struct eng_stream *s) {
+  struct eng_cont *c = e->cont;
+  if (s->wm_for == s->epoch)
+    return true;
+  pthread_mutex_lock(&c->mu);
+  while (c->wm_epoch + 1 < s->epoch && !atomic_load(&c->stop)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+  }
+  bool ok = c->wm_epoch + 1 >= s->epoch;
+  if (ok) {
+    s->wm = c->wm;
+    s->wm_for = s->epoch;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return ok;
+}
+
 /* One group: the pipeline, then the sink (at once or staged) and the
  * dead letters. @locality the stream's worker */
 static int run_group(struct engine *e, struct eng_stream *s,
@@ -206,8 +251,14 @@ static int run_group(struct engine *e, struct eng_stream *s,
   w->dead.n = 0;
   tc->records += (int64_t)w->chunk.n;
   if (tc->pipe) {
-    if (sl_pipe_run(tc->pipe, &w->chunk, SL_WINDOW_NO_WATERMARK, fail,
-                    sl_wall_ms(), &w->out, &w->dead, err))
+    int64_t wm = SL_WINDOW_NO_WATERMARK;
+    if (e->ws) {
+      if (!epoch_watermark(e, s))
+        return 0; /* the job is stopping: nothing of this group counts */
+      wm = s->wm;
+    }
+    if (sl_pipe_run(tc->pipe, &w->chunk, wm, fail, sl_wall_ms(), &w->out,
+                    &w->dead, err))
       return err->code;
     out = &w->out;
   }
@@ -342,6 +393,8 @@ int eng_streams_start(struct engine *e, struct sl_error *err) {
   c->tasks = sl_calloc(n ? n : 1, sizeof(*c->tasks));
   uint64_t first = e->next_batch;
   atomic_store(&c->close, first - 1);
+  c->wm_epoch = first - 1; /* the state as recovery loaded it */
+  c->wm = e->ws ? sl_wstate_watermark(e->ws) : SL_WINDOW_NO_WATERMARK;
   for (size_t i = 0; i < n; i++) {
     struct eng_stream *s = &c->s[i];
     s->e = e;
@@ -420,6 +473,7 @@ void eng_streams_halt(struct engine *e) {
     if (s->rep.dl_stage)
       e->dl.plugin->stage_free(&e->dl, s->rep.dl_stage);
     sl_pipe_task_free(s->cur.pipe);
+    sl_pipe_task_free(s->rep.pipe);
     free(s->pos);
     free(s->rep_pos);
   }
@@ -429,6 +483,17 @@ void eng_streams_halt(struct engine *e) {
   pthread_cond_destroy(&c->cv);
   free(c);
   e->cont = NULL;
+}
+
+void eng_streams_watermark(struct engine *e, uint64_t epoch) {
+  struct eng_cont *c = e->cont;
+  if (!c || !e->ws)
+    return;
+  pthread_mutex_lock(&c->mu);
+  c->wm = sl_wstate_watermark(e->ws);
+  c->wm_epoch = epoch;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
 }
 
 int eng_streams_cut(struct engine *e, bool last, struct eng_batch **out,

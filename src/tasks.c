@@ -477,6 +477,26 @@ int eng_run_tasks(struct engine *e, const struct sl_plan *plan,
   return 0;
 }
 
+/* The continuous trigger's streams hold every worker for the life of the
+ * job, so an epoch's window phase runs its tasks on the coordinator, one
+ * after the other, with a worker context of its own. */
+static int run_phase_here(struct engine *e, struct sl_task *tasks, size_t n,
+                          struct sl_error *err) {
+  struct worker_ctx w = {0};
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++)
+    if ((rc = run_task_kind(&tasks[i], &w, e))) {
+      *err = tasks[i].err;
+      rc = err->code ? err->code : SL_ERR_INVAL;
+    }
+  sl_batch_free(&w.chunk);
+  sl_batch_free(&w.out);
+  sl_batch_free(&w.dead);
+  sl_rejects_free(&w.rejects);
+  sl_batch_free(&w.rdead);
+  return rc;
+}
+
 /* Runs n tasks of one kind on the pool and waits for all (no retries: a
  * failure fails the batch, which the restart re-runs from the state of the
  * previous batch). */
@@ -490,6 +510,11 @@ int eng_run_phase(struct engine *e, uint64_t batch, struct task_ctx *tcs,
                                 .id = first_id + (uint32_t)i,
                                 .prefer = (int)(i % sl_pool_workers(e->pool)),
                                 .payload = &tcs[i]};
+  if (e->cont) {
+    rc = run_phase_here(e, tasks, n, err);
+    free(tasks);
+    return rc;
+  }
   while (done < submitted || submitted < n) {
     while (submitted < n && !rc &&
            sl_pool_submit(e->pool, &tasks[submitted]) == 0)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The crash matrix of the continuous trigger: one exactly-once sink (file,
-# redis or kafka), a stateless job, crashed at every crash point that a
-# continuous run passes, one point at a time.
+# redis or kafka) and one job kind (stateless, or windowed: a tumbling
+# window in update mode, run per epoch), crashed at every crash point that
+# a continuous run passes, one point at a time.
 #
-# usage: continuous.sh SLUICE SRC SINK
+# usage: continuous.sh SLUICE SRC SINK [KIND]
 #
 # The input comes in two halves, so that a run has at least two epochs:
 # the first half is in the topic before the job starts, the second is
@@ -22,6 +23,7 @@
 #    the comparison is of the final output, not epoch by epoch.
 source "$(dirname "$0")/../lib.bash" "$@"
 SINK=$3
+KIND=${4:-stateless}
 PY=/usr/bin/python3 # Debian's, which has python3-redis
 OUTPUT="$SRC/tests/integration/crash/output.py"
 HALF=2000
@@ -32,13 +34,18 @@ COUNT=$((2 * HALF))
 # and the sink's (for Redis its stream and epoch scripts). The
 # checkpoint's file steps (checkpoint.*) are the same code under every
 # trigger, and the interval matrix crashes each of them.
+# A windowed job's rows come from each epoch's window phase, staged and
+# committed with the epoch: its sink writes nothing at once (for Redis,
+# MULTI/EXEC instead of the stream and epoch scripts).
 points=()
 while read -r name _; do
   case $name in
-    batch.after_state | task.*) ;;
-    # The Redis sink's MULTI/EXEC batch commit: a continuous run writes
-    # through its stream scripts and commits each epoch with one script.
-    sink.redis.before_exec | sink.redis.after_exec) ;;
+    task.*) ;;
+    batch.after_state) [ "$KIND" = windowed ] && points+=("$name") ;;
+    # The Redis sink's MULTI/EXEC batch commit: a stateless continuous run
+    # writes through its stream scripts and commits each epoch with one.
+    sink.redis.before_exec | sink.redis.after_exec) [ "$SINK/$KIND" = redis/windowed ] && points+=("$name") ;;
+    sink.redis.stream.* | sink.redis.epoch.*) [ "$SINK/$KIND" = redis/stateless ] && points+=("$name") ;;
     batch.* | stream.*) points+=("$name") ;;
     sink."$SINK".*) points+=("$name") ;;
   esac
@@ -60,7 +67,7 @@ kcat -b "$BROKERS" -C -t clicks -e -q -f '%p\t%o\t%s\n' >"$WORK/all.tsv" 2>/dev/
   fail "kcat could not read the input back"
 [ "$(wc -l <"$WORK/all.tsv")" = $COUNT ] || fail "kcat read $(wc -l <"$WORK/all.tsv") records"
 cut -f3 "$WORK/all.tsv" >"$WORK/records.jsonl"
-$PY "$OUTPUT" expect "$SINK" stateless "$WORK/records.jsonl" >"$WORK/expect.json"
+$PY "$OUTPUT" expect "$SINK" "$KIND" "$WORK/records.jsonl" >"$WORK/expect.json"
 # Each cell reads its own topic, filled in two halves from all.tsv (by
 # partition, in offset order), with kcat as the producer.
 cell_topic() { echo "in$1"; }
@@ -98,18 +105,36 @@ write_job() {
       - HINCRBY t:cents {user} {cents}
       - INCRBY t:records 1" ;;
   esac
+  local pipeline="
+  - parse: json
+  - filter: 'id % 10 != 7'
+  - map: { cents: 'to_int(amount * 100 + 0.5)' }
+  - select: [id, user, cents]"
+  if [ "$KIND" = windowed ]; then
+    pipeline="
+  - parse: json
+  - filter: 'event == \"buy\" && amount > 0'
+  - window:
+      tumbling: 10s
+      time: ts
+      watermark: 1h
+      group_by: [user]
+      aggregate: { revenue: sum(amount), orders: count() }
+      output: update"
+    [ "$SINK" = redis ] && sink="redis:
+    url: $REDIS_URL
+    command:
+      - HSET t:w:{user}:{window_start} revenue {revenue} orders {orders}
+      - INCRBY t:emitted 1"
+  fi
   cat >"$WORK/$cell.yaml" <<YAML
-job: crash-continuous-$SINK-$cell
+job: crash-continuous-$SINK-$KIND-$cell
 source:
   kafka:
     brokers: $BROKERS
     topics: [$(cell_topic "$cell")]
     starting_offsets: earliest
-pipeline:
-  - parse: json
-  - filter: 'id % 10 != 7'
-  - map: { cents: 'to_int(amount * 100 + 0.5)' }
-  - select: [id, user, cents]
+pipeline:$pipeline
 sink:
   $sink
 trigger: { continuous: 50ms }
@@ -127,6 +152,7 @@ run_to_end() {
   env ${2:+"$2"} "$SLUICE" run "$WORK/$cell.yaml" --progress none \
     >"$WORK/$cell-run.out" 2>"$WORK/$cell-run.err" &
   pid=$!
+  FAIL_SHOW="$WORK/$cell-run.err"
   if [ "$(produced "$cell")" -lt $COUNT ]; then
     wait_committed 120 "$(cell_ckpt "$cell")" "$(produced "$cell")"
     produce_half "$cell" 2
@@ -142,12 +168,12 @@ run_to_end() {
 
 final() {
   case $SINK in
-    file) $PY "$OUTPUT" final file stateless "$WORK/$1-out" ;;
-    redis) $PY "$OUTPUT" final redis stateless "$REDIS_PORT" ;;
+    file) $PY "$OUTPUT" final file "$KIND" "$WORK/$1-out" ;;
+    redis) $PY "$OUTPUT" final redis "$KIND" "$REDIS_PORT" ;;
     kafka)
       kcat -b "$BROKERS" -C -t "out$1" -e -q -f '%h\t%k\t%s\n' >"$WORK/$1.tsv" 2>"$WORK/kcat.err" ||
         fail "kcat: $(cat "$WORK/kcat.err")"
-      $PY "$OUTPUT" final kafka stateless "$WORK/$1.tsv" "$WORK/$1-ckpt"
+      $PY "$OUTPUT" final kafka "$KIND" "$WORK/$1.tsv" "$WORK/$1-ckpt"
       ;;
   esac
 }
@@ -192,4 +218,4 @@ for p in "${points[@]}"; do
   check_final $cell "$p (crash at its first hit)"
   echo "ok: $p crashed at its first hit; the restart committed exactly the input's output"
 done
-echo "ok: continuous $SINK: ${#points[@]} crash points, each fired, nothing lost, nothing twice"
+echo "ok: continuous $SINK/$KIND: ${#points[@]} crash points, each fired, nothing lost, nothing twice"
