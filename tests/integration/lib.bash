@@ -10,6 +10,7 @@ REDIS_PID=""
 REDIS_PORT=""
 
 cleanup() {
+  local status=$?
   # Whatever the test left running in the background (a job it meant to
   # stop later, when it failed before).
   local p
@@ -21,7 +22,12 @@ cleanup() {
     wait "$MOCK_PID" 2>/dev/null || true
   fi
   stop_redis
-  rm -rf "$WORK"
+  # SLUICE_TEST_KEEP=1 keeps a failed test's files for its diagnosis.
+  if [ "$status" != 0 ] && [ -n "${SLUICE_TEST_KEEP:-}" ]; then
+    echo "kept $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
 }
 trap cleanup EXIT
 
