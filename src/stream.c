@@ -49,6 +49,7 @@ struct eng_stream {
   struct task_ctx rep;      /* its stages and counts */
   struct sl_range *rep_pos; /* its ranges (npos); owned */
   bool failed, done;
+  uint64_t wm_wait;  /* windowed: waiting for the watermark of this epoch */
   atomic_bool dirty; /* a position moved in the current epoch */
 };
 
@@ -220,6 +221,7 @@ static bool epoch_watermark(struct engine *e, struct eng_stream *s) {
   if (s->wm_for == s->epoch)
     return true;
   pthread_mutex_lock(&c->mu);
+  s->wm_wait = s->epoch - 1;
   while (c->wm_epoch + 1 < s->epoch && !atomic_load(&c->stop)) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -231,6 +233,7 @@ static bool epoch_watermark(struct engine *e, struct eng_stream *s) {
     pthread_cond_timedwait(&c->cv, &c->mu, &ts);
   }
   bool ok = c->wm_epoch + 1 >= s->epoch;
+  s->wm_wait = 0;
   if (ok) {
     s->wm = c->wm;
     s->wm_for = s->epoch;
@@ -496,6 +499,26 @@ void eng_streams_watermark(struct engine *e, uint64_t epoch) {
   pthread_mutex_unlock(&c->mu);
 }
 
+/* A cut that waits long says for which streams, so that a stall leaves a
+ * trace. @locality coordinator, under c->mu */
+static void report_wait(const struct eng_cont *c, uint64_t epoch, size_t sealed,
+                        int64_t secs) {
+  sl_warn("epoch %" PRIu64 ": %zu of %zu streams sealed after %lld s", epoch,
+          sealed, c->n, (long long)secs);
+  for (size_t i = 0; i < c->n; i++) {
+    const struct eng_stream *s = &c->s[i];
+    if (s->sealed >= epoch)
+      continue;
+    if (s->wm_wait)
+      sl_warn("stream %u: last sealed %" PRIu64
+              ", waiting for the watermark of epoch %" PRIu64,
+              s->id, s->sealed, s->wm_wait);
+    else
+      sl_warn("stream %u: last sealed %" PRIu64 "%s", s->id, s->sealed,
+              s->reader ? "" : ", not reading");
+  }
+}
+
 int eng_streams_cut(struct engine *e, bool last, struct eng_batch **out,
                     struct sl_error *err) {
   struct eng_cont *c = e->cont;
@@ -515,7 +538,7 @@ int eng_streams_cut(struct engine *e, bool last, struct eng_batch **out,
     atomic_store(&c->stop, true);
   atomic_store(&c->close, epoch);
   wake_all(c, e->src.plugin);
-  int64_t t0 = sl_mono_ns();
+  int64_t t0 = sl_mono_ns(), next_report = 10000000000LL;
   pthread_mutex_lock(&c->mu);
   for (;;) {
     size_t sealed = 0;
@@ -531,6 +554,10 @@ int eng_streams_cut(struct engine *e, bool last, struct eng_batch **out,
     }
     if (sealed == c->n)
       break;
+    if (sl_mono_ns() - t0 > next_report) {
+      report_wait(c, epoch, sealed, (sl_mono_ns() - t0) / 1000000000);
+      next_report += 10000000000LL;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_nsec += 50 * 1000000L;
