@@ -60,8 +60,9 @@ redis-floor, the others' to floor.
 Clusters. By default the embedded cluster (`sluice mock-kafka`, a fresh
 process per target). --real runs the targets on a real Apache Kafka broker
 instead: one broker for the whole run (scripts/kafka-broker.sh start
---fresh, on free 127.0.0.1 ports; stopped at the end), fresh topics of 4
-partitions per target. It needs the broker's jars (`make deps`);
+--fresh, on free 127.0.0.1 ports; stopped at the end), warmed up with 3 s
+of records produced and fetched before the first target (a fresh JVM is
+slow at first), fresh topics of 4 partitions per target. It needs the broker's jars (`make deps`);
 without them it says so and exits 2. --clusters mock,real runs both, one
 table each. Every consumer (sluice's source, bench_echo) gets
 fetch.min.bytes 1 and fetch.wait.max.ms --fetch-wait-ms: by default 1 on
@@ -73,8 +74,10 @@ on the real broker, which answers as soon as fetch.min.bytes are there
 Short runs (--sweep-seconds, the first --sweep-warmup not counted) from
 bench_produce (tests/bench/produce.c, paced, linger.ms 1: the Python
 producer does not reach these rates), starting at --sweep-start and
-doubling until p99 exceeds 10 ms, then bisecting (geometric mean) until
-the bounds are within 10 %. A run passes when p99 <= 10 ms, the job ran
+doubling until p99 exceeds 10 ms (halving instead when the first rate
+fails), then bisecting (geometric mean) until the bounds are within
+10 %. A run that fails on its latency is repeated --sweep-retries times
+(1 by default) and the rate passes when one of its runs does. A run passes when p99 <= 10 ms, the job ran
 to the end and no more than 2 % of the records expected in the measured
 span are missing. The producer's own rate is checked: when it sends less
 than 97 % of the rate asked for, the sweep stops there and reports it as
@@ -88,6 +91,7 @@ usage: latency.py --build DIR [--rate R] [--seconds S] [--warmup W]
                   [--targets floor,redis-floor,...|none] [--producer python|c]
                   [--real | --clusters mock,real] [--sweep] [--report FILE]
                   [--chart FILE.png] [--json FILE]
+       latency.py --from-json FILE [--report FILE] [--chart FILE.png]
        latency.py --have-real   exit 0 when the real broker is installed
 """
 import argparse
@@ -476,12 +480,46 @@ class Real:
                 len(md.topics[t].partitions) == PARTITIONS and
                 all(p.leader >= 0 for p in md.topics[t].partitions.values())
                 for t in self.topics)
-            if ready:
+            if ready and self.answers():
                 break
             if time.monotonic() > deadline:
                 raise SystemExit("latency: topics %s not ready" % self.topics)
             time.sleep(0.1)
         return self.brokers, self.topics[0], self.topics[1]
+
+    def answers(self):
+        """Every new partition answers ListOffsets: a leader in the
+        metadata may still refuse it for a moment (Not leader for
+        partition), and the readers start from the high watermark."""
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+        c = Consumer({"bootstrap.servers": self.brokers,
+                      "group.id": "bench-latency-probe"})
+        try:
+            for t in self.topics:
+                for p in range(PARTITIONS):
+                    c.get_watermark_offsets(TopicPartition(t, p), timeout=5)
+            return True
+        except KafkaException:
+            return False
+        finally:
+            c.close()
+
+    def warm(self, a):
+        """A fresh JVM runs its first requests slowly (class loading, the
+        JIT): a few seconds of records through the broker, produced and
+        fetched, before the first target."""
+        base = os.path.join(os.path.dirname(self.dir), "warmup")
+        brokers, tin, _ = self.open(base)
+        echo = subprocess.Popen([a.echo, brokers, tin],
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)
+            produce(a.producer, a, brokers, tin, a.rate, 3)
+        finally:
+            echo.terminate()
+            echo.wait(30)
+            self.close_target()
 
     def pid(self):
         return self._pid
@@ -497,6 +535,7 @@ class Real:
             self.topics = []
 
     def close(self):
+        self.admin = None  # its connection closed before the broker goes
         if self.started:
             subprocess.run(["bash", self.script, "stop", self.dir],
                            timeout=120)
@@ -654,8 +693,10 @@ def run_target(name, cl, a, work, rate, seconds, warmup, producer, tag=None):
         bcpu = proc_cpu_s(cl.pid()) - bcpu0
         failed = None
         if p.poll() is not None:
+            errs = [x for x in open(errpath).read().splitlines()
+                    if "error" in x] or ["(no error logged)"]
             failed = "the job exited (%d) before the end: %s" % (
-                p.returncode, open(errpath).read()[-1500:].strip())
+                p.returncode, errs[-1].strip()[:400])
         p.send_signal(signal.SIGTERM)
         p.wait(60)
         if echo:
@@ -718,9 +759,21 @@ def sweep(cl, a, work):
     steps = []
 
     def step(rate):
+        """Runs rate; a run that fails is repeated up to --sweep-retries
+        times (a single slow spell of a shared machine should not end the
+        doubling); the rate passes when one of its runs passes. Every run
+        is listed."""
+        for attempt in range(1 + a.sweep_retries):
+            r = one(rate, attempt + 1)
+            if r["ok"] or r["producer_limited"] or r["failed"]:
+                break
+        return r
+
+    def one(rate, attempt):
         r = run_target("continuous-redis", cl, a, work, rate,
                        a.sweep_seconds, a.sweep_warmup, "c",
-                       tag="sweep-%d" % rate)
+                       tag="sweep-%d-%d" % (rate, attempt))
+        r["attempt"] = attempt
         missing = 1 - r["measured"] / r["expected_measured"] \
             if r["expected_measured"] else 1.0
         r["missing"] = max(0.0, missing)
@@ -728,7 +781,7 @@ def sweep(cl, a, work):
             r["producer"]["rate"] < SWEEP_PRODUCER_OK * rate
         why = []
         if r["failed"]:
-            why.append("job failed")
+            why.append(r["failed"])
         if not r["p99_ms"] <= SWEEP_P99_MS:
             why.append("p99 > %g ms" % SWEEP_P99_MS)
         if r["missing"] > SWEEP_MISSING_OK:
@@ -756,6 +809,15 @@ def sweep(cl, a, work):
         rate *= 2
     else:
         stop = "max"
+    # the first rate failed already: halve until one passes
+    while stop is None and lo is None and hi and hi // 2 >= 1000:
+        r = step(hi // 2)
+        if r["producer_limited"]:
+            stop = "producer"
+        elif r["ok"]:
+            lo = hi // 2
+        else:
+            hi //= 2
     while stop is None and lo and hi and hi / lo > 1.1:
         mid = int(round(math.sqrt(lo * hi) / 1000.0)) * 1000
         if mid <= lo or mid >= hi:
@@ -770,7 +832,8 @@ def sweep(cl, a, work):
             hi = mid
     passed = [s for s in steps if s["ok"]]
     best = max(passed, key=lambda s: s["producer"]["rate"]) if passed else None
-    failed_at = [s for s in steps if not s["ok"] and
+    passed_rates = {s["rate"] for s in passed}
+    failed_at = [s for s in steps if s["rate"] not in passed_rates and
                  (not best or s["rate"] > best["rate"])]
     first_fail = min(failed_at, key=lambda s: s["rate"]) if failed_at else None
     return {"steps": steps, "stop": stop,
@@ -778,7 +841,8 @@ def sweep(cl, a, work):
             "best_requested": best["rate"] if best else None,
             "fail_rate": first_fail["producer"]["rate"] if first_fail else None,
             "fail_requested": first_fail["rate"] if first_fail else None,
-            "seconds": a.sweep_seconds, "warmup_s": a.sweep_warmup}
+            "seconds": a.sweep_seconds, "warmup_s": a.sweep_warmup,
+            "start": a.sweep_start, "retries": a.sweep_retries}
 
 
 # ---------------------------------------------------------------- report
@@ -807,7 +871,8 @@ def report(cluster, res, sw, a, chart_name):
         head = "## Latency (continuous trigger)\n"
     else:
         where = "fresh topics of %d partitions on one real Apache Kafka " \
-                "broker (scripts/kafka-broker.sh, 127.0.0.1)" % PARTITIONS
+                "broker (scripts/kafka-broker.sh, 127.0.0.1; its JVM warmed " \
+                "up with 3 s of records before the first target)" % PARTITIONS
         fetch = ("Every consumer (sluice's source, bench_echo) runs with "
                  "fetch.min.bytes 1 and fetch.wait.max.ms %d, librdkafka's "
                  "advice for low latency (the wait at the latency one "
@@ -834,7 +899,7 @@ def report(cluster, res, sw, a, chart_name):
             "producing time (redis-server's and the broker's are given "
             "apart). Ratios are to the floor of the same run: redis-floor "
             "for the Redis targets, floor for the others.\n" %
-            (time.strftime("%Y-%m-%d"), a.rate, a.seconds, a.warmup,
+            (a.date, a.rate, a.seconds, a.warmup,
              PRODUCERS[a.producer], where, fetch))
         lines += ["| target | p50 ms | p99 ms | p99.9 ms | max ms | "
                   "records measured | CPU s | p99 ratio |",
@@ -877,15 +942,21 @@ def report(cluster, res, sw, a, chart_name):
     if sw:
         lines.append(
             "Rate sweep (continuous-redis; runs of %d s, the first %.0f s "
-            "not counted, from bench_produce; a run passes with p99 ≤ %g ms, "
-            "the job running to the end and at most %.0f %% of the records "
-            "missing; the rate is the one the producer achieved):\n" %
-            (sw["seconds"], sw["warmup_s"], SWEEP_P99_MS,
-             100 * SWEEP_MISSING_OK))
+            "not counted, from bench_produce; doubling from %d/s, then "
+            "bisecting; a run passes with p99 ≤ %g ms, the job running to "
+            "the end and at most %.0f %% of the records missing; %severy run "
+            "is listed; the rate is the one the producer achieved):\n" %
+            (sw["seconds"], sw["warmup_s"], sw["start"], SWEEP_P99_MS,
+             100 * SWEEP_MISSING_OK,
+             "a run that fails on its latency is repeated up to %d "
+             "time%s and the rate passes when one of its runs does; " %
+             (sw["retries"], "" if sw["retries"] == 1 else "s")
+             if sw["retries"] else ""))
         lines += ["| asked /s | sent /s | p50 ms | p99 ms | p99.9 ms | "
                   "max ms | CPU s | redis-server CPU s | result |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for s in sorted(sw["steps"], key=lambda s: s["rate"]):
+        for s in sorted(sw["steps"], key=lambda s: (s["rate"],
+                                                     s["attempt"])):
             lines.append("| %d | %.0f | %.3f | %.3f | %.3f | %.1f | %.2f | "
                          "%.2f | %s |" %
                          (s["rate"], s["producer"]["rate"], s["p50_ms"],
@@ -917,7 +988,8 @@ def report(cluster, res, sw, a, chart_name):
 
 def chart(png, results, work):
     """Per cluster: the latency histogram (log-spaced bins, share of the
-    samples per bin) and the percentiles, one line per target."""
+    samples per bin) and the percentiles, one line per target, in the same
+    colours in both panels (the key is in the percentiles panel)."""
     clusters = [c for c in CLUSTERS if results.get(c, {}).get("targets")]
     if not clusters:
         return
@@ -942,36 +1014,41 @@ def chart(png, results, work):
                     f.write("%g %g\n" % (x, ms))
                 f.write("\n\n")
                 blocks.append((c, name, len(blocks)))
-    colors = ["#3a7ca5", "#d9822b", "#2f9e44", "#c92a2a", "#7048e8",
-              "#868e96", "#e64980", "#1098ad"]
-    color = {n: colors[i % len(colors)] for i, n in enumerate(TARGETS)}
+    # colour and dash per target, in TARGETS' order: the per-epoch ones
+    # (file, interval) lie on top of each other, so they differ in dash too
+    colors = ["#1f4e79", "#e8590c", "#2f9e44", "#c92a2a", "#7048e8",
+              "#495057", "#e64980", "#15aabf"]
+    dashes = [1, 1, 1, 1, 2, 1, 1, 3]
+    color = {n: colors[i] for i, n in enumerate(TARGETS)}
+    dash = {n: dashes[i] for i, n in enumerate(TARGETS)}
     title = {"mock": "embedded cluster", "real": "real broker"}
     s = ["set terminal pngcairo size 1100,%d noenhanced font \",10\"" %
          (380 * len(clusters)),
          "set output '%s'" % png,
          "set multiplot layout %d,2 title \"sluice latency, continuous "
          "trigger (tests/bench/latency.py)\"" % len(clusters),
-         "set grid", "set key top right font \",8\""]
+         "set grid"]
     for c in clusters:
         mine = [(n, i) for cc, n, i in blocks if cc == c]
-        s += ["set title \"%s: histogram\"" % title[c],
+        s += ["set title \"%s: histogram\"" % title[c], "unset key",
               "set logscale x", "unset logscale y",
               "set xlabel \"latency (ms, log scale)\"",
               "set ylabel \"share of samples per bin (%)\"",
               "set xrange [*:*]", "set yrange [0:*]", "set xtics auto",
               "plot " + ", ".join(
-                  "'%s' index %d using 1:2 with lines lw 2 lc rgb \"%s\" "
-                  "title \"%s\"" % (data, 2 * i, color[n], n)
+                  "'%s' index %d using 1:2 with lines lw 2 lc rgb \"%s\" dt %d "
+                  "title \"%s\"" % (data, 2 * i, color[n], dash[n], n)
                   for n, i in mine)]
         s += ["set title \"%s: percentiles\"" % title[c],
+              "set key bottom right font \",8\"",
               "unset logscale x", "set logscale y",
               "set xlabel \"percentile\"", "set ylabel \"latency (ms)\"",
               "set xrange [0:4]", "set yrange [*:*]",
               "set xtics (\"0\" 0, \"90\" 1, \"99\" 2, \"99.9\" 3, "
               "\"99.99\" 4)",
               "plot " + ", ".join(
-                  "'%s' index %d using 1:2 with lines lw 2 lc rgb \"%s\" "
-                  "title \"%s\"" % (data, 2 * i + 1, color[n], n)
+                  "'%s' index %d using 1:2 with lines lw 2 lc rgb \"%s\" dt %d "
+                  "title \"%s\"" % (data, 2 * i + 1, color[n], dash[n], n)
                   for n, i in mine)]
     s.append("unset multiplot")
     subprocess.run(["gnuplot"], input="\n".join(s) + "\n", text=True,
@@ -993,7 +1070,9 @@ def main():
                     help="fetch.wait.max.ms of every consumer (default: 1 "
                     "on the mock, which holds a fetch for all of it even "
                     "when records arrive; 10 on the real broker)")
-    ap.add_argument("--json")
+    ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--from-json", help="only rewrite the report and the "
+                    "chart from the figures a run saved with --json")
     ap.add_argument("--targets", default=",".join(TARGETS),
                     help="comma-separated, or none")
     ap.add_argument("--producer", choices=("python", "c"), default="python",
@@ -1011,11 +1090,23 @@ def main():
     ap.add_argument("--sweep-warmup", type=float, default=2.0)
     ap.add_argument("--sweep-start", type=int, default=10000)
     ap.add_argument("--sweep-max", type=int, default=2560000)
+    ap.add_argument("--sweep-retries", type=int, default=1,
+                    help="times a failing sweep run is repeated (default 1)")
     a = ap.parse_args()
     if a.have_real:
         why = real_missing()
         print("real broker: " + (why or "installed"))
         sys.exit(1 if why else 0)
+    if a.from_json:
+        # only the report and the chart again, from a run's --json
+        doc = json.load(open(a.from_json))
+        f = doc["facts"]
+        a.rate, a.seconds, a.warmup = f["rate"], f["seconds"], f["warmup_s"]
+        a.producer, a.fetch_wait_ms = f["producer"], f["fetch_wait_ms"]
+        a.date = f["date"][:10]
+        results = doc["results"]
+        write_outputs(a, results, [c for c in CLUSTERS if c in results])
+        return
     if not a.build:
         ap.error("--build DIR is required")
     targets = [] if a.targets == "none" else a.targets.split(",")
@@ -1062,6 +1153,8 @@ def main():
         for c in clusters:
             cl = Mock(a.sluice, work) if c == "mock" else Real(work)
             try:
+                if c == "real":
+                    cl.warm(a)
                 res = {}
                 for name in targets:
                     res[name] = run_target(name, cl, a, work, a.rate,
@@ -1076,10 +1169,9 @@ def main():
                 results[c] = {"targets": res, "sweep": sw}
             finally:
                 cl.close()
-        if a.chart:
-            chart(a.chart, results, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    a.date = time.strftime("%Y-%m-%d")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"facts": {
@@ -1087,6 +1179,17 @@ def main():
                 "seconds": a.seconds, "warmup_s": a.warmup,
                 "producer": a.producer, "fetch_wait_ms": a.fetch_wait_ms},
                 "results": results}, f, indent=1)
+    write_outputs(a, results, clusters)
+
+
+def write_outputs(a, results, clusters):
+    """The chart and the report's blocks, one per cluster."""
+    if a.chart:
+        work = tempfile.mkdtemp(prefix="sluice-latency-chart-")
+        try:
+            chart(a.chart, results, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     if a.report:
         chart_name = os.path.basename(a.chart) if a.chart else ""
         for i, c in enumerate(clusters):
