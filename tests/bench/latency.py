@@ -965,14 +965,20 @@ def report(cluster, res, sw, a, chart_name):
         lines.append("")
         if sw["best_rate"] is None:
             concl = "No run passed."
+            if sw["stop"] == "producer":
+                concl += (" The sweep stopped at %d/s asked, which the "
+                          "producer could not keep." %
+                          max(s["rate"] for s in sw["steps"]
+                              if s["producer_limited"]))
         else:
             concl = "Highest rate with p99 ≤ %g ms: %.0f records/s" % (
                 SWEEP_P99_MS, sw["best_rate"])
             if sw["stop"] == "producer":
-                concl += (", where the sweep stopped because the producer "
-                          "could not keep the next rate: a limit of the "
-                          "producer on this machine, not a bound found for "
-                          "sluice.")
+                concl += ("; the sweep stopped at %d/s asked, which the "
+                          "producer could not keep: a limit of the producer "
+                          "on this machine, not a bound found for sluice." %
+                          max(s["rate"] for s in sw["steps"]
+                              if s["producer_limited"]))
             elif sw["stop"] == "max":
                 concl += " (the sweep's upper end, --sweep-max)."
             elif sw["fail_rate"] is not None:
