@@ -316,14 +316,14 @@ class Subscriber:
 
 
 # -------------------------------------------------------------- producers
-def produce_py(brokers, topic, rate, seconds, out):
+def produce_py(brokers, topic, rate, seconds, linger_ms, out):
     """In a process of its own (no GIL shared with the readers); puts what
     it sent into the queue out."""
-    # linger.ms 1: one request per millisecond (10 records at 10,000/s);
-    # a request per record is more than the mock cluster and a Python
-    # producer keep up with on two cores. The send time is taken before
-    # the linger, so the latency includes it.
-    p = Producer({"bootstrap.servers": brokers, "linger.ms": 1,
+    # linger.ms (default 1): one request per millisecond (10 records at
+    # 10,000/s); a request per record is more than the mock cluster and a
+    # Python producer keep up with on two cores. The send time is taken
+    # before the linger, so the latency includes it.
+    p = Producer({"bootstrap.servers": brokers, "linger.ms": linger_ms,
                   "enable.idempotence": False, "acks": 1,
                   "queue.buffering.max.messages": 1000000})
     per_ms = max(1, rate // 1000)
@@ -357,14 +357,16 @@ def produce(kind, a, brokers, topic, rate, seconds):
     if kind == "python":
         q = multiprocessing.Queue()
         prod = multiprocessing.Process(
-            target=produce_py, args=(brokers, topic, rate, seconds, q))
+            target=produce_py,
+            args=(brokers, topic, rate, seconds, a.linger_ms, q))
         prod.start()
         r = q.get()
         prod.join()
         return r
     start = now_us()
     p = subprocess.run([a.produce_exe, brokers, topic, str(rate),
-                        str(seconds)], capture_output=True, text=True)
+                        str(seconds), str(a.linger_ms)],
+                       capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit("latency: bench_produce failed: " + p.stderr)
     r = json.loads(p.stdout)
@@ -854,9 +856,9 @@ MARKERS = {
 }
 PRODUCERS = {
     "python": "a confluent-kafka producer in a process of its own "
-              "(linger.ms 1, counted in the latency)",
+              "(linger.ms %s, counted in the latency)",
     "c": "bench_produce (tests/bench/produce.c: librdkafka, paced, "
-         "linger.ms 1, counted in the latency)",
+         "linger.ms %s, counted in the latency)",
 }
 
 
@@ -900,7 +902,7 @@ def report(cluster, res, sw, a, chart_name):
             "apart). Ratios are to the floor of the same run: redis-floor "
             "for the Redis targets, floor for the others.\n" %
             (a.date, a.rate, a.seconds, a.warmup,
-             PRODUCERS[a.producer], where, fetch))
+             PRODUCERS[a.producer] % a.linger_ms, where, fetch))
         lines += ["| target | p50 ms | p99 ms | p99.9 ms | max ms | "
                   "records measured | CPU s | p99 ratio |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -1083,6 +1085,8 @@ def main():
                     help="comma-separated, or none")
     ap.add_argument("--producer", choices=("python", "c"), default="python",
                     help="the targets' producer (the sweep always uses c)")
+    ap.add_argument("--linger-ms", default="1",
+                    help="the producers' linger.ms (default 1)")
     ap.add_argument("--real", action="store_true",
                     help="on a real Apache Kafka broker instead of the mock")
     ap.add_argument("--clusters", help="mock, real or mock,real")
@@ -1109,6 +1113,7 @@ def main():
         f = doc["facts"]
         a.rate, a.seconds, a.warmup = f["rate"], f["seconds"], f["warmup_s"]
         a.producer, a.fetch_wait_ms = f["producer"], f["fetch_wait_ms"]
+        a.linger_ms = f.get("linger_ms", "1")
         a.date = f["date"][:10]
         results = doc["results"]
         write_outputs(a, results, [c for c in CLUSTERS if c in results])
@@ -1183,7 +1188,8 @@ def main():
             json.dump({"facts": {
                 "date": time.strftime("%Y-%m-%d %H:%M"), "rate": a.rate,
                 "seconds": a.seconds, "warmup_s": a.warmup,
-                "producer": a.producer, "fetch_wait_ms": a.fetch_wait_ms},
+                "producer": a.producer, "fetch_wait_ms": a.fetch_wait_ms,
+                "linger_ms": a.linger_ms},
                 "results": results}, f, indent=1)
     write_outputs(a, results, clusters)
 
