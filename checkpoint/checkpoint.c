@@ -1139,3 +1139,42 @@ struct sl_recovery sl_recovery_decide(uint64_t last_commit,
                                 .batch = (m > k ? m : k) + 1};
   return (struct sl_recovery){.action = SL_RECOVER_SINK_BEHIND, .batch = s};
 }
+
+/* Per partition: max(local, the sink's position lowered to bound). The
+ * sink's record holds a partition's outputs atomically with its position,
+ * so every record below it is in the sink; the local log may be older
+ * (deleted, restored, or never saw the partition) but never newer than
+ * what the sink committed, except for batches the batch rules re-run or
+ * complete. Taking the larger of the two therefore never goes back and
+ * never skips a record the sink does not hold. */
+size_t sl_recovery_positions(const struct sl_plan *local,
+                             const struct sl_plan *sink,
+                             const struct sl_plan *bound, struct sl_plan *out,
+                             struct sl_plan *from_sink) {
+  memset(out, 0, sizeof(*out));
+  memset(from_sink, 0, sizeof(*from_sink));
+  for (size_t i = 0; local && i < local->n; i++)
+    sl_plan_add(out, local->ranges[i].topic, local->ranges[i].partition,
+                local->ranges[i].end, local->ranges[i].end);
+  for (size_t i = 0; sink && i < sink->n; i++) {
+    const struct sl_range *s = &sink->ranges[i];
+    int64_t pos = s->end;
+    if (bound) {
+      const struct sl_range *b = sl_plan_find(bound, s->topic, s->partition);
+      if (!b)
+        continue;
+      pos = SL_MIN(pos, b->end);
+    }
+    struct sl_range *at = sl_plan_find(out, s->topic, s->partition);
+    if (at && at->end >= pos)
+      continue;
+    sl_plan_add(from_sink, s->topic, s->partition, at ? at->end : -1, pos);
+    if (at)
+      at->start = at->end = pos;
+    else
+      sl_plan_add(out, s->topic, s->partition, pos, pos);
+  }
+  sl_plan_sort(out);
+  sl_plan_sort(from_sink);
+  return from_sink->n;
+}

@@ -147,4 +147,26 @@ struct sl_recovery sl_recovery_decide(uint64_t last_commit,
                                       uint64_t last_offsets, bool sink_knows,
                                       uint64_t sink_batch, bool from_sink);
 
+/* Where each partition resumes once the decision above is taken
+ * (DESIGN.md section 14: per partition, the sink's record is the
+ * authority), a pure function. Positions are plan ends (the next offset
+ * to read); starts are ignored.
+ *   local   the local checkpoint's committed ends after the decision
+ *           (the newest commit's plan; the completed or rolled-forward
+ *           batch's); NULL or empty: the checkpoint knows no partition
+ *   sink    the sink's positions (sl_sink_plugin.positions); NULL: none
+ *   bound   NULL, or the highest position the job's other outputs allow
+ *           (the dead letters' record, when the sink's positions can run
+ *           ahead of them): a sink position is lowered to it, and one of
+ *           a partition bound does not name is not taken
+ * out: every partition of local and of the sink, at max(local, sink),
+ * sorted; a sink position below the local one is ignored, so no position
+ * goes back. from_sink: the partitions whose position came from the sink,
+ * each with start = the local position (-1: local did not know it) and
+ * end = the sink's. Returns from_sink->n. */
+size_t sl_recovery_positions(const struct sl_plan *local,
+                             const struct sl_plan *sink,
+                             const struct sl_plan *bound, struct sl_plan *out,
+                             struct sl_plan *from_sink);
+
 #endif

@@ -160,7 +160,7 @@ void eng_positions_from(struct engine *e, const struct sl_plan *p) {
     const struct sl_range *r = &p->ranges[i];
     struct sl_range *at = sl_plan_find(&e->pos, r->topic, r->partition);
     if (at)
-      at->end = r->end;
+      at->end = SL_MAX(at->end, r->end); /* a re-run below a sink position */
     else
       sl_plan_add(&e->pos, r->topic, r->partition, r->end, r->end);
   }

@@ -66,6 +66,17 @@ static int plan_next(struct engine *e, struct sl_plan *plan,
       sl_info("new partition %s[%d] starts at offset %lld", wm->topic,
               wm->partition, (long long)start);
     }
+    if (start > wm->end &&
+        sl_plan_find(&e->from_sink, wm->topic, wm->partition))
+      return sl_error_setf(
+          err, SL_ERR_DATALOSS, SL_ERR_FATAL,
+          "%s[%d]: the sink's record (%s) is at offset %lld but the "
+          "partition ends at %lld: was the topic deleted and created "
+          "again? Clear the sink's record and remove the checkpoint "
+          "directory %s to start over",
+          wm->topic, wm->partition,
+          e->sink.record[0] ? e->sink.record : e->sink.plugin->name,
+          (long long)start, (long long)wm->end, e->job->checkpoint.dir);
     if (start > wm->end)
       return sl_error_setf(
           err, SL_ERR_DATALOSS, SL_ERR_FATAL,
@@ -308,7 +319,7 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
   return 0;
 }
 
-static unsigned sink_flags(const struct sl_sink *sink) {
+unsigned eng_sink_flags(const struct sl_sink *sink) {
   return sink->plugin->conf_flags ? sink->plugin->conf_flags(sink->conf)
                                   : sink->plugin->flags;
 }
@@ -373,7 +384,7 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   e.src_ready = true;
   if (job->source_plugin->info) {
     job->source_plugin->info(&e.src, &e.src_info);
-    if (sink_flags(&e.sink) & SL_SINK_STORES_SOURCE_OFFSETS)
+    if (eng_sink_flags(&e.sink) & SL_SINK_STORES_SOURCE_OFFSETS)
       e.sink_run.source = &e.src_info;
   }
   if ((rc = job->sink_plugin->init(&e.sink, err)))
@@ -383,7 +394,7 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
     e.dl = (struct sl_sink){
         .plugin = job->dl_plugin, .conf = job->dl_conf, .run = &e.dl_run};
     if (job->source_plugin->info &&
-        (sink_flags(&e.dl) & SL_SINK_STORES_SOURCE_OFFSETS))
+        (eng_sink_flags(&e.dl) & SL_SINK_STORES_SOURCE_OFFSETS))
       e.dl_run.source = &e.src_info;
     if ((rc = job->dl_plugin->init(&e.dl, err))) {
       sl_error_prefix(err, "dead letters");
@@ -416,8 +427,8 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   /* A commit may run beside the next batch's reads when every sink the
    * batch commits keeps its stages apart from its commit. */
   e.overlap =
-      (sink_flags(&e.sink) & SL_SINK_STAGE_DURING_COMMIT) &&
-      (!e.dl.plugin || (sink_flags(&e.dl) & SL_SINK_STAGE_DURING_COMMIT));
+      (eng_sink_flags(&e.sink) & SL_SINK_STAGE_DURING_COMMIT) &&
+      (!e.dl.plugin || (eng_sink_flags(&e.dl) & SL_SINK_STAGE_DURING_COMMIT));
   sl_metrics_set_ready(e.metrics, true);
   rc = loop(&e, err);
   sl_progress_end(stderr);
@@ -435,6 +446,7 @@ out:
   sl_wstate_free(e.ws);
   free(e.shard_batch);
   sl_plan_clear(&e.pos);
+  sl_plan_clear(&e.from_sink);
   sl_plan_clear(&e.target);
   sl_plan_clear(&e.affinity);
   sl_metrics_free(e.metrics);

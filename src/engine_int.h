@@ -60,7 +60,10 @@ struct engine {
   struct sl_metrics *metrics; /* NULL when off */
   bool src_ready, sink_ready;
 
-  struct sl_plan pos;      /* where the next batch starts, per partition */
+  struct sl_plan pos; /* where the next batch starts, per partition */
+  /* Partitions that resumed at the sink's position (recover.c): start =
+   * the checkpoint's (-1 none), end = the sink's. */
+  struct sl_plan from_sink;
   struct sl_plan target;   /* available-now: where to stop */
   struct sl_plan affinity; /* start = worker whose reader stands at end */
   uint64_t next_batch;
@@ -130,6 +133,8 @@ int eng_watermarks_retrying(struct engine *e, struct sl_plan *wm,
 int eng_plan_retrying(struct engine *e, struct sl_plan *plan,
                       struct sl_plan *latest, struct sl_error *err);
 int64_t eng_lag_after(const struct sl_plan *plan, const struct sl_plan *latest);
+/* The flags of a configured sink (plugin.h conf_flags). */
+unsigned eng_sink_flags(const struct sl_sink *sink);
 int eng_with_retry(struct engine *e, const struct sl_sink *sink,
                    const char *what, int (*fn)(void *arg, struct sl_error *err),
                    void *arg, struct sl_error *err);
@@ -169,7 +174,8 @@ int eng_commit_sink(struct engine *e, const struct sl_plan *plan,
                     struct task_ctx *tcs, size_t n, struct sl_error *err);
 void eng_after_commit(struct engine *e, const struct eng_batch *b, int64_t tj);
 
-/* batch.c: positions (e->pos) from a plan's ends */
+/* batch.c: positions (e->pos) from a plan's ends; a position never goes
+ * back (only --recover-from-sink clears them first) */
 void eng_positions_from(struct engine *e, const struct sl_plan *p);
 
 /* stream.c: the continuous trigger */

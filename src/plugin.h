@@ -213,6 +213,11 @@ struct sl_sink {
    * found committed (last_committed), stored in commits/N as "sink": for
    * example which attempt of the batch committed. "" when nothing. */
   char note[128];
+  /* Sinks that keep a record of what they committed: where it is, for
+   * messages that tell a user how to start over ("the hash
+   * sluice:clicks:commit at 127.0.0.1:6379/0"). Set by init; "" when the
+   * sink keeps none. */
+  char record[256];
 };
 
 struct sl_sink_plugin {
@@ -237,6 +242,28 @@ struct sl_sink_plugin {
    * @locality coordinator */
   int (*last_committed)(struct sl_sink *sink, uint64_t *batch,
                         struct sl_plan *end, struct sl_error *err);
+  /* The sink's committed position of each partition of the source's
+   * topics that its record names (src: the source's topics; the range's
+   * end is the position, the next offset to read, start = end): every
+   * record of the partition below it is in the sink, written atomically
+   * with the position, and none at or above it. Positions never go back.
+   * Redis: the commit hash's o:<topic>:<partition> fields, which the
+   * streams of a continuous run move per group, ahead of `batch`; Kafka
+   * with exactly_once: the group offsets its transactions committed.
+   * Recovery resumes each partition at max(the local checkpoint's end,
+   * this position) (DESIGN.md section 14: per partition, the sink's
+   * record is the authority; the checkpoint is the instance's log), and a
+   * partition the checkpoint does not know at this position. A logged
+   * batch is re-run with its ranges unchanged even when a position is
+   * inside them, so a sink whose positions can pass the ends of its last
+   * committed batch (Redis: the streams) must skip, in every commit and
+   * stream write, the records below its positions; a sink whose positions
+   * move only with its batch commits (Kafka) needs not. NULL when the sink
+   * keeps no per-partition record (file: one manifest per batch; console);
+   * a sink that keeps one only in some configurations (Kafka,
+   * at-least-once) returns SL_ERR_NOTFOUND. @locality coordinator */
+  int (*positions)(struct sl_sink *sink, const struct sl_source_info *src,
+                   struct sl_plan *out, struct sl_error *err);
   /* Opens the staging area of one task of one batch. Outputs staged are
    * invisible until commit. @locality worker thread */
   int (*stage_open)(struct sl_sink *sink, uint64_t batch, uint32_t task,

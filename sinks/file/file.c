@@ -120,6 +120,8 @@ static int file_init(struct sl_sink *sink, struct sl_error *err) {
   snprintf(buf, sizeof(buf), "%s/_manifest", c->path);
   fs->manifest_dir = sl_strdup(buf);
   snprintf(fs->describe, sizeof(fs->describe), "File[%s]", c->path);
+  snprintf(sink->record, sizeof(sink->record), "the manifests in %s",
+           fs->manifest_dir);
   /* The output directory is the users' (the umask decides); the
    * manifests are the sink's own record, private like the checkpoint. */
   if (sl_fsio_mkdirs(c->path, err) ||

@@ -57,16 +57,20 @@ struct sl_ksink_committed {
   uint64_t batch;                     /* 0: nothing committed yet */
   char attempt[SL_KSINK_ATTEMPT_MAX]; /* the attempt that committed it */
   struct sl_plan end; /* (topic, partition, end) of that batch */
+  /* Every partition with an offset committed by sluice, whatever its
+   * batch: the sink's positions (the next offset to read). */
+  struct sl_plan pos;
 };
 
 /* Picks the record out of the committed offsets of the group (the result
  * of rd_kafka_committed on every partition of the source topics):
  * partitions without a committed offset are skipped; the highest batch in
- * the metadata wins and the partitions that carry it give the end offsets.
+ * the metadata wins and the partitions that carry it give the end offsets;
+ * every partition with an offset gives a position (out->pos).
  * Fails (SL_ERR_CORRUPT) on an offset whose metadata is not sluice's, or
  * when two partitions carry the same batch with different attempts; fails
  * retriable (SL_ERR_SINK) on a partition-level error. group names the
- * group in messages. out->end must be empty. */
+ * group in messages. out->end and out->pos must be empty. */
 int sl_ksink_pick_committed(const rd_kafka_topic_partition_list_t *l,
                             const char *group, struct sl_ksink_committed *out,
                             struct sl_error *err);

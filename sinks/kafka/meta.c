@@ -95,18 +95,21 @@ int sl_ksink_pick_committed(const rd_kafka_topic_partition_list_t *l,
                           group, batch, out->attempt, attempt);
     }
   }
-  /* Second pass: the end offsets of that batch. */
+  /* Second pass: the end offsets of that batch, and every partition's
+   * position (the first pass checked every metadata). */
   for (int i = 0; i < l->cnt && out->batch; i++) {
     const rd_kafka_topic_partition_t *tp = &l->elems[i];
     uint64_t batch;
     char attempt[SL_KSINK_ATTEMPT_MAX];
-    if (tp->offset >= 0 &&
-        sl_ksink_meta_parse(tp->metadata, tp->metadata_size, &batch, attempt) ==
-            0 &&
-        batch == out->batch)
+    if (tp->offset < 0 ||
+        sl_ksink_meta_parse(tp->metadata, tp->metadata_size, &batch, attempt))
+      continue;
+    sl_plan_add(&out->pos, tp->topic, tp->partition, tp->offset, tp->offset);
+    if (batch == out->batch)
       sl_plan_add(&out->end, tp->topic, tp->partition, tp->offset, tp->offset);
   }
   sl_plan_sort(&out->end);
+  sl_plan_sort(&out->pos);
   return 0;
 }
 

@@ -28,7 +28,9 @@
  * for topics it has). The highest batch in the metadata is the sink's last
  * committed batch S; last_committed() returns S, its end offsets, and the
  * attempt as sink->note, and recovery rolls the checkpoint forward when S
- * is ahead (DESIGN.md section 3, invariant 4).
+ * is ahead (DESIGN.md section 3, invariant 4). positions() returns every
+ * partition's committed offset, whatever its batch: where recovery
+ * resumes the partition (DESIGN.md section 14).
  *
  * Commit is idempotent on the batch id: a batch <= the last committed one
  * (read at start, then kept from each commit) is a no-op success. A
@@ -418,6 +420,7 @@ static int read_record(struct ksink *ks, struct sl_error *err) {
   rd_kafka_resp_err_t e = rd_kafka_committed(ks->reader, l, timeout_ms(ks));
   int rc;
   sl_plan_clear(&ks->last.end);
+  sl_plan_clear(&ks->last.pos);
   if (e)
     rc = sl_error_setf(err, SL_ERR_SINK, SL_ERR_RETRIABLE,
                        "Kafka sink: reading the committed offsets of group "
@@ -492,6 +495,9 @@ static int ksink_init(struct sl_sink *sink, struct sl_error *err) {
       load_source_partitions(ks, sink->run ? sink->run->source : NULL, err) ||
       read_record(ks, err))
     return err->code;
+  snprintf(sink->record, sizeof(sink->record),
+           "the committed offsets of group '%.100s' at %.100s", ks->group,
+           c->brokers);
   if (ks->last.batch)
     sl_info("Kafka sink: group '%s' records batch %" PRIu64 " (attempt %s) "
             "as the last committed",
@@ -509,6 +515,28 @@ static int ksink_last_committed(struct sl_sink *sink, uint64_t *batch,
   *batch = ks->last.batch;
   sl_plan_copy(end, &ks->last.end);
   snprintf(sink->note, sizeof(sink->note), "%s", ks->last.attempt);
+  return 0;
+}
+
+/* The group's committed offsets, read at start and kept from each commit:
+ * the sink's position of every partition of the source topics that a
+ * transaction of this job stored (src names the same topics that init
+ * asked the group for). @locality coordinator (recovery) */
+static int ksink_positions(struct sl_sink *sink,
+                           const struct sl_source_info *src,
+                           struct sl_plan *out, struct sl_error *err) {
+  struct ksink *ks = sink->ctx;
+  (void)err;
+  if (!ks->conf->exactly_once)
+    return SL_ERR_NOTFOUND; /* at-least-once keeps no record */
+  for (size_t i = 0; i < ks->last.pos.n; i++) {
+    const struct sl_range *r = &ks->last.pos.ranges[i];
+    for (size_t t = 0; src && t < src->ntopics; t++)
+      if (strcmp(src->topics[t], r->topic) == 0) {
+        sl_plan_add(out, r->topic, r->partition, r->end, r->end);
+        break;
+      }
+  }
   return 0;
 }
 
@@ -966,6 +994,14 @@ static int txn_end(struct ksink *ks, struct sl_sink *sink,
   ks->txn = TXN_IDLE;
   ks->last.batch = plan->batch;
   memcpy(ks->last.attempt, ks->txn_attempt, sizeof(ks->last.attempt));
+  for (size_t i = 0; i < plan->n; i++) { /* the positions it committed */
+    const struct sl_range *r = &plan->ranges[i];
+    struct sl_range *at = sl_plan_find(&ks->last.pos, r->topic, r->partition);
+    if (at)
+      at->start = at->end = r->end;
+    else
+      sl_plan_add(&ks->last.pos, r->topic, r->partition, r->end, r->end);
+  }
   snprintf(sink->note, sizeof(sink->note), "%s", ks->last.attempt);
   ks->mirror_pending = ks->conf->mirror_offsets;
   if (ks->mirror_pending && mirror(ks, plan, err))
@@ -1074,6 +1110,7 @@ static void ksink_destroy(struct sl_sink *sink) {
   if (ks->src_parts)
     rd_kafka_topic_partition_list_destroy(ks->src_parts);
   sl_plan_clear(&ks->last.end);
+  sl_plan_clear(&ks->last.pos);
   sl_ktpl_free(ks->topic_tpl);
   sl_ktpl_free(ks->key_tpl);
   sl_ktpl_free(ks->value_tpl);
@@ -1095,6 +1132,7 @@ const struct sl_sink_plugin sl_sink_kafka = {
     .validate = ksink_validate,
     .init = ksink_init,
     .last_committed = ksink_last_committed,
+    .positions = ksink_positions,
     .stage_open = ksink_stage_open,
     .stage_write = ksink_stage_write,
     .stage_close = ksink_stage_close,

@@ -21,6 +21,9 @@
  *   o:<topic>:<partition>   the partition's position: the next offset to
  *                           apply; never lowered, never deleted
  *
+ * last_committed() reads both; positions() the o: fields of the source's
+ * topics, where recovery resumes each partition (DESIGN.md section 14).
+ *
  * A record of partition p at offset o is applied only if o >= the stored
  * position of p (absent: every offset). Stages remember each record's
  * partition, offset and the commands it rendered for that guard.
@@ -480,6 +483,8 @@ static int redis_init(struct sl_sink *sink, struct sl_error *err) {
   s->key = c->commit_key ? sl_strdup(c->commit_key)
                          : sl_asprintf("sluice:%s:commit", sink->run->job_id);
   snprintf(s->describe, sizeof(s->describe), "Redis[%s]", s->where);
+  snprintf(sink->record, sizeof(sink->record), "the hash %.120s at %.120s",
+           s->key, s->where);
   struct parse_ctx pc = {.err = err, .s = s};
   if (each_command(c->command, parse_one, &pc, err))
     return err->code;
@@ -488,9 +493,9 @@ static int redis_init(struct sl_sink *sink, struct sl_error *err) {
   return 0;
 }
 
-static int redis_last_committed(struct sl_sink *sink, uint64_t *batch,
-                                struct sl_plan *end, struct sl_error *err) {
-  struct rsink *s = sink->ctx;
+/* The commit record: the batch (0 none) and every o: field. */
+static int read_record(struct rsink *s, uint64_t *batch, struct sl_plan *pos,
+                       struct sl_error *err) {
   *batch = 0;
   if (ensure_connected(s, err))
     return err->code;
@@ -507,10 +512,39 @@ static int redis_last_committed(struct sl_sink *sink, uint64_t *batch,
         s->where, s->key, r->type == REDIS_REPLY_ERROR ? r->str : "wrong type");
     goto out;
   }
-  rc = decode_record(s, r, batch, end, err);
-  s->last = *batch;
+  rc = decode_record(s, r, batch, pos, err);
 out:
   freeReplyObject(r);
+  return rc;
+}
+
+static int redis_last_committed(struct sl_sink *sink, uint64_t *batch,
+                                struct sl_plan *end, struct sl_error *err) {
+  struct rsink *s = sink->ctx;
+  int rc = read_record(s, batch, end, err);
+  if (!rc)
+    s->last = *batch;
+  return rc;
+}
+
+/* The o:<topic>:<partition> fields of the source's topics. Under the
+ * continuous trigger the streams move them per group, ahead of `batch`. */
+static int redis_positions(struct sl_sink *sink,
+                           const struct sl_source_info *src,
+                           struct sl_plan *out, struct sl_error *err) {
+  struct rsink *s = sink->ctx;
+  struct sl_plan all = {0};
+  uint64_t batch;
+  int rc = read_record(s, &batch, &all, err);
+  for (size_t i = 0; !rc && i < all.n; i++) {
+    const struct sl_range *r = &all.ranges[i];
+    for (size_t t = 0; src && t < src->ntopics; t++)
+      if (strcmp(src->topics[t], r->topic) == 0) {
+        sl_plan_add(out, r->topic, r->partition, r->end, r->end);
+        break;
+      }
+  }
+  sl_plan_clear(&all);
   return rc;
 }
 
@@ -1433,6 +1467,7 @@ const struct sl_sink_plugin sl_sink_redis = {
     .check_fields = redis_check_fields,
     .init = redis_init,
     .last_committed = redis_last_committed,
+    .positions = redis_positions,
     .stage_open = redis_stage_open,
     .stage_write = redis_stage_write,
     .stage_close = redis_stage_close,

@@ -78,9 +78,10 @@ grep -q "Batch:" "$WORK/console.out" && fail "the console printed a batch header
 echo "ok: records printed as they arrive; the stop committed the last epoch"
 
 # --- Redis: each record is applied at once (the epoch of 1 h is never
-# cut); the job is then SIGKILLed with nothing committed, and the restart,
-# which reads the same records again, applies none of them twice: the
-# positions stored with the writes guard HINCRBY.
+# cut); the job is then SIGKILLed with nothing committed, and the restart
+# applies none of them twice: it resumes at the positions stored with the
+# writes (the sink's record; the same positions guard HINCRBY against a
+# replay, tests/integration/crash/continuous.sh).
 start_redis
 cat >"$WORK/redis.yaml" <<YAML
 job: it-cont-redis
@@ -112,6 +113,8 @@ wait $pid 2>/dev/null || true
 "$SLUICE" run "$WORK/redis.yaml" --progress none >/dev/null 2>"$WORK/redis2.err" &
 pid=$!
 wait_for 30 grep -qs "continuous: 2 streams over 2 partitions" "$WORK/redis2.err"
+grep -q "2 partitions resumed from the sink's positions .*: rlive\[0\] at 2 (checkpoint: none), rlive\[1\] at 2 (checkpoint: none)" \
+  "$WORK/redis2.err" || { cat "$WORK/redis2.err" >&2; fail "the restart did not resume at the sink's positions"; }
 echo '{"k":"k1","n":5}' | kcat -b "$BROKERS" -P -t rlive -p 1 2>/dev/null
 wait_for 10 redis_has 5
 kill -TERM $pid

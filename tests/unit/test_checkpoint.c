@@ -909,6 +909,87 @@ static void test_recovery_decide(void **state) {
   assert_int_equal(r.batch, 6);
 }
 
+/* "t[p]=pos" per range, sorted as the function returns them; from_sink
+ * ranges as "t[p]=local>sink". */
+static void positions_text(const struct sl_plan *p, bool from, char *out,
+                           size_t n) {
+  size_t k = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < p->n && k < n; i++) {
+    const struct sl_range *r = &p->ranges[i];
+    if (from)
+      k += (size_t)snprintf(out + k, n - k, "%s%s[%d]=%lld>%lld", i ? " " : "",
+                            r->topic, r->partition, (long long)r->start,
+                            (long long)r->end);
+    else
+      k += (size_t)snprintf(out + k, n - k, "%s%s[%d]=%lld", i ? " " : "",
+                            r->topic, r->partition, (long long)r->end);
+  }
+}
+
+static void expect_positions(const struct sl_plan *local,
+                             const struct sl_plan *sink,
+                             const struct sl_plan *bound, const char *want_out,
+                             const char *want_from) {
+  struct sl_plan out, from;
+  char got[400];
+  size_t n = sl_recovery_positions(local, sink, bound, &out, &from);
+  assert_int_equal(n, from.n);
+  positions_text(&out, false, got, sizeof(got));
+  assert_string_equal(got, want_out);
+  positions_text(&from, true, got, sizeof(got));
+  assert_string_equal(got, want_from);
+  for (size_t i = 0; i < out.n; i++) /* positions: start == end */
+    assert_int_equal(out.ranges[i].start, out.ranges[i].end);
+  sl_plan_clear(&out);
+  sl_plan_clear(&from);
+}
+
+static void at(struct sl_plan *p, const char *topic, int32_t part,
+               int64_t pos) {
+  sl_plan_add(p, topic, part, pos, pos);
+}
+
+static void test_recovery_positions(void **state) {
+  (void)state;
+  struct sl_plan local = {0}, sink = {0}, bound = {0};
+  /* No sink positions: the checkpoint alone. */
+  at(&local, "t", 1, 40);
+  at(&local, "t", 0, 50);
+  expect_positions(&local, NULL, NULL, "t[0]=50 t[1]=40", "");
+  expect_positions(&local, &sink, NULL, "t[0]=50 t[1]=40", "");
+  /* A fresh or deleted checkpoint: every partition from the sink. */
+  at(&sink, "t", 0, 70);
+  at(&sink, "t", 1, 40);
+  at(&sink, "t", 2, 9);
+  expect_positions(NULL, &sink, NULL, "t[0]=70 t[1]=40 t[2]=9",
+                   "t[0]=-1>70 t[1]=-1>40 t[2]=-1>9");
+  /* Per partition the larger: t[0] from the sink, t[1] equal (the
+   * checkpoint's), t[2] unknown to the checkpoint. */
+  expect_positions(&local, &sink, NULL, "t[0]=70 t[1]=40 t[2]=9",
+                   "t[0]=50>70 t[2]=-1>9");
+  /* A sink position below the checkpoint's never moves it back, and a
+   * partition only the checkpoint knows keeps its position. */
+  sl_plan_clear(&sink);
+  at(&sink, "t", 0, 20);
+  at(&sink, "u", 0, 5);
+  expect_positions(&local, &sink, NULL, "t[0]=50 t[1]=40 u[0]=5", "u[0]=-1>5");
+  /* A bound (the dead letters' record) lowers the sink's positions, and a
+   * partition it does not name is not taken from the sink. */
+  sl_plan_clear(&sink);
+  at(&sink, "t", 0, 70);
+  at(&sink, "t", 1, 60);
+  at(&sink, "t", 2, 9);
+  at(&bound, "t", 0, 65);
+  at(&bound, "t", 1, 30);
+  expect_positions(&local, &sink, &bound, "t[0]=65 t[1]=40", "t[0]=50>65");
+  /* The bound equal to the checkpoint: nothing from the sink. */
+  expect_positions(&local, &sink, &local, "t[0]=50 t[1]=40", "");
+  sl_plan_clear(&local);
+  sl_plan_clear(&sink);
+  sl_plan_clear(&bound);
+}
+
 static void test_metadata_job_mismatch(void **state) {
   struct fixture *f = *state;
   struct sl_ckpt *ck = open_ok(f->dir, "clicks");
@@ -1126,6 +1207,7 @@ int main(void) {
       T(test_roll_forward),
       T(test_prune),
       T(test_recovery_decide),
+      T(test_recovery_positions),
       T(test_metadata_job_mismatch),
       T(test_unwritable_dir),
       T(test_show),

@@ -116,7 +116,14 @@ static void record_takes_the_highest_batch(void **state) {
   assert_int_equal(c.end.ranges[0].partition, 0);
   assert_int_equal(c.end.ranges[0].end, 100);
   assert_int_equal(c.end.ranges[1].end, 50);
+  /* The positions: every partition sluice committed, whatever its batch. */
+  assert_int_equal(c.pos.n, 3);
+  assert_string_equal(c.pos.ranges[2].topic, "old");
+  assert_int_equal(c.pos.ranges[2].end, 5);
+  assert_int_equal(c.pos.ranges[0].end, 100);
+  assert_int_equal(c.pos.ranges[1].end, 50);
   sl_plan_clear(&c.end);
+  sl_plan_clear(&c.pos);
   rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -130,6 +137,7 @@ static void record_of_an_unused_group_is_empty(void **state) {
   assert_int_equal(sl_ksink_pick_committed(l, "g", &c, &err), 0);
   assert_int_equal(c.batch, 0);
   assert_int_equal(c.end.n, 0);
+  assert_int_equal(c.pos.n, 0);
   rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -143,6 +151,7 @@ static void record_refuses_foreign_offsets(void **state) {
   assert_int_equal(sl_ksink_pick_committed(l, "g", &c, &err), SL_ERR_CORRUPT);
   assert_non_null(strstr(err.msg, "group 'g' holds an offset for clicks[1]"));
   sl_plan_clear(&c.end);
+  sl_plan_clear(&c.pos);
   rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -156,6 +165,7 @@ static void record_refuses_two_attempts_of_one_batch(void **state) {
   assert_int_equal(sl_ksink_pick_committed(l, "g", &c, &err), SL_ERR_CORRUPT);
   assert_non_null(strstr(err.msg, "two attempts"));
   sl_plan_clear(&c.end);
+  sl_plan_clear(&c.pos);
   rd_kafka_topic_partition_list_destroy(l);
 }
 
