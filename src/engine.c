@@ -245,6 +245,28 @@ int eng_watermarks_retrying(struct engine *e, struct sl_plan *wm,
   return eng_plan_retrying(e, wm, NULL, err);
 }
 
+/* Recovery started some partitions at the sink's positions, above what
+ * the checkpoint holds (recover.c): a batch without records, planned from
+ * those positions, records them in the checkpoint (and the sink records
+ * the batch), so that the log stands where the job does even when no
+ * record arrives. */
+static int catch_up(struct engine *e, struct sl_error *err) {
+  struct sl_plan plan = {0}, latest = {0};
+  int64_t t0 = sl_mono_ns();
+  int rc = eng_plan_retrying(e, &plan, &latest, err);
+  if (!rc) {
+    for (size_t i = 0; i < plan.n; i++)
+      plan.ranges[i].end = plan.ranges[i].start;
+    sl_info("batch %" PRIu64 " records the positions taken from the sink "
+            "in the checkpoint (no records)",
+            plan.batch);
+    rc = run_batch(e, eng_batch_new(e, &plan, &latest, sl_mono_ns() - t0), err);
+  }
+  sl_plan_clear(&plan);
+  sl_plan_clear(&latest);
+  return rc;
+}
+
 /* The trigger loop: the same for every trigger (trigger.h asks the
  * policy), each batch driven through batch.h's machine. */
 static int loop_batches(struct engine *e, struct sl_error *err) {
@@ -256,6 +278,14 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     if (!rc)
       rc = run_batch(e, b, err);
     if (rc)
+      return rc;
+  }
+  if (e->catch_up) { /* recovery took positions the checkpoint lacks */
+    e->catch_up = false;
+    int rc = catch_up(e, err);
+    if (rc == SL_ERR_STOPPED)
+      sl_error_clear(err); /* a clean stop, as below */
+    else if (rc)
       return rc;
   }
   if (tr->begin(e, err))

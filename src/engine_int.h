@@ -68,6 +68,9 @@ struct engine {
   struct sl_plan affinity; /* start = worker whose reader stands at end */
   uint64_t next_batch;
   uint64_t rerun; /* batch to re-run from offsets/, 0 none */
+  /* Recovery started partitions at the sink's positions, above what the
+   * checkpoint holds: the loop first records them (engine.c catch_up). */
+  bool catch_up;
   char run_id[40];
   int64_t last_batch_start_ns;
   int64_t last_batch_end_ns;

@@ -380,6 +380,9 @@ int eng_recover(struct engine *e, struct sl_error *err) {
       log_from_sink(e, &ahead);
       sl_plan_clear(&e->from_sink);
       sl_plan_copy(&e->from_sink, &ahead);
+      /* A roll forward wrote them already; else the checkpoint is
+       * behind the job until a batch records them. */
+      e->catch_up = !(d.action == SL_RECOVER_ROLL_FORWARD && !have_s);
       if (d.action == SL_RECOVER_RERUN)
         sl_info("batch %" PRIu64 " runs again with its logged ranges; the "
                 "sink skips the records below its positions",

@@ -8,7 +8,8 @@
 #  2. the same under `continuous: 100ms`, the restart with starting_offsets
 #     latest (without the positions it would skip the second half);
 #  3. continuous, SIGKILLed before its first epoch commit: the sink holds
-#     positions and no batch, and the restart (latest again) resumes there;
+#     positions and no batch, and the restart (latest again) resumes there
+#     and records them in the checkpoint before any new record arrives;
 #  4. a windowed job in the same situation is refused: its window state
 #     was in the deleted directory; clearing the sink's record starts it
 #     over;
@@ -169,11 +170,16 @@ wait $pid 2>/dev/null || true
 pos=$(positions kill)
 [ "$(echo "$pos" | wc -l)" = 4 ] || fail "kill: the streams stored $(echo "$pos" | wc -l) positions"
 rm -rf "$WORK/kill-ckpt"
-produce $HALF
 sed -i 's/continuous: 1h/continuous: 100ms/' "$WORK/kill.yaml"
 "$SLUICE" run "$WORK/kill.yaml" --progress json \
   --set source.kafka.starting_offsets=latest 2>"$WORK/kill2.err" &
 pid=$!
+# Nothing new yet: a batch without records records the positions in the
+# checkpoint, which would otherwise stay empty until a record arrives.
+wait_committed 60 "$WORK/kill-ckpt" $NEXT
+grep -q "batch 1 records the positions taken from the sink in the checkpoint (no records)" "$WORK/kill2.err" ||
+  fail "kill: no batch recorded the positions"
+produce $HALF
 wait_for 60 has kill $NEXT
 stop $pid "$WORK/kill2.err"
 check kill
