@@ -284,14 +284,20 @@ static uint32_t body_crc(const char *p, size_t n) {
   return (uint32_t)c;
 }
 
-char *sl_fsio_seal(const char *body, size_t len, size_t *out_len) {
-  char trailer[80];
+size_t sl_fsio_seal_trailer(const char *body, size_t len, char *out) {
+  char trailer[SL_FSIO_TRAILER_MAX + 1];
   int t = snprintf(trailer, sizeof(trailer), SL_SEAL_MARK "%08x len=%zu\n",
                    (unsigned)body_crc(body, len), len);
-  char *out = sl_malloc(len + (size_t)t + 1);
+  memcpy(out, trailer, (size_t)t);
+  return (size_t)t;
+}
+
+char *sl_fsio_seal(const char *body, size_t len, size_t *out_len) {
+  char *out = sl_malloc(len + SL_FSIO_TRAILER_MAX + 1);
   memcpy(out, body, len);
-  memcpy(out + len, trailer, (size_t)t + 1);
-  *out_len = len + (size_t)t;
+  size_t t = sl_fsio_seal_trailer(body, len, out + len);
+  out[len + t] = '\0';
+  *out_len = len + t;
   return out;
 }
 

@@ -68,6 +68,11 @@ int sl_fsio_read_file(const char *path, char **data, size_t *len,
 /* Checksummed envelope shared by checkpoint files and sink manifests:
  * body + "#sluice-checksum crc32=%08x len=%zu\n". */
 char *sl_fsio_seal(const char *body, size_t len, size_t *out_len);
+/* The trailer alone, for a writer that lays out body and trailer in one
+ * buffer itself: writes it at out (at most SL_FSIO_TRAILER_MAX bytes, not
+ * NUL-terminated) and returns its length. */
+#define SL_FSIO_TRAILER_MAX 64
+size_t sl_fsio_seal_trailer(const char *body, size_t len, char *out);
 /* Verifies a sealed file and returns the body length (body is data[0..n)),
  * or SL_ERR_CORRUPT with a message naming path (torn, bad length, bad
  * checksum). */

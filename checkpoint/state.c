@@ -12,6 +12,7 @@
 
 #include "../src/util.h"
 #include "fsio.h"
+#include "snapshot.h"
 
 void sl_state_index_free(struct sl_state_index *x) {
   free(x->shard_batch);
@@ -29,7 +30,8 @@ static int write_sealed(struct sl_ckpt *ck, uint64_t batch, const char *name,
   int rc = sl_fsio_mkdirs_private(dir, err);
   if (!rc) {
     char *sealed = sl_fsio_seal(data, len, &slen);
-    rc = sl_fsio_write_atomic(dir, name, sealed, slen, "checkpoint.state", err);
+    rc = sl_fsio_write_atomic(dir, name, sealed, slen, "checkpoint.state.index",
+                              err);
     free(sealed);
   }
   free(dir);
@@ -51,12 +53,85 @@ static int read_sealed(struct sl_ckpt *ck, uint64_t batch, const char *name,
   return rc;
 }
 
-int sl_ckpt_state_write_shard(struct sl_ckpt *ck, uint64_t batch,
-                              unsigned shard, const void *data, size_t len,
-                              struct sl_error *err) {
-  char name[16];
-  snprintf(name, sizeof(name), "%u", shard);
-  return write_sealed(ck, batch, name, data, len, err);
+/* ------------------------------------------------------------ writing */
+
+void sl_state_pack_init(struct sl_state_pack *p, uint64_t batch) {
+  memset(p, 0, sizeof(*p));
+  p->batch = batch;
+}
+
+void sl_state_pack_add(struct sl_state_pack *p, unsigned shard,
+                       const void *data, size_t len) {
+  if (p->n == p->cap) {
+    p->cap = p->cap ? p->cap * 2 : 16;
+    p->img = sl_realloc(p->img, p->cap * sizeof(*p->img));
+  }
+  p->img[p->n++] =
+      (struct sl_state_image){.shard = shard, .data = data, .len = len};
+}
+
+void sl_state_pack_free(struct sl_state_pack *p) {
+  free(p->img);
+  memset(p, 0, sizeof(*p));
+}
+
+static int image_cmp(const void *a, const void *b) {
+  unsigned x = ((const struct sl_state_image *)a)->shard;
+  unsigned y = ((const struct sl_state_image *)b)->shard;
+  return x < y ? -1 : x > y;
+}
+
+int sl_ckpt_state_write_pack(struct sl_ckpt *ck, const struct sl_state_pack *p,
+                             struct sl_error *err) {
+  if (p->n == 0)
+    return 0;
+  if (p->n > UINT32_MAX)
+    return sl_error_set(err, SL_ERR_INVAL,
+                        "window state of batch %" PRIu64 ": %zu shards",
+                        p->batch, p->n);
+  /* The table in shard order; the caller's stays as it was. */
+  struct sl_state_image *im = sl_malloc(p->n * sizeof(*im));
+  memcpy(im, p->img, p->n * sizeof(*im));
+  qsort(im, p->n, sizeof(*im), image_cmp);
+  size_t body = SL_STATE_PACK_HDR + p->n * SL_STATE_PACK_ENTRY;
+  for (size_t i = 0; i < p->n; i++) {
+    if (i > 0 && im[i].shard == im[i - 1].shard) {
+      unsigned dup = im[i].shard;
+      free(im);
+      return sl_error_set(err, SL_ERR_INVAL,
+                          "window state of batch %" PRIu64 ": shard %u was "
+                          "added twice",
+                          p->batch, dup);
+    }
+    body += im[i].len;
+  }
+  unsigned char *buf = sl_malloc(body + SL_FSIO_TRAILER_MAX);
+  memcpy(buf, SL_STATE_PACK_MAGIC, 4);
+  sl_snap_st_u32(buf + 4, SL_STATE_PACK_VERSION);
+  sl_snap_st_u64(buf + 8, p->batch);
+  sl_snap_st_u32(buf + 16, (uint32_t)p->n);
+  sl_snap_st_u32(buf + 20, 0);
+  size_t off = SL_STATE_PACK_HDR + p->n * SL_STATE_PACK_ENTRY;
+  for (size_t i = 0; i < p->n; i++) {
+    unsigned char *e = buf + SL_STATE_PACK_HDR + i * SL_STATE_PACK_ENTRY;
+    sl_snap_st_u32(e, im[i].shard);
+    sl_snap_st_u32(e + 4, 0);
+    sl_snap_st_u64(e + 8, off);
+    sl_snap_st_u64(e + 16, im[i].len);
+    if (im[i].len)
+      memcpy(buf + off, im[i].data, im[i].len);
+    off += im[i].len;
+  }
+  free(im);
+  size_t t = sl_fsio_seal_trailer((const char *)buf, body, (char *)buf + body);
+  char *dir = batch_dir(ck, p->batch);
+  int rc = sl_fsio_mkdirs_private(dir, err);
+  if (!rc)
+    rc = sl_fsio_write_atomic(dir, SL_STATE_PACK_NAME, buf, body + t,
+                              "checkpoint.state", err);
+  free(dir);
+  free(buf);
+  return rc;
 }
 
 int sl_ckpt_state_write_index(struct sl_ckpt *ck,
@@ -156,21 +231,183 @@ int sl_ckpt_state_read_index(struct sl_ckpt *ck, uint64_t batch,
   return 0;
 }
 
+/* ------------------------------------------------------------ reading */
+
+/* The error of a bad pack: its path and what is wrong. */
+static int pack_corrupt(struct sl_state_reader *r, const char *what,
+                        struct sl_error *err) {
+  return sl_error_set(err, SL_ERR_CORRUPT,
+                      "%s/state/%" PRIu64 "/" SL_STATE_PACK_NAME
+                      ": %s (file is corrupt)",
+                      sl_ckpt_dir(r->ck), r->batch, what);
+}
+
+/* Checks the header and the table of a pack body (len bytes at b, the
+ * envelope already verified) against the layout of state.h. */
+static int pack_check(struct sl_state_reader *r, const unsigned char *b,
+                      size_t len, struct sl_error *err) {
+  char what[160];
+  if (len < SL_STATE_PACK_HDR)
+    return pack_corrupt(r, "truncated header", err);
+  if (memcmp(b, SL_STATE_PACK_MAGIC, 4))
+    return pack_corrupt(r, "not a window state pack", err);
+  uint32_t version = sl_snap_ld_u32(b + 4);
+  if (version != SL_STATE_PACK_VERSION) {
+    snprintf(what, sizeof(what), "unknown pack version %" PRIu32, version);
+    return pack_corrupt(r, what, err);
+  }
+  uint64_t batch = sl_snap_ld_u64(b + 8);
+  if (batch != r->batch) {
+    snprintf(what, sizeof(what), "holds batch %" PRIu64, batch);
+    return pack_corrupt(r, what, err);
+  }
+  uint32_t count = sl_snap_ld_u32(b + 16);
+  if (count == 0 || sl_snap_ld_u32(b + 20) != 0)
+    return pack_corrupt(r, "bad header", err);
+  if (count > (len - SL_STATE_PACK_HDR) / SL_STATE_PACK_ENTRY)
+    return pack_corrupt(r, "truncated shard table", err);
+  const unsigned char *t = b + SL_STATE_PACK_HDR;
+  uint64_t off = SL_STATE_PACK_HDR + (uint64_t)count * SL_STATE_PACK_ENTRY;
+  for (uint32_t i = 0; i < count; i++) {
+    const unsigned char *e = t + (size_t)i * SL_STATE_PACK_ENTRY;
+    uint32_t shard = sl_snap_ld_u32(e);
+    uint64_t eoff = sl_snap_ld_u64(e + 8), elen = sl_snap_ld_u64(e + 16);
+    if (i > 0 && shard <= sl_snap_ld_u32(e - SL_STATE_PACK_ENTRY))
+      snprintf(what, sizeof(what),
+               "shard table out of order (entry %" PRIu32 ": shard %" PRIu32
+               ")",
+               i, shard);
+    else if (sl_snap_ld_u32(e + 4) != 0)
+      snprintf(what, sizeof(what),
+               "bad shard table entry %" PRIu32 " (shard %" PRIu32 ")", i,
+               shard);
+    else if (eoff != off)
+      snprintf(what, sizeof(what),
+               "shard %" PRIu32 " at offset %" PRIu64 ", expected %" PRIu64,
+               shard, eoff, off);
+    else if (elen > len - off)
+      snprintf(what, sizeof(what),
+               "shard %" PRIu32 " (%" PRIu64 " bytes at %" PRIu64
+               ") runs past the end (%zu bytes)",
+               shard, elen, eoff, len);
+    else {
+      off += elen;
+      continue;
+    }
+    return pack_corrupt(r, what, err);
+  }
+  if (off != len) {
+    snprintf(what, sizeof(what), "%" PRIu64 " bytes after the last shard image",
+             (uint64_t)len - off);
+    return pack_corrupt(r, what, err);
+  }
+  r->table = t;
+  r->count = count;
+  return 0;
+}
+
+int sl_state_reader_open(struct sl_ckpt *ck, uint64_t batch,
+                         struct sl_state_reader *r, struct sl_error *err) {
+  memset(r, 0, sizeof(*r));
+  r->ck = ck;
+  r->batch = batch;
+  char *data;
+  size_t len;
+  int rc = read_sealed(ck, batch, SL_STATE_PACK_NAME, &data, &len, err);
+  if (rc == SL_ERR_NOTFOUND)
+    return 0; /* the old layout (or no image at all) */
+  if (rc)
+    return rc;
+  r->pack = data;
+  if ((rc = pack_check(r, (const unsigned char *)data, len, err)))
+    sl_state_reader_close(r);
+  return rc;
+}
+
+/* The table entry of `shard`, or NULL (the table is sorted by shard). */
+static const unsigned char *pack_find(const struct sl_state_reader *r,
+                                      unsigned shard) {
+  size_t lo = 0, hi = r->count;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const unsigned char *e = r->table + mid * SL_STATE_PACK_ENTRY;
+    uint32_t s = sl_snap_ld_u32(e);
+    if (s == shard)
+      return e;
+    if (s < shard)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+int sl_state_reader_shard(struct sl_state_reader *r, unsigned shard,
+                          const void **data, size_t *len,
+                          struct sl_error *err) {
+  *data = NULL;
+  *len = 0;
+  const unsigned char *e = r->pack ? pack_find(r, shard) : NULL;
+  if (e) {
+    *data = r->pack + sl_snap_ld_u64(e + 8);
+    *len = (size_t)sl_snap_ld_u64(e + 16);
+    return 0;
+  }
+  /* Not in a pack: the file of the old layout. */
+  char name[16];
+  snprintf(name, sizeof(name), "%u", shard);
+  free(r->file);
+  r->file = NULL;
+  char *d;
+  size_t n;
+  int rc = read_sealed(r->ck, r->batch, name, &d, &n, err);
+  if (rc == SL_ERR_NOTFOUND) {
+    if (r->pack)
+      return sl_error_set(err, SL_ERR_CORRUPT,
+                          "%s/state/%" PRIu64 "/" SL_STATE_PACK_NAME
+                          " holds no image of shard %u (nor is there a file "
+                          "%u of the old layout), but an index refers to it",
+                          sl_ckpt_dir(r->ck), r->batch, shard, shard);
+    return sl_error_set(err, SL_ERR_CORRUPT,
+                        "%s/state/%" PRIu64 "/%u is missing (and there is no "
+                        "file " SL_STATE_PACK_NAME "), but an index refers "
+                        "to it",
+                        sl_ckpt_dir(r->ck), r->batch, shard);
+  }
+  if (rc)
+    return rc;
+  r->file = d;
+  *data = d;
+  *len = n;
+  return 0;
+}
+
+void sl_state_reader_close(struct sl_state_reader *r) {
+  free(r->pack);
+  free(r->file);
+  memset(r, 0, sizeof(*r));
+}
+
 int sl_ckpt_state_read_shard(struct sl_ckpt *ck, uint64_t file_batch,
                              unsigned shard, void **data, size_t *len,
                              struct sl_error *err) {
-  char name[16];
-  char *d;
-  snprintf(name, sizeof(name), "%u", shard);
-  int rc = read_sealed(ck, file_batch, name, &d, len, err);
-  if (rc == SL_ERR_NOTFOUND)
-    return sl_error_set(err, SL_ERR_CORRUPT,
-                        "%s/state/%" PRIu64 "/%u is missing but an index "
-                        "refers to it",
-                        sl_ckpt_dir(ck), file_batch, shard);
-  *data = rc ? NULL : d;
+  struct sl_state_reader r;
+  const void *img;
+  *data = NULL;
+  *len = 0;
+  int rc = sl_state_reader_open(ck, file_batch, &r, err);
+  if (rc)
+    return rc;
+  if (!(rc = sl_state_reader_shard(&r, shard, &img, len, err))) {
+    *data = sl_malloc(*len ? *len : 1);
+    if (*len)
+      memcpy(*data, img, *len);
+  }
+  sl_state_reader_close(&r);
   return rc;
 }
+
+/* ------------------------------------------------------------ pruning */
 
 static void remove_dir(const char *dir) {
   DIR *d = opendir(dir);

@@ -57,7 +57,9 @@ const struct sl_failpoint_info sl_failpoint_list[] = {
     FP_FILE_STEPS("checkpoint.metadata", "metadata"),
     FP_FILE_STEPS("checkpoint.offsets", "offsets/N"),
     FP_FILE_STEPS("checkpoint.commits", "commits/N"),
-    FP_FILE_STEPS("checkpoint.state", "a window state file of N"),
+    FP_FILE_STEPS("checkpoint.state", "state/N/shards (the changed shards' "
+                                      "images of N)"),
+    FP_FILE_STEPS("checkpoint.state.index", "state/N/index"),
     /* The file sink (sinks/file/file.c). */
     {"sink.file.after_part_fsync", "a part file of N written and fsynced "
                                    "(worker thread), no manifest lists it"},
@@ -323,6 +325,9 @@ int sl_failpoint_err(const char *name, struct sl_error *err) {
 }
 
 void sl_failpoints_print(FILE *out) {
+  int w = 0;
   for (const struct sl_failpoint_info *f = sl_failpoint_list; f->name; f++)
-    fprintf(out, "%-36s %s\n", f->name, f->step);
+    w = SL_MAX(w, (int)strlen(f->name));
+  for (const struct sl_failpoint_info *f = sl_failpoint_list; f->name; f++)
+    fprintf(out, "%-*s %s\n", w, f->name, f->step);
 }

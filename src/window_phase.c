@@ -107,19 +107,29 @@ int eng_run_window(struct engine *e, const struct sl_plan *plan,
       (rc = stage_top(e, plan, tcs, n, groups, stats, err)))
     return rc;
   em = *tcs + *n - groups - (sl_pipeline_top(e->job->pipeline) ? 1 : 0);
+  /* The changed shards of N go into one file, state/N/shards; the pack
+   * points at the images in the emit tasks, freed with the batch's tasks
+   * after the commit. e->shard_batch changes only once the pack is
+   * durable: a failed write leaves it naming the files that hold the
+   * shards. */
+  struct sl_state_pack pack;
+  sl_state_pack_init(&pack, plan->batch);
   for (unsigned g = 0; g < groups; g++) {
     if (!sl_pipeline_top(e->job->pipeline))
       stats->out += em[g].stats.out;
     stats->dead += em[g].stats.dead;
     stats->filtered += em[g].stats.filtered;
-    for (size_t i = 0; i < em[g].nimages; i++) {
-      const struct shard_image *im = &em[g].images[i];
-      if ((rc = sl_ckpt_state_write_shard(e->ck, plan->batch, im->shard,
-                                          im->data, im->len, err)))
-        return rc;
-      e->shard_batch[im->shard] = plan->batch;
-    }
+    for (size_t i = 0; i < em[g].nimages; i++)
+      sl_state_pack_add(&pack, em[g].images[i].shard, em[g].images[i].data,
+                        em[g].images[i].len);
   }
+  rc = sl_ckpt_state_write_pack(e->ck, &pack, err);
+  for (size_t i = 0; !rc && i < pack.n; i++)
+    e->shard_batch[pack.img[i].shard] = plan->batch;
+  size_t npacked = pack.n;
+  sl_state_pack_free(&pack);
+  if (rc)
+    return rc;
   struct sl_state_index x = {.batch = plan->batch,
                              .watermark = sl_wstate_watermark(e->ws),
                              .max_event = sl_wstate_max_event(e->ws),
@@ -130,9 +140,9 @@ int eng_run_window(struct engine *e, const struct sl_plan *plan,
     rc = sl_failpoint_err("batch.after_state", err);
   int64_t w4 = sl_mono_ns();
   sl_debug("batch %" PRIu64 " window: merge %.1f, advance %.1f, emit %.1f, "
-           "state %.1f ms",
+           "state %.1f ms (%zu shards)",
            plan->batch, (double)(w1 - w0) / 1e6, (double)(w2 - w1) / 1e6,
-           (double)(w3 - w2) / 1e6, (double)(w4 - w3) / 1e6);
+           (double)(w3 - w2) / 1e6, (double)(w4 - w3) / 1e6, npacked);
   return rc;
 }
 
@@ -159,18 +169,31 @@ int eng_load_state(struct engine *e, uint64_t batch, struct sl_error *err) {
                         "expected %u",
                         batch, x.nshards, spec->shards);
   }
-  for (unsigned s = 0; s < x.nshards && !rc; s++) {
-    void *data;
-    size_t len;
+  /* Each batch the index names is opened once (its pack read and
+   * verified once), for every shard whose image it holds, oldest first;
+   * done[] marks the shards restored. */
+  bool *done = sl_calloc(x.nshards ? x.nshards : 1, sizeof(*done));
+  for (unsigned s = 0; s < x.nshards; s++)
     e->shard_batch[s] = x.shard_batch[s];
-    if (!x.shard_batch[s])
+  for (unsigned s = 0; s < x.nshards && !rc; s++) {
+    if (!x.shard_batch[s] || done[s])
       continue;
-    if (!(rc = sl_ckpt_state_read_shard(e->ck, x.shard_batch[s], s, &data, &len,
-                                        err))) {
-      rc = sl_wstate_shard_restore(e->ws, s, data, len, err);
-      free(data);
+    struct sl_state_reader r;
+    if ((rc = sl_state_reader_open(e->ck, x.shard_batch[s], &r, err)))
+      break;
+    for (unsigned k = s; k < x.nshards && !rc; k++) {
+      const void *data;
+      size_t len;
+      if (x.shard_batch[k] != r.batch)
+        continue;
+      done[k] = true;
+      if (!(rc = sl_state_reader_shard(&r, k, &data, &len, err)) &&
+          (rc = sl_wstate_shard_restore(e->ws, k, data, len, err)))
+        sl_error_prefix(err, "%s/state/%" PRIu64, sl_ckpt_dir(e->ck), r.batch);
     }
+    sl_state_reader_close(&r);
   }
+  free(done);
   if (!rc) {
     sl_wstate_set_times(e->ws, x.max_event, x.watermark);
     sl_info("window state restored from batch %" PRIu64 ": %zu windows, "
