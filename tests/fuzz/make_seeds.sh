@@ -3,7 +3,9 @@
 # fuzz_checkpoint and fuzz_snapshot from real runs: the example job files,
 # and the checkpoint, manifest and window state files of example jobs run
 # on the embedded cluster (their envelopes are checksummed, so the seeds
-# must be files the code wrote). SLUICE is the sluice binary, SEED_BODY
+# must be files the code wrote; the old layout's shard files, which it
+# writes no more, are made from its packs' images as the versions before
+# the pack made them). SLUICE is the sluice binary, SEED_BODY
 # the seed_body tool of the fuzz build, CORPUS tests/fuzz/corpus by
 # default. Each seed starts with the target's two selector bytes (see the
 # targets' comments). The other corpora are written by hand.
@@ -75,21 +77,39 @@ seed 3 1 "$c/manifest1" < "$m"
 body "$m" | seed 7 1 "$c/manifest1.body"
 seed 3 1 "$c/manifest1.dead" < "$tmp/rev/out/revenue-per-user-dead/_manifest/1"
 
-# fuzz_snapshot: byte 0 = 16 * window definition + mode (0 shard file,
-# 1 image, 2 raw body, 3 index file, 4 index body, 5 image to
-# checkpoint/snapshot.c alone); byte 1 = shard or N.
+# Small runs of the same jobs, for packs of a few shards.
+run "$tmp/rev-small" "$src/examples/revenue_per_user.yaml" \
+  --set source.kafka.embedded.records=60
+run "$tmp/top-small" "$src/examples/top_pages.yaml" \
+  --set source.kafka.embedded.records=8
+run "$tmp/all-small" "$tmp/all.yaml" --set source.kafka.embedded.records=3
+
+# fuzz_snapshot: byte 0 = 16 * window definition + mode (0 shard file of
+# the old layout, 1 image, 2 raw body, 3 index file, 4 index body, 5 image
+# to checkpoint/snapshot.c alone, 6 pack file, 7 pack body); byte 1 =
+# shard or N. The old layout's files are what the versions before the
+# pack wrote for a shard: its image, sealed.
+seal() { python3 -c 'import sys, zlib
+d = sys.stdin.buffer.read()
+sys.stdout.buffer.write(d + b"#sluice-checksum crc32=%08x len=%d\n" % (zlib.crc32(d), len(d)))'; }
 s=$corpus/snapshot
 for spec in 0:rev 1:top 2:all; do
   n=${spec%%:*} st=$tmp/${spec#*:}/ck/state/1
-  for k in $(ls "$st" | grep -v index | sort -n | head -40 | awk 'NR % 10 == 3'); do
-    f=$st/$k
-    [ "$(stat -c %s "$f")" -gt 1500 ] && continue
-    seed $((n * 16)) "$k" "$s/s$n-shard$k" < "$f"
-    body "$f" | seed $((n * 16 + 1)) "$k" "$s/s$n-shard$k.img"
-    body "$f" | seed $((n * 16 + 5)) "$k" "$s/s$n-shard$k.snap"
-    "$body_tool" "$f" | seed $((n * 16 + 2)) "$k" "$s/s$n-shard$k.raw"
+  for k in $("$body_tool" list "$st/shards" | awk '{print $1}' | sort -n |
+             head -40 | awk 'NR % 10 == 3'); do
+    "$body_tool" image "$st/shards" "$k" | seal > "$tmp/old"
+    [ "$(stat -c %s "$tmp/old")" -gt 1500 ] && continue
+    seed $((n * 16)) "$k" "$s/s$n-shard$k" < "$tmp/old"
+    body "$tmp/old" | seed $((n * 16 + 1)) "$k" "$s/s$n-shard$k.img"
+    body "$tmp/old" | seed $((n * 16 + 5)) "$k" "$s/s$n-shard$k.snap"
+    "$body_tool" raw "$st/shards" "$k" | seed $((n * 16 + 2)) "$k" "$s/s$n-shard$k.raw"
   done
   seed $((n * 16 + 3)) 1 "$s/s$n-index" < "$st/index"
   body "$st/index" | seed $((n * 16 + 4)) 1 "$s/s$n-index.body"
+  sm=$tmp/${spec#*:}-small/ck/state/1/shards
+  [ "$(stat -c %s "$sm")" -le 1500 ] || { echo "$sm is over 1500 bytes" >&2; exit 1; }
+  k=$("$body_tool" list "$sm" | awk 'NR == 1 {print $1}')
+  seed $((n * 16 + 6)) "$k" "$s/s$n-pack" < "$sm"
+  body "$sm" | seed $((n * 16 + 7)) 0 "$s/s$n-pack.body"
 done
 echo "seeds written to $corpus"
