@@ -483,6 +483,34 @@ static int remove_leftovers(const char *dir, struct sl_error *err) {
   return rc;
 }
 
+/* The same in every batch directory of DIR/state (window state
+ * snapshots, state.h): a crash inside a pack's or an index's write leaves
+ * its temp file there. Names that are not batch directories are left
+ * alone. */
+static int remove_state_leftovers(const char *root, struct sl_error *err) {
+  char *state = sl_asprintf("%s/state", root);
+  DIR *d = opendir(state);
+  struct dirent *e;
+  int rc = 0;
+  if (!d) {
+    free(state);
+    return 0; /* no window state (yet) */
+  }
+  while (!rc && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9' ||
+        strspn(e->d_name, "0123456789") != strlen(e->d_name))
+      continue;
+    char *sub = sl_asprintf("%s/%s", state, e->d_name);
+    struct stat st;
+    if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+      rc = remove_leftovers(sub, err);
+    free(sub);
+  }
+  closedir(d);
+  free(state);
+  return rc;
+}
+
 int sl_ckpt_open(const char *dir, const char *job_id, struct sl_ckpt **out,
                  struct sl_error *err) {
   struct sl_ckpt *ck;
@@ -511,6 +539,9 @@ int sl_ckpt_open(const char *dir, const char *job_id, struct sl_ckpt **out,
     if (rc)
       goto fail;
   }
+  rc = remove_state_leftovers(ck->dir, err);
+  if (rc)
+    goto fail;
   rc = metadata_check(ck, job_id, &written, err);
   if (rc)
     goto fail;

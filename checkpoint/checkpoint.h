@@ -14,7 +14,8 @@
  * A file without a valid trailer (torn), with a wrong length or checksum
  * (corrupt), or whose body does not parse is reported as SL_ERR_CORRUPT with
  * its path; it is never silently used or skipped. Leftover temporary files
- * (a crash before rename) are removed when the store is opened.
+ * (a crash before rename) are removed when the store is opened, in the
+ * window state's DIR/state/N/ (state.h) too.
  *
  * All writes go through fsio.h: temp file, write, fsync, rename, fsync of
  * the directory.

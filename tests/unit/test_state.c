@@ -824,6 +824,36 @@ static void test_prune(void **state) {
   free(img);
 }
 
+/* A crash inside a pack's write leaves its temp file in state/N/; the
+ * next open of the store removes it (as in offsets/ and commits/). */
+static void test_leftover_removed_at_open(void **state) {
+  struct fixture *f = *state;
+  const unsigned shards[] = {2};
+  const size_t lens[] = {12};
+  unsigned char *imgs[] = {fake_image(3, 2, 12)};
+  write_pack(f, 3, shards, 1, imgs, lens);
+  char *tmp = state_path(f, 3, ".shards.tmp.999999");
+  FILE *fp = fopen(tmp, "wb");
+  assert_non_null(fp);
+  fputs("SLSP", fp);
+  fclose(fp);
+  char *other = sl_asprintf("%s/state/notes", f->dir); /* not a batch */
+  fp = fopen(other, "wb");
+  assert_non_null(fp);
+  fclose(fp);
+  sl_ckpt_close(f->ck);
+  struct sl_error err = {0};
+  assert_int_equal(sl_ckpt_open(f->dir, "state-test", &f->ck, &err), 0);
+  char *l = listing(f, 3);
+  assert_string_equal(l, "shards");
+  free(l);
+  assert_int_equal(access(other, F_OK), 0);
+  expect_shard(f, 3, 2, imgs[0], 12);
+  free(other);
+  free(tmp);
+  free(imgs[0]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_pack_roundtrip, setup, teardown),
@@ -838,6 +868,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_upgrade_mixed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_leftover_removed_at_open, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
