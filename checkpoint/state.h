@@ -12,7 +12,9 @@
  * empty). Both files are sealed (the checksum trailer of fsio.h) and
  * written atomically (fsio.h: temp file, fsync, rename, fsync of
  * state/<N>/), the pack first, then the index: two fsyncs of a file and
- * two of the directory per batch, whatever the number of shards.
+ * two of the directory per batch, whatever the number of shards. A crash
+ * inside a write leaves its temp file (.shards.tmp.<pid>, .index.tmp.<pid>)
+ * in state/<N>/; sl_ckpt_open removes it.
  *
  * The pack's body, little-endian (a shard image: snapshot.h):
  *   offset 0   "SLSP"
