@@ -171,14 +171,33 @@ out:
   return rc;
 }
 
+/* fsync of the directory that holds `path` (its parent, "." for a bare
+ * name, "/" for a top-level one). */
+static int sync_parent_errno(char *path) {
+  char *slash = strrchr(path, '/');
+  if (!slash)
+    return sync_dir_errno(".");
+  if (slash == path)
+    return sync_dir_errno("/");
+  *slash = '\0';
+  int rc = sync_dir_errno(path);
+  *slash = '/';
+  return rc;
+}
+
 /* mkdir of one component; an existing directory is fine, an existing
  * non-directory is ENOTDIR. A directory it creates gets exactly `mode` when
  * exact is set (chmod after mkdir: the umask cannot widen or narrow it),
- * else `mode` less the umask. */
-static int mkdir_one(const char *path, mode_t mode, bool exact) {
+ * else `mode` less the umask, and its parent is fsynced, so that the new
+ * entry survives a power loss with what is written into it later (a
+ * checkpoint's state/N, a sink's directories). */
+static int mkdir_one(char *path, mode_t mode, bool exact) {
   struct stat st;
-  if (mkdir(path, mode) == 0)
-    return exact ? chmod(path, mode) : 0;
+  if (mkdir(path, mode) == 0) {
+    if (exact && chmod(path, mode) < 0)
+      return -1;
+    return sync_parent_errno(path);
+  }
   if (errno != EEXIST)
     return -1;
   if (stat(path, &st) < 0)

@@ -54,7 +54,8 @@ int sl_fsio_write_all(int fd, const void *buf, size_t n, const char *path,
 int sl_fsio_sync_dir(const char *dir, struct sl_error *err);
 
 /* mkdir -p with mode 0755 less the umask (directories for users, as the
- * file sink's output); SL_ERR_IO naming the path on failure. */
+ * file sink's output); SL_ERR_IO naming the path on failure. Both fsync
+ * the parent of every directory they create. */
 int sl_fsio_mkdirs(const char *path, struct sl_error *err);
 /* mkdir -p where every directory it creates is exactly SL_FSIO_DIR_MODE;
  * existing ones are left as they are. */

@@ -220,6 +220,16 @@ static void init_tables(void) {
   t_crash.unlink = unlink_nothing;
 }
 
+/* Directories opened for an fsync (O_DIRECTORY), in order. */
+static char synced[8][700];
+static int nsynced;
+
+static int open_count_dirs(const char *path, int flags, mode_t mode) {
+  if ((flags & O_DIRECTORY) && nsynced < 8)
+    snprintf(synced[nsynced++], sizeof(synced[0]), "%s", path);
+  return sl_fsio_posix.open(path, flags, mode);
+}
+
 /* ---------------------------------------------------------------- tests */
 
 static void test_roundtrip(void **state) {
@@ -1179,6 +1189,34 @@ static void test_assert_invariants_aborts(void **state) {
 #endif
 }
 
+/* A directory mkdirs creates has its parent fsynced (the new entry is
+ * durable with what is later written into it); one that exists costs no
+ * fsync. */
+static void test_mkdirs_syncs_parents(void **state) {
+  struct fixture *f = *state;
+  struct sl_fsio_ops t = sl_fsio_posix;
+  t.open = open_count_dirs;
+  char path[700], a[700];
+  struct sl_error err = {0};
+  assert_int_equal(sl_fsio_mkdirs_private(f->dir, &err), 0);
+  snprintf(a, sizeof(a), "%s/a", f->dir);
+  snprintf(path, sizeof(path), "%s/a/b", f->dir);
+  nsynced = 0;
+  sl_fsio = &t;
+  int rc = sl_fsio_mkdirs_private(path, &err);
+  sl_fsio = &sl_fsio_posix;
+  assert_int_equal(rc, 0);
+  assert_int_equal(nsynced, 2);
+  assert_string_equal(synced[0], f->dir);
+  assert_string_equal(synced[1], a);
+  nsynced = 0;
+  sl_fsio = &t;
+  rc = sl_fsio_mkdirs(path, &err);
+  sl_fsio = &sl_fsio_posix;
+  assert_int_equal(rc, 0);
+  assert_int_equal(nsynced, 0);
+}
+
 int main(void) {
   init_tables();
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1188,6 +1226,7 @@ int main(void) {
       T(test_seal_unseal),
       T(test_fsio_read_missing),
       T(test_private_modes),
+      T(test_mkdirs_syncs_parents),
       T(test_atomic_short_write_enospc),
       T(test_atomic_fsync_eio),
       T(test_atomic_rename_fails),
