@@ -94,6 +94,8 @@ const char *sl_err_name(int code) {
     return "again";
   case SL_ERR_NOTFOUND:
     return "notfound";
+  case SL_ERR_FENCED:
+    return "fenced";
   default:
     return "unknown";
   }

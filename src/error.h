@@ -14,18 +14,19 @@
 
 enum sl_err {
   SL_OK = 0,
-  SL_ERR_INVAL = -1,    /* bad argument or bad input */
-  SL_ERR_CONFIG = -2,   /* invalid job file or option */
-  SL_ERR_IO = -3,       /* file system error */
-  SL_ERR_CORRUPT = -4,  /* checksum mismatch, torn or unparsable file */
-  SL_ERR_SOURCE = -5,   /* source (broker) error */
-  SL_ERR_SINK = -6,     /* sink error */
-  SL_ERR_TIMEOUT = -7,  /* a bounded wait ran out */
-  SL_ERR_NOMEM = -8,    /* allocation failed */
-  SL_ERR_DATALOSS = -9, /* data the job needs is gone */
-  SL_ERR_STOPPED = -10, /* shutdown was requested */
-  SL_ERR_AGAIN = -11,   /* nothing now, try later (queue full, no data) */
-  SL_ERR_NOTFOUND = -12 /* lookup found nothing */
+  SL_ERR_INVAL = -1,     /* bad argument or bad input */
+  SL_ERR_CONFIG = -2,    /* invalid job file or option */
+  SL_ERR_IO = -3,        /* file system error */
+  SL_ERR_CORRUPT = -4,   /* checksum mismatch, torn or unparsable file */
+  SL_ERR_SOURCE = -5,    /* source (broker) error */
+  SL_ERR_SINK = -6,      /* sink error */
+  SL_ERR_TIMEOUT = -7,   /* a bounded wait ran out */
+  SL_ERR_NOMEM = -8,     /* allocation failed */
+  SL_ERR_DATALOSS = -9,  /* data the job needs is gone */
+  SL_ERR_STOPPED = -10,  /* shutdown was requested */
+  SL_ERR_AGAIN = -11,    /* nothing now, try later (queue full, no data) */
+  SL_ERR_NOTFOUND = -12, /* lookup found nothing */
+  SL_ERR_FENCED = -13    /* another instance owns the partition now */
 };
 
 #define SL_ERR_RETRIABLE 0x1u

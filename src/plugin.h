@@ -308,6 +308,23 @@ struct sl_sink_plugin {
                       const struct sl_stream_mark *marks, size_t nmarks,
                       struct sl_rejects *rejects, struct sl_error *err);
   void (*stream_close)(struct sl_sink *sink, void *stream); /* @worker */
+
+  /* Group mode (source.kafka.group; DESIGN.md section 14). claim is
+   * called when the instance has been assigned parts (ranges; start and
+   * end ignored), before positions() is read for them: a sink that fences
+   * claims each partition in its own record, so that from then on a
+   * commit or stream write of any instance that claimed it earlier is
+   * refused by the sink itself with SL_ERR_FENCED (not retriable), and
+   * this instance's later commits and stream writes for those partitions
+   * carry its claim. release is called when they are revoked, after the
+   * instance finished or abandoned its work on them: it forgets the
+   * claims (it writes nothing). Both optional: a sink without claim
+   * either fences otherwise (Kafka: the transaction carries the consumer
+   * group's metadata, and the broker refuses a zombie) or is refused in
+   * group mode by validate. @locality coordinator */
+  int (*claim)(struct sl_sink *sink, const struct sl_plan *parts,
+               struct sl_error *err);
+  void (*release)(struct sl_sink *sink, const struct sl_plan *parts);
 };
 
 /* The registered plugins (src/registry.c). */
