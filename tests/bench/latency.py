@@ -1093,6 +1093,8 @@ def main():
     ap.add_argument("--have-real", action="store_true",
                     help="only say whether the real broker is installed "
                     "(exit 0) or not (exit 1)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (jobs, logs) and say where")
     ap.add_argument("--sweep", action="store_true",
                     help="find the highest rate with continuous-redis "
                     "p99 <= 10 ms")
@@ -1181,7 +1183,10 @@ def main():
             finally:
                 cl.close()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if a.keep:
+            log("work directory kept: %s" % work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     a.date = time.strftime("%Y-%m-%d")
     if a.json:
         with open(a.json, "w") as f:
