@@ -436,7 +436,9 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
     goto out;
   }
   e.has_ops = sl_pipeline_ops(job->pipeline) > 0;
-  if (sl_pipeline_window(job->pipeline)) {
+  const struct sl_window_spec *wspec = sl_pipeline_window(job->pipeline);
+  e.merge = wspec && wspec->mode == SL_WINDOW_MERGE;
+  if (wspec && !e.merge) {
     e.ws = sl_wstate_new(sl_pipeline_window(job->pipeline));
     e.shard_batch = sl_calloc(sl_pipeline_window(job->pipeline)->shards,
                               sizeof(*e.shard_batch));

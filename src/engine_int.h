@@ -48,8 +48,11 @@ struct engine {
   struct sl_run_ctx src_run, sink_run, dl_run;
   struct sl_source_info src_info;
   struct sl_sink sink;
-  struct sl_sink dl;          /* dead letters; dl.plugin NULL when none */
-  bool has_ops;               /* the pipeline does something */
+  struct sl_sink dl; /* dead letters; dl.plugin NULL when none */
+  bool has_ops;      /* the pipeline does something */
+  /* output: merge: no window state; each read task and stream group
+   * hands the sink its contribution (sl_pipe_merge_out) */
+  bool merge;
   struct sl_wstate *ws;       /* window state, NULL when stateless */
   uint64_t *shard_batch;      /* per shard: batch whose file holds it */
   struct sl_wpartial **parts; /* the batch's partials, while merging */

@@ -445,6 +445,47 @@ static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
   return prc;
 }
 
+/* The `output:` node of the pipeline's window, for messages. */
+static const struct sl_cfg_node *window_output(const struct sl_job *job) {
+  const struct sl_cfg_node *pl = sl_cfg_get(job->tree, "pipeline");
+  for (size_t i = 0; pl && pl->kind == SL_CFG_SEQ && i < pl->n; i++) {
+    const struct sl_cfg_node *w = pl->items[i]->kind == SL_CFG_MAP
+                                      ? sl_cfg_get(pl->items[i], "window")
+                                      : NULL;
+    if (w && w->kind == SL_CFG_MAP && sl_cfg_get(w, "output"))
+      return sl_cfg_get(w, "output");
+  }
+  return pl ? pl : job->tree;
+}
+
+/* output: merge: the sink must merge each batch's contribution into
+ * what it holds (plugin.h check_merge). */
+static int check_merge(const struct sl_job *job, struct sl_error *err) {
+  const struct sl_window_spec *w = sl_pipeline_window(job->pipeline);
+  if (!w || w->mode != SL_WINDOW_MERGE)
+    return 0;
+  if (!job->sink_plugin->check_merge)
+    return sl_cfg_error(err, window_output(job),
+                        "output: merge adds each batch's contribution to "
+                        "what the sink holds, and the %s sink cannot change "
+                        "what it wrote: use the redis sink, or output: "
+                        "update or append",
+                        job->sink_plugin->name);
+  char kinds[256];
+  for (size_t i = 0; i < w->naggs; i++)
+    kinds[i] = w->agg_kinds[i] == SL_AGG_MIN   ? '<'
+               : w->agg_kinds[i] == SL_AGG_MAX ? '>'
+                                               : '+';
+  kinds[w->naggs] = 0;
+  const char *aggs[257];
+  for (size_t i = 0; i < w->naggs; i++)
+    aggs[i] = w->agg_names[i];
+  aggs[w->naggs] = NULL;
+  return job->sink_plugin->check_merge(
+      job->sink_conf, job->sink_node ? job->sink_node : job->sink_raw, aggs,
+      kinds, err);
+}
+
 int sl_job_load(const char *path, char *const *sets, size_t nsets,
                 struct sl_job *job, struct sl_error *err) {
   memset(job, 0, sizeof(*job));
@@ -527,6 +568,8 @@ int sl_job_load(const char *path, char *const *sets, size_t nsets,
     if (rc)
       goto fail;
   }
+  if (check_merge(job, err))
+    goto fail;
   return 0;
 fail:
   sl_job_free(job);

@@ -348,9 +348,16 @@ static int compile_window(const struct sl_cfg_node *v, struct window_op **out,
   if (om) {
     if (om->kind == SL_CFG_SCALAR && strcmp(om->scalar, "append") == 0)
       w->spec.mode = SL_WINDOW_APPEND;
+    else if (om->kind == SL_CFG_SCALAR && strcmp(om->scalar, "merge") == 0)
+      w->spec.mode = SL_WINDOW_MERGE;
     else if (om->kind != SL_CFG_SCALAR || strcmp(om->scalar, "update") != 0)
-      return sl_cfg_error(err, om, "output must be update or append");
+      return sl_cfg_error(err, om, "output must be update, append or merge");
   }
+  if (w->spec.mode == SL_WINDOW_MERGE && wm)
+    return sl_cfg_error(err, wm,
+                        "watermark: output: merge keeps no window state: "
+                        "every record is added to its window in the sink, "
+                        "however late, so there is no watermark; remove it");
   if (gb) {
     size_t n = gb->kind == SL_CFG_SEQ ? gb->n : 1;
     if (gb->kind == SL_CFG_MAP)
@@ -401,6 +408,17 @@ static int compile_window(const struct sl_cfg_node *v, struct window_op **out,
     if (compile_agg(w, i, name, ag->items[i], err))
       return err->code;
   }
+  for (size_t i = 0; w->spec.mode == SL_WINDOW_MERGE && i < ag->n; i++)
+    if (w->kinds[i] == SL_AGG_AVG || w->kinds[i] == SL_AGG_COUNT_DISTINCT)
+      return sl_cfg_error(
+          err, ag->items[i],
+          "aggregate '%s': %s does not merge in the sink (output: merge adds "
+          "each batch's contribution to what the sink holds): %s",
+          w->agg_names[i], w->kinds[i] == SL_AGG_AVG ? "avg" : "count_distinct",
+          w->kinds[i] == SL_AGG_AVG
+              ? "aggregate sum() and count() and divide when reading"
+              : "add the values to a HyperLogLog with PFADD from a "
+                "pipeline without a window, or use output: update");
   w->spec.group_names = (const char *const *)w->group_names;
   w->spec.agg_names = (const char *const *)w->agg_names;
   w->spec.agg_kinds = w->kinds;
@@ -510,6 +528,14 @@ int sl_pipeline_compile(const struct sl_cfg_node *list,
       rc = compile_window(v, &p->win, err);
       if (rc)
         break;
+      continue;
+    }
+    if (p->win && p->win->spec.mode == SL_WINDOW_MERGE) {
+      rc = sl_cfg_error(err, item,
+                        "%s after a window with output: merge would see each "
+                        "batch's contribution to a window, not its total: "
+                        "put it before the window",
+                        name);
       continue;
     }
     struct op **ops = p->win ? &p->post : &p->pre;
@@ -1056,6 +1082,43 @@ int sl_pipe_post(struct sl_pipe_task *t, cJSON **rows, size_t n,
   }
   finish_chunk(t, out, dead);
   return rc;
+}
+
+struct merge_rows {
+  cJSON **v;
+  size_t n, cap;
+};
+
+static void collect_row(cJSON *row, void *arg) {
+  struct merge_rows *m = arg;
+  if (m->n == m->cap) {
+    m->cap = SL_MAX(m->cap * 2, (size_t)64);
+    m->v = sl_realloc(m->v, m->cap * sizeof(*m->v));
+  }
+  m->v[m->n++] = row;
+}
+
+void sl_pipe_merge_out(struct sl_pipe_task *t, const struct sl_record *at,
+                       struct sl_batch *out) {
+  out->n = 0;
+  sl_buf_reset(&t->obuf);
+  drop_rows(t);
+  if (!t->partial)
+    return;
+  struct merge_rows m = {0};
+  sl_wpartial_emit(t->partial, collect_row, &m);
+  for (size_t i = 0; i < m.n; i++) {
+    emit_out(t, out, at, m.v[i]);
+    if (t->nrows == t->rowscap) {
+      t->rowscap = SL_MAX(t->rowscap * 2, (size_t)256);
+      t->rows = sl_realloc(t->rows, t->rowscap * sizeof(*t->rows));
+    }
+    t->rows[t->nrows++] = m.v[i];
+    out->recs[out->n - 1].row = m.v[i];
+  }
+  free(m.v);
+  for (size_t i = 0; i < out->n; i++)
+    out->recs[i].value = t->obuf.p + t->ooff[i];
 }
 
 /* ------------------------------------------------------ output fields */

@@ -101,6 +101,15 @@ int sl_pipe_run(struct sl_pipe_task *t, const struct sl_batch *in,
                 struct sl_batch *out, struct sl_batch *dead,
                 struct sl_error *err);
 
+/* output: merge (window.h SL_WINDOW_MERGE): the rows of what the task's
+ * records since the last call contribute to each window and group key,
+ * as output records for the sink (replacing out's records), each with
+ * at's coordinates (topic, partition, offset: the last record they
+ * aggregate, for the sink's position guard) and its row; the partial
+ * starts empty again. out stays valid until the next call. */
+void sl_pipe_merge_out(struct sl_pipe_task *t, const struct sl_record *at,
+                       struct sl_batch *out);
+
 /* The `top` operator: n rows with the largest `by` per window (ties: by
  * the rows' JSON text), or NULL. */
 struct sl_top {

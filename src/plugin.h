@@ -232,6 +232,17 @@ struct sl_sink_plugin {
    * (fields is NULL-terminated). Optional. @locality coordinator */
   int (*check_fields)(const void *conf, const struct sl_cfg_node *node,
                       const char *const *fields, struct sl_error *err);
+  /* A window with output: merge (window.h) makes rows that hold one
+   * batch's or group's contribution to a window, to be merged with what
+   * the sink holds, not totals. aggs (NULL-terminated) names each
+   * aggregate field, kinds[k] how it merges: '+' added (count, sum), '<'
+   * the lower kept (min), '>' the higher (max). A sink that merges checks
+   * that its settings do; NULL when the sink cannot merge (files and
+   * Kafka records are not changed once written), and validate refuses
+   * the job. @locality coordinator */
+  int (*check_merge)(const void *conf, const struct sl_cfg_node *node,
+                     const char *const *aggs, const char *kinds,
+                     struct sl_error *err);
   /* @locality coordinator */
   int (*init)(struct sl_sink *sink, struct sl_error *err);
   /* The sink's own record of its last committed batch and the end offsets

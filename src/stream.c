@@ -263,6 +263,17 @@ static int run_group(struct engine *e, struct eng_stream *s,
     if (sl_pipe_run(tc->pipe, &w->chunk, wm, fail, sl_wall_ms(), &w->out,
                     &w->dead, err))
       return err->code;
+    if (e->merge && w->chunk.n) {
+      /* the group's contribution to each window, at its last record for
+       * the sink's position guard: every partition the group touched
+       * moves past it in the same write */
+      const struct sl_record *last = &w->chunk.recs[w->chunk.n - 1];
+      struct sl_record at = {.topic = last->topic,
+                             .partition = last->partition,
+                             .offset = last->offset,
+                             .timestamp = -1};
+      sl_pipe_merge_out(tc->pipe, &at, &w->out);
+    }
     out = &w->out;
   }
   int rc;

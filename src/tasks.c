@@ -177,6 +177,16 @@ static int read_task(struct sl_task *t, struct worker_ctx *w,
       rc = eng_stage_dead(e, tc, t, w, &w->dead, "a record", &t->err);
   }
   hint_ranges(e, w, tc, false);
+  if (!rc && e->merge && tc->pipe) {
+    /* the task's contribution to each window, at the range's last offset
+     * for the sink's position guard */
+    struct sl_record at = {.topic = tc->slice.topic,
+                           .partition = tc->slice.partition,
+                           .offset = tc->slice.end - 1,
+                           .timestamp = -1};
+    sl_pipe_merge_out(tc->pipe, &at, &w->out);
+    rc = w->out.n ? eng_stage_out(e, tc, t, w, &w->out, &t->err) : 0;
+  }
   if (rc)
     return rc;
   if (tc->pipe) {

@@ -911,7 +911,8 @@ int sl_window_spec_check(const struct sl_window_spec *spec,
     return sl_error_set(err, SL_ERR_INVAL,
                         "window: lateness must be in 0..2^60 ms, got %lld",
                         (long long)spec->lateness_ms);
-  if (spec->mode != SL_WINDOW_UPDATE && spec->mode != SL_WINDOW_APPEND)
+  if (spec->mode != SL_WINDOW_UPDATE && spec->mode != SL_WINDOW_APPEND &&
+      spec->mode != SL_WINDOW_MERGE)
     return sl_error_set(err, SL_ERR_INVAL, "window: unknown output mode %d",
                         (int)spec->mode);
   if (spec->ngroups > W_MAX_FIELDS || spec->naggs > W_MAX_FIELDS)
@@ -1499,6 +1500,33 @@ static cJSON *make_row(const struct wspec *sp, const struct went *e,
     cJSON_AddItemToObject(row, sp->anames[a],
                           agg_to_json(sp->kinds[a], &e->aggs[a]));
   return row;
+}
+
+void sl_wpartial_emit(struct sl_wpartial *p,
+                      void (*emit)(cJSON *row, void *arg), void *arg) {
+  const struct wspec *sp = &p->spec;
+  size_t n = p->tab.n, k = 0;
+  if (n) {
+    struct went **out = sl_malloc(n * sizeof(*out));
+    for (unsigned sh = 0; sh < sp->s.shards; sh++)
+      for (struct went *e = p->chain[sh]; e && k < n; e = e->next)
+        out[k++] = e;
+    struct sl_buf tmp = {0};
+    qsort_r(out, k, sizeof(*out), went_cmp, (void *)sp);
+    for (size_t i = 0; i < k; i++)
+      emit(make_row(sp, out[i], &tmp), arg);
+    sl_buf_free(&tmp);
+    free(out);
+  }
+  for (unsigned sh = 0; sp->has_heap && sh < sp->s.shards; sh++)
+    for (struct went *e = p->chain[sh]; e; e = e->next)
+      entry_free_aggs(sp, e);
+  memset(p->chain, 0, sp->s.shards * sizeof(*p->chain));
+  memset(p->nchain, 0, sp->s.shards * sizeof(*p->nchain));
+  wt_free(&p->tab);
+  wt_reserve(&p->tab, 16);
+  sl_arena_reset(&p->arena);
+  p->max_event = INT64_MIN;
 }
 
 /* Drops the entries whose window ended at or before wm; rebuilds the

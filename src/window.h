@@ -56,7 +56,11 @@ enum sl_agg_kind {
   SL_AGG_COUNT_DISTINCT
 };
 
-enum sl_window_mode { SL_WINDOW_UPDATE, SL_WINDOW_APPEND };
+/* MERGE (output: merge): no state is kept; each task's or stream
+ * group's partial is emitted as rows of its own contribution
+ * (sl_wpartial_emit) for a sink that merges them (Redis: HINCRBY, ZADD
+ * GT/LT), and nothing is ever late. */
+enum sl_window_mode { SL_WINDOW_UPDATE, SL_WINDOW_APPEND, SL_WINDOW_MERGE };
 
 struct sl_window_spec {
   int64_t size_ms;     /* > 0 */
@@ -108,6 +112,15 @@ void sl_wpartial_free(struct sl_wpartial *p);
 int sl_wpartial_add(struct sl_wpartial *p, int64_t event_ms,
                     const struct sl_value *groups, const struct sl_value *args,
                     int64_t watermark, struct sl_error *err);
+
+/* Emits one row per (window, group key) of the partial, in (window_start,
+ * group key) order, as the state's rows look (see the top of this file),
+ * holding what the partial's records contribute: their count, sum, min
+ * and max (output: merge; avg and count_distinct are refused there, since
+ * they do not merge in a sink). The callee owns row. Then empties the
+ * partial, which is ready for the next records. */
+void sl_wpartial_emit(struct sl_wpartial *p,
+                      void (*emit)(cJSON *row, void *arg), void *arg);
 
 /* The largest event time added (INT64_MIN when none). */
 int64_t sl_wpartial_max_event(const struct sl_wpartial *p);

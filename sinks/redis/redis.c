@@ -359,6 +359,41 @@ static int redis_check_fields(const void *vconf, const struct sl_cfg_node *node,
   return each_command(c->command, check_one, &fc, err);
 }
 
+struct merge_ctx {
+  const char *const *aggs;
+  const char *kinds;
+  struct sl_error *err;
+};
+
+/* output: merge: every aggregate field is added, or kept when lower or
+ * higher, never set (template.h sl_rcmd_check_merge). */
+static int merge_one(const struct sl_cfg_node *n, void *arg) {
+  struct merge_ctx *mc = arg;
+  struct sl_error cerr = {0};
+  int col;
+  struct sl_rcmd *c;
+  if (sl_rcmd_parse(n->scalar, &c, &col, &cerr))
+    return 0; /* validate reported it */
+  int rc = 0;
+  if (sl_rcmd_check_merge(c, mc->aggs, mc->kinds, &col, &cerr)) {
+    struct sl_cfg_node at = *n;
+    if (!strchr(n->scalar, '\n'))
+      at.col = n->col + col - 1 + (n->plain ? 0 : 1);
+    rc = sl_cfg_error(mc->err, &at, "redis command: %s", cerr.msg);
+  }
+  sl_rcmd_free(c);
+  return rc;
+}
+
+static int redis_check_merge(const void *vconf, const struct sl_cfg_node *node,
+                             const char *const *aggs, const char *kinds,
+                             struct sl_error *err) {
+  const struct redis_conf *c = vconf;
+  (void)node;
+  struct merge_ctx mc = {.aggs = aggs, .kinds = kinds, .err = err};
+  return each_command(c->command, merge_one, &mc, err);
+}
+
 static int redis_validate(const void *vconf, const struct sl_cfg_node *node,
                           struct sl_error *err) {
   const struct redis_conf *c = vconf;
@@ -1465,6 +1500,7 @@ const struct sl_sink_plugin sl_sink_redis = {
              SL_SINK_WRITES_AT_ONCE,
     .validate = redis_validate,
     .check_fields = redis_check_fields,
+    .check_merge = redis_check_merge,
     .init = redis_init,
     .last_committed = redis_last_committed,
     .positions = redis_positions,

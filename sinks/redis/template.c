@@ -60,8 +60,15 @@ struct arg {
   int col; /* where the argument starts, for messages */
 };
 
+/* ZADD's options before its score-member pairs. */
+#define ZOPT_GT    0x1u
+#define ZOPT_LT    0x2u
+#define ZOPT_OTHER 0x4u /* NX, XX, CH */
+
 struct sl_rcmd {
   const struct spec *spec;
+  unsigned zopts;  /* how many option words follow ZADD's key */
+  unsigned zflags; /* ZOPT_* */
   struct arg *args;
   size_t nargs;
   bool needs_json;
@@ -138,13 +145,50 @@ static const struct spec *find_spec(const char *name, size_t len) {
   return NULL;
 }
 
-static enum num num_kind(const struct spec *sp, size_t i) {
+/* Where the groups of c start: after ZADD's options, if any. */
+static size_t group_from(const struct sl_rcmd *c) {
+  return c->spec->group_from + c->zopts;
+}
+
+static enum num num_kind(const struct sl_rcmd *c, size_t i) {
+  const struct spec *sp = c->spec;
   if (sp->num != NUM_NONE && i == sp->num_at)
     return sp->num;
-  if (sp->group_num && i >= sp->group_from &&
-      (i - sp->group_from) % sp->group == 0)
+  if (sp->group_num && i >= group_from(c) &&
+      (i - group_from(c)) % sp->group == 0)
     return NUM_FLOAT;
   return NUM_NONE;
+}
+
+/* ZADD key [NX|XX] [GT|LT] [CH] score member ...: counts the literal
+ * option words after the key (INCR is not taken: it makes ZADD a
+ * ZINCRBY of one member). */
+static int zadd_options(struct sl_rcmd *c, int *col, struct sl_error *err) {
+  static const struct {
+    const char *w;
+    unsigned f;
+  } opts[] = {{"GT", ZOPT_GT},
+              {"LT", ZOPT_LT},
+              {"NX", ZOPT_OTHER},
+              {"XX", ZOPT_OTHER},
+              {"CH", ZOPT_OTHER}};
+  for (size_t i = 2; i < c->nargs; i++) {
+    const char *text;
+    size_t len;
+    if (!sl_tpl_literal(&c->args[i].t, &text, &len))
+      break;
+    unsigned f = 0;
+    for (size_t k = 0; k < SL_ARRAY_LEN(opts) && !f; k++)
+      if (len == 2 && strncasecmp(text, opts[k].w, 2) == 0)
+        f = opts[k].f;
+    if (!f)
+      break;
+    c->zflags |= f;
+    c->zopts++;
+  }
+  if ((c->zflags & ZOPT_GT) && (c->zflags & ZOPT_LT))
+    return fail(col, 0, err, "ZADD: GT and LT exclude each other");
+  return 0;
 }
 
 /* Whether text is a number Redis takes as an integer / a float. */
@@ -181,12 +225,16 @@ static int check_arity(const struct sl_rcmd *c, int *col,
                   "not %zu",
                   sp->name, sp->min - 1, n - 1);
   }
-  if (sp->group && (n - sp->group_from) % sp->group != 0)
+  if (sp->group &&
+      (n < group_from(c) + sp->group || (n - group_from(c)) % sp->group != 0))
     return fail(col, 0, err, "%s: the arguments after the %s come in %s",
-                sp->name, sp->group_from == 2 ? "key" : "id",
+                sp->name,
+                c->zopts              ? "options"
+                : sp->group_from == 2 ? "key"
+                                      : "id",
                 sp->group_num ? "score-member pairs" : "field-value pairs");
   for (size_t i = 1; i < n; i++) {
-    enum num k = num_kind(sp, i);
+    enum num k = num_kind(c, i);
     const struct arg *a = &c->args[i];
     const char *text;
     size_t len;
@@ -243,6 +291,8 @@ static int parse(const char *text, struct sl_rcmd *c, int *col,
                 "unknown or unsupported command '%s' (supported: %s)", name,
                 list);
   }
+  if (c->spec->group_num && zadd_options(c, col, err))
+    return SL_ERR_CONFIG;
   if (check_arity(c, col, err))
     return SL_ERR_CONFIG;
   for (size_t k = 1; k < c->nargs; k++)
@@ -302,6 +352,49 @@ int sl_rcmd_check_fields(const struct sl_rcmd *c, const char *const *fields,
   return 0;
 }
 
+int sl_rcmd_check_merge(const struct sl_rcmd *c, const char *const *aggs,
+                        const char *kinds, int *col, struct sl_error *err) {
+  const struct spec *sp = c->spec;
+  bool publish = strcmp(sp->name, "PUBLISH") == 0;
+  bool adds = sp->num != NUM_NONE; /* INCRBY ... ZINCRBY: num_at adds */
+  for (size_t i = 1; i < c->nargs; i++) {
+    const struct sl_tpl *t = &c->args[i].t;
+    for (size_t j = 0; j < t->n; j++) {
+      const struct sl_tpl_part *pt = &t->parts[j];
+      if (pt->kind != SL_TPL_FIELD)
+        continue;
+      size_t k = 0;
+      while (aggs[k] && strcmp(aggs[k], pt->segs[0]) != 0)
+        k++;
+      if (!aggs[k] || publish)
+        continue; /* a window or group field, or a notification */
+      bool whole = t->n == 1;
+      bool ok;
+      const char *how;
+      if (kinds[k] == '+') {
+        ok = whole && adds && i == sp->num_at;
+        how = "as the increment of HINCRBY, HINCRBYFLOAT, INCRBY, "
+              "INCRBYFLOAT or ZINCRBY";
+      } else {
+        unsigned want = kinds[k] == '<' ? ZOPT_LT : ZOPT_GT;
+        ok = whole && sp->group_num && (c->zflags & want) &&
+             num_kind(c, i) == NUM_FLOAT;
+        how = kinds[k] == '<' ? "as a score of ZADD LT (which keeps the "
+                                "lower score)"
+                              : "as a score of ZADD GT (which keeps the "
+                                "higher score)";
+      }
+      if (!ok)
+        return fail(col, (size_t)pt->col - 1, err,
+                    "{%s} is one batch's contribution to its window under "
+                    "output: merge, which %s would not merge with what "
+                    "Redis holds; use it %s (or in PUBLISH)",
+                    pt->text, sp->name, how);
+    }
+  }
+  return 0;
+}
+
 /* ---------------------------------------------------------- rendering */
 
 int sl_rcmd_render(const struct sl_rcmd *c, const struct sl_record *r,
@@ -326,7 +419,7 @@ int sl_rcmd_render(const struct sl_rcmd *c, const struct sl_record *r,
   }
   for (size_t i = 0; i < c->nargs; i++) {
     a->argv[i] = a->buf.p + a->off[i];
-    enum num k = num_kind(c->spec, i);
+    enum num k = num_kind(c, i);
     if (k != NUM_NONE && !is_num(k, a->argv[i], a->argvlen[i]))
       return sl_error_set(err, SL_ERR_INVAL,
                           "redis command: %s argument %zu must be %s, "

@@ -60,6 +60,16 @@ const char *const *sl_rcmd_fields(const struct sl_rcmd *c);
 int sl_rcmd_check_fields(const struct sl_rcmd *c, const char *const *fields,
                          int *col, struct sl_error *err);
 
+/* output: merge: checks that each aggregate field of aggs (NULL-
+ * terminated) appears only where what it holds merges with what Redis
+ * holds: kinds[k] '+' (count, sum) as the whole increment argument of
+ * HINCRBY, HINCRBYFLOAT, INCRBY, INCRBYFLOAT or ZINCRBY; '<' (min) as a
+ * whole score of ZADD LT; '>' (max) of ZADD GT; any of them anywhere in
+ * PUBLISH. Fails (SL_ERR_CONFIG) at the first that does not, with its
+ * 1-based column in *col. */
+int sl_rcmd_check_merge(const struct sl_rcmd *c, const char *const *aggs,
+                        const char *kinds, int *col, struct sl_error *err);
+
 /* The arguments of one rendered command: argv[i] is argvlen[i] bytes
  * (not NUL-terminated) in buf. Reused across records. */
 struct sl_rargs {

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "src/job.h"
+#include "src/pipeline.h"
 
 static char path[512];
 
@@ -268,6 +269,102 @@ static void malformed_yaml_is_positioned(void **state) {
   assert_memory_equal(err.msg, want, strlen(want));
 }
 
+/* A windowed job with output: merge; window_extra and agg go into the
+ * window (lines 8-13), post after it, sink is the whole sink section. */
+static int load_merge(const char *window_extra, const char *agg,
+                      const char *post, const char *sink, struct sl_job *job,
+                      struct sl_error *err) {
+  char text[2048];
+  snprintf(text, sizeof(text),
+           "job: m\n"                                            /* 1 */
+           "source:\n"                                           /* 2 */
+           "  kafka: { brokers: localhost:9092, topics: [c] }\n" /* 3 */
+           "pipeline:\n"                                         /* 4 */
+           "  - parse: json\n"                                   /* 5 */
+           "  - window:\n"                                       /* 6 */
+           "      tumbling: 10s\n"                               /* 7 */
+           "      time: ts\n"                                    /* 8 */
+           "      group_by: [user]\n"                            /* 9 */
+           "      aggregate: %s\n"                               /* 10 */
+           "      output: merge\n"                               /* 11 */
+           "%s"                                                  /* 12 */
+           "%s"                                                  /* 13 */
+           "sink:\n%s",
+           agg, window_extra, post, sink);
+  return load(text, NULL, 0, job, err);
+}
+
+static const char *merge_redis =
+    "  redis:\n"
+    "    url: redis://127.0.0.1:6379/0\n"
+    "    command:\n"
+    "      - HINCRBYFLOAT w:{window_start}:{user} revenue {revenue}\n"
+    "      - HINCRBY w:{window_start}:{user} orders {orders}\n"
+    "      - ZADD hi:{window_start} GT {hi} {user}\n"
+    "      - ZADD lo:{window_start} LT {lo} {user}\n"
+    "      - PUBLISH done \"{window_start} {orders}\"\n";
+static const char *merge_aggs = "{ revenue: sum(amount), orders: count(), "
+                                "hi: max(amount), lo: min(amount) }";
+
+static void output_merge_is_checked(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  /* a sink that merges, every aggregate where it merges */
+  assert_int_equal(load_merge("", merge_aggs, "", merge_redis, &job, &err), 0);
+  assert_int_equal(sl_pipeline_window(job.pipeline)->mode, SL_WINDOW_MERGE);
+  sl_job_free(&job);
+  /* a sink that cannot change what it wrote */
+  assert_int_not_equal(
+      load_merge("", merge_aggs, "", "  file: { path: /tmp/o }\n", &job, &err),
+      0);
+  assert_error_at(&err, 11, 15, "the file sink cannot change what it wrote");
+  /* no state, so no watermark */
+  assert_int_not_equal(load_merge("      watermark: 5s\n", merge_aggs, "",
+                                  merge_redis, &job, &err),
+                       0);
+  assert_error_at(&err, 12, 18, "there is no watermark");
+  /* aggregates that do not merge */
+  assert_int_not_equal(
+      load_merge("", "{ a: avg(amount) }", "", merge_redis, &job, &err), 0);
+  assert_error_at(&err, 10, 23, "avg does not merge");
+  assert_int_not_equal(load_merge("", "{ d: count_distinct(page) }", "",
+                                  merge_redis, &job, &err),
+                       0);
+  assert_error_at(&err, 10, 23, "count_distinct does not merge");
+  /* an operator after the window would see contributions */
+  assert_int_not_equal(load_merge("", merge_aggs, "  - select: [user]\n",
+                                  merge_redis, &job, &err),
+                       0);
+  assert_error_at(&err, 12, 5, "select after a window with output: merge");
+  /* a total set from one batch's contribution, a max kept without GT */
+  const char *hset = "  redis:\n"
+                     "    url: redis://127.0.0.1:6379/0\n"
+                     "    command: 'HSET w:{user} revenue {revenue}'\n";
+  assert_int_not_equal(
+      load_merge("", "{ revenue: sum(amount) }", "", hset, &job, &err), 0);
+  assert_error_at(&err, 15, 37, "{revenue} is one batch's contribution");
+  assert_true(strstr(err.msg, "HINCRBYFLOAT") != NULL);
+  const char *zadd = "  redis:\n"
+                     "    url: redis://127.0.0.1:6379/0\n"
+                     "    command: 'ZADD hi {hi} {user}'\n";
+  assert_int_not_equal(
+      load_merge("", "{ hi: max(amount) }", "", zadd, &job, &err), 0);
+  assert_error_at(&err, 15, 23, "ZADD GT");
+  const char *lt = "  redis:\n"
+                   "    url: redis://127.0.0.1:6379/0\n"
+                   "    command: 'ZADD hi LT {hi} {user}'\n";
+  assert_int_not_equal(
+      load_merge("", "{ hi: max(amount) }", "", lt, &job, &err), 0);
+  assert_error_at(&err, 15, 26, "ZADD GT");
+  const char *both = "  redis:\n"
+                     "    url: redis://127.0.0.1:6379/0\n"
+                     "    command: 'ZADD hi GT LT {hi} {user}'\n";
+  assert_int_not_equal(
+      load_merge("", "{ hi: max(amount) }", "", both, &job, &err), 0);
+  assert_true(strstr(err.msg, "GT and LT exclude each other") != NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(loads_a_valid_job_with_defaults),
@@ -281,6 +378,7 @@ int main(void) {
       cmocka_unit_test(env_interpolation),
       cmocka_unit_test(secret_property_value_is_never_printed),
       cmocka_unit_test(malformed_yaml_is_positioned),
+      cmocka_unit_test(output_merge_is_checked),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(path);

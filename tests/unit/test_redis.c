@@ -90,6 +90,11 @@ static void test_render(void **state) {
       "SET|clicks:3|1234567890123 -1");
   assert_string_equal(render("ZADD top {n} {user} 2.5 x", row, NULL),
                       "ZADD|top|3|u1|2.5|x");
+  /* ZADD's options come before the pairs: the score is checked after them */
+  assert_string_equal(render("ZADD top GT {n} {user}", row, NULL),
+                      "ZADD|top|GT|3|u1");
+  assert_string_equal(render("zadd top lt ch {f} {user}", row, NULL),
+                      "zadd|top|lt|ch|80.01|u1");
   assert_string_equal(render("XADD s * user {user}", row, NULL),
                       "XADD|s|*|user|u1");
 }
@@ -130,6 +135,9 @@ static void test_parse_errors(void **state) {
   parse_fails("ZADD z 1 a 2", 1, "score-member pairs");
   parse_fails("INCRBY k 1.5", 10, "INCRBY: argument 2 must be an integer");
   parse_fails("ZADD z x m", 8, "argument 2 must be a number");
+  parse_fails("ZADD z GT x m", 11, "argument 3 must be a number");
+  parse_fails("ZADD z GT m", 1, "after the options come in score-member");
+  parse_fails("ZADD z GT LT 1 m", 1, "GT and LT exclude each other");
   parse_fails("SET k {user", 7, "unclosed placeholder");
   parse_fails("SET k {}", 7, "empty placeholder");
   parse_fails("SET k {a b}", 9, "inside a placeholder");

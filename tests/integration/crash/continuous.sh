@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The crash matrix of the continuous trigger: one exactly-once sink (file,
-# redis or kafka) and one job kind (stateless, or windowed: a tumbling
-# window in update mode, run per epoch), crashed at every crash point that
-# a continuous run passes, one point at a time.
+# redis or kafka) and one job kind (stateless; windowed: a tumbling window
+# in update mode, run per epoch; merge, Redis only: a tumbling window with
+# output: merge, each group's contribution merged into Redis at once),
+# crashed at every crash point that a continuous run passes, one point at
+# a time.
 #
 # usage: continuous.sh SLUICE SRC SINK [KIND]
 #
@@ -45,7 +47,9 @@ while read -r name _; do
     # The Redis sink's MULTI/EXEC batch commit: a stateless continuous run
     # writes through its stream scripts and commits each epoch with one.
     sink.redis.before_exec | sink.redis.after_exec) [ "$SINK/$KIND" = redis/windowed ] && points+=("$name") ;;
-    sink.redis.stream.* | sink.redis.epoch.*) [ "$SINK/$KIND" = redis/stateless ] && points+=("$name") ;;
+    # A merge job (output: merge) writes each group's contribution at once
+    # through the stream scripts, as a stateless one.
+    sink.redis.stream.* | sink.redis.epoch.*) [ "$SINK/$KIND" = redis/stateless ] || [ "$SINK/$KIND" = redis/merge ] && points+=("$name") ;;
     batch.* | stream.*) points+=("$name") ;;
     sink."$SINK".*) points+=("$name") ;;
   esac
@@ -126,6 +130,26 @@ write_job() {
     command:
       - HSET t:w:{user}:{window_start} revenue {revenue} orders {orders}
       - INCRBY t:emitted 1"
+  fi
+  if [ "$KIND" = merge ]; then
+    # no state in sluice: each group's sums, counts, highest and lowest
+    # amounts are merged into Redis with its positions
+    pipeline="
+  - parse: json
+  - filter: 'event == \"buy\" && amount > 0'
+  - window:
+      tumbling: 10s
+      time: ts
+      group_by: [user]
+      aggregate: { revenue: sum(amount), orders: count(), hi: max(amount), lo: min(amount) }
+      output: merge"
+    sink="redis:
+    url: $REDIS_URL
+    command:
+      - HINCRBYFLOAT t:w:{user}:{window_start} revenue {revenue}
+      - HINCRBY t:w:{user}:{window_start} orders {orders}
+      - ZADD t:hi:{window_start} GT {hi} {user}
+      - ZADD t:lo:{window_start} LT {lo} {user}"
   fi
   cat >"$WORK/$cell.yaml" <<YAML
 job: crash-continuous-$SINK-$KIND-$cell

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The crash matrix: one exactly-once sink (file, redis or kafka) and one
-# job kind (stateless or windowed), crashed at every crash point that such
-# a run passes, one point at a time.
+# job kind (stateless, windowed, or merge: a window with output: merge,
+# Redis only), crashed at every crash point that such a run passes, one
+# point at a time.
 #
 # usage: matrix.sh SLUICE SRC SINK KIND [real]
 #
@@ -89,7 +90,25 @@ write_job() {
       aggregate: { revenue: sum(amount), orders: count() }
       output: update"
   fi
+  if [ "$KIND" = merge ]; then
+    pipeline="
+  - parse: json
+  - filter: 'event == \"buy\" && amount > 0'
+  - window:
+      tumbling: 10s
+      time: ts
+      group_by: [user]
+      aggregate: { revenue: sum(amount), orders: count(), hi: max(amount), lo: min(amount) }
+      output: merge"
+  fi
   case $SINK/$KIND in
+    redis/merge) sink="redis:
+    url: $REDIS_URL
+    command:
+      - HINCRBYFLOAT t:w:{user}:{window_start} revenue {revenue}
+      - HINCRBY t:w:{user}:{window_start} orders {orders}
+      - ZADD t:hi:{window_start} GT {hi} {user}
+      - ZADD t:lo:{window_start} LT {lo} {user}" ;;
     file/*) sink="file: { path: $WORK/$cell-out }" ;;
     kafka/*)
       if [ -n "$REAL" ]; then
