@@ -68,12 +68,29 @@
  * sink reads CONFIG GET appendonly/appendfsync at start and warns unless
  * they are yes/always; a Redis that comes back behind the checkpoint is
  * reported by recovery as data loss.
+ *
+ * Group mode (several instances of the job in one Kafka consumer group,
+ * DESIGN.md section 14; the engine calls claim and release): at
+ * assignment claim() runs claim_lua, which takes the next token from the
+ * hash's counter `claims` and writes it into `c:<topic>:<partition>` of
+ * every partition assigned. The sink keeps its tokens; from then on every
+ * commit and stream write carries the token of each partition it stores
+ * a position for and is refused with SL_ERR_FENCED, writing nothing, when
+ * a stored token differs (another instance claimed the partition since):
+ * the batch commit checks them in its HGETALL under WATCH (a claim in
+ * between changes the hash, so EXEC fails and the record is read again),
+ * the stream and epoch scripts in their fenced variants before any write.
+ * A sink that never claimed sends no token and checks nothing: the
+ * single-instance scripts and commands are unchanged. release() forgets
+ * tokens and writes nothing; a later commit of such a partition is
+ * refused before anything is sent.
  */
 #include "redis.h"
 
 #include <cjson/cJSON.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +108,8 @@
 
 struct rsink;
 static int decode_record(struct rsink *s, const redisReply *r, uint64_t *batch,
-                         struct sl_plan *pos, struct sl_error *err);
+                         struct sl_plan *pos, struct sl_plan *claims,
+                         struct sl_error *err);
 static void redis_stream_close(struct sl_sink *sink, void *stream);
 
 struct redis_conf {
@@ -158,10 +176,19 @@ struct rsink {
   struct sl_rcmd **cmds;
   size_t ncmds;
   bool needs_json;
-  char *key;        /* the commit record */
+  char *key; /* the commit record */
+  /* mu guards rc, last and checked: in group mode a claim and positions
+   * (coordinator) may come while a commit runs on the committer thread. */
+  pthread_mutex_t mu;
   redisContext *rc; /* NULL when not connected */
   uint64_t last;    /* newest batch known committed */
   bool checked;     /* persistence settings looked at */
+  /* Group mode. claims_mu guards claims; group is set once, by the first
+   * claim, and read without the lock (atomic) so that a single-instance
+   * stream write takes no lock. */
+  pthread_mutex_t claims_mu;
+  bool group;            /* claim was called: every commit carries tokens */
+  struct sl_plan claims; /* partitions claimed; end = start = the token */
   char where[300];
   char describe[400];
 };
@@ -272,6 +299,28 @@ int sl_redis_commit_decode(const char *const *fields, const char *const *values,
   /* Positions without a batch: a continuous run's streams wrote records
    * before its first epoch was committed. */
   sl_plan_sort(end);
+  return 0;
+}
+
+int sl_redis_claims_decode(const char *const *fields, const char *const *values,
+                           size_t n, struct sl_plan *claims, char *msg,
+                           size_t msgsz) {
+  for (size_t i = 0; i < n; i++) {
+    if (strncmp(fields[i], "c:", 2) != 0)
+      continue;
+    const char *tp = fields[i] + 2;
+    const char *colon = strrchr(tp, ':');
+    int64_t part, tok;
+    if (!colon || colon == tp || parse_i64(colon + 1, &part) ||
+        part > INT32_MAX || parse_i64(values[i], &tok) || tok == 0) {
+      snprintf(msg, msgsz, "claim field '%.80s' = '%.40s' is malformed",
+               fields[i], values[i]);
+      return -1;
+    }
+    char *topic = sl_strndup(tp, (size_t)(colon - tp));
+    sl_plan_add(claims, topic, (int32_t)part, tok, tok);
+    free(topic);
+  }
   return 0;
 }
 
@@ -503,6 +552,8 @@ static int redis_init(struct sl_sink *sink, struct sl_error *err) {
   char msg[300];
   sink->ctx = s;
   s->conf = c;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->claims_mu, NULL);
   if (sl_redis_url_parse(c->url, &s->url, msg, sizeof(msg)))
     return sl_error_setf(err, SL_ERR_CONFIG, SL_ERR_FATAL, "redis url: %s",
                          msg);
@@ -547,7 +598,7 @@ static int read_record(struct rsink *s, uint64_t *batch, struct sl_plan *pos,
         s->where, s->key, r->type == REDIS_REPLY_ERROR ? r->str : "wrong type");
     goto out;
   }
-  rc = decode_record(s, r, batch, pos, err);
+  rc = decode_record(s, r, batch, pos, NULL, err);
 out:
   freeReplyObject(r);
   return rc;
@@ -556,23 +607,43 @@ out:
 static int redis_last_committed(struct sl_sink *sink, uint64_t *batch,
                                 struct sl_plan *end, struct sl_error *err) {
   struct rsink *s = sink->ctx;
+  pthread_mutex_lock(&s->mu);
   int rc = read_record(s, batch, end, err);
   if (!rc)
     s->last = *batch;
+  pthread_mutex_unlock(&s->mu);
   return rc;
 }
 
+static bool in_group(struct rsink *s) {
+  return __atomic_load_n(&s->group, __ATOMIC_ACQUIRE);
+}
+
 /* The o:<topic>:<partition> fields of the source's topics. Under the
- * continuous trigger the streams move them per group, ahead of `batch`. */
+ * continuous trigger the streams move them per group, ahead of `batch`.
+ * In group mode only those of the partitions this instance holds a claim
+ * on: read by one HGETALL sent after the claim's script was answered, so
+ * every write that got in before the claim is counted, and every write
+ * after it was refused (claim). */
 static int redis_positions(struct sl_sink *sink,
                            const struct sl_source_info *src,
                            struct sl_plan *out, struct sl_error *err) {
   struct rsink *s = sink->ctx;
-  struct sl_plan all = {0};
+  struct sl_plan all = {0}, mine = {0};
   uint64_t batch;
+  bool group = in_group(s);
+  if (group) {
+    pthread_mutex_lock(&s->claims_mu);
+    sl_plan_copy(&mine, &s->claims);
+    pthread_mutex_unlock(&s->claims_mu);
+  }
+  pthread_mutex_lock(&s->mu);
   int rc = read_record(s, &batch, &all, err);
+  pthread_mutex_unlock(&s->mu);
   for (size_t i = 0; !rc && i < all.n; i++) {
     const struct sl_range *r = &all.ranges[i];
+    if (group && !sl_plan_find(&mine, r->topic, r->partition))
+      continue;
     for (size_t t = 0; src && t < src->ntopics; t++)
       if (strcmp(src->topics[t], r->topic) == 0) {
         sl_plan_add(out, r->topic, r->partition, r->end, r->end);
@@ -580,6 +651,7 @@ static int redis_positions(struct sl_sink *sink,
       }
   }
   sl_plan_clear(&all);
+  sl_plan_clear(&mine);
   return rc;
 }
 
@@ -695,9 +767,11 @@ static void redis_stage_free(struct sl_sink *sink, void *stage) {
 
 /* ------------------------------------------------------------- commit */
 
-/* Decodes an HGETALL reply of the commit record. */
+/* Decodes an HGETALL reply of the commit record; claims (when not NULL)
+ * gets its c: fields. */
 static int decode_record(struct rsink *s, const redisReply *r, uint64_t *batch,
-                         struct sl_plan *pos, struct sl_error *err) {
+                         struct sl_plan *pos, struct sl_plan *claims,
+                         struct sl_error *err) {
   size_t n = r->elements / 2;
   const char **f = sl_calloc(n + 1, sizeof(*f));
   const char **v = sl_calloc(n + 1, sizeof(*v));
@@ -707,7 +781,8 @@ static int decode_record(struct rsink *s, const redisReply *r, uint64_t *batch,
   }
   char msg[200];
   int rc = 0;
-  if (sl_redis_commit_decode(f, v, n, batch, pos, msg, sizeof(msg)))
+  if (sl_redis_commit_decode(f, v, n, batch, pos, msg, sizeof(msg)) ||
+      (claims && sl_redis_claims_decode(f, v, n, claims, msg, sizeof(msg))))
     rc = sl_error_setf(err, SL_ERR_CORRUPT, SL_ERR_FATAL,
                        "redis at %s: the commit record %s: %s", s->where,
                        s->key, msg);
@@ -716,12 +791,14 @@ static int decode_record(struct rsink *s, const redisReply *r, uint64_t *batch,
   return rc;
 }
 
-/* The commit record (batch, 0 none, and the positions), read whole under
- * WATCH. */
+/* The commit record (batch, 0 none, the positions and, when claims is not
+ * NULL, the claims), read whole under WATCH. */
 static int watch_record(struct rsink *s, uint64_t *batch, struct sl_plan *pos,
-                        struct sl_error *err) {
+                        struct sl_plan *claims, struct sl_error *err) {
   redisReply *r = NULL;
   sl_plan_clear(pos);
+  if (claims)
+    sl_plan_clear(claims);
   redisAppendCommand(s->rc, "WATCH %s", s->key);
   redisAppendCommand(s->rc, "HGETALL %s", s->key);
   if (get_reply(s, &r, "watching the commit record", err))
@@ -742,7 +819,7 @@ static int watch_record(struct rsink *s, uint64_t *batch, struct sl_plan *pos,
     freeReplyObject(r);
     return rc;
   }
-  int rc = decode_record(s, r, batch, pos, err);
+  int rc = decode_record(s, r, batch, pos, claims, err);
   freeReplyObject(r);
   return rc;
 }
@@ -895,36 +972,255 @@ static int check_exec(struct rsink *s, const struct sl_plan *plan,
                        r->element[first]->str);
 }
 
+/* ------------------------------------------------------------ fencing */
+
+/* claim(): one token for every partition of the call, from the counter
+ * `claims`, into each c: field of ARGV. Redis runs scripts one at a time,
+ * so claims are totally ordered and a token is greater than every token
+ * given before, for any partition. */
+static const char claim_lua[] =
+    "local t = redis.call('HINCRBY', KEYS[1], 'claims', 1)\n"
+    "for i = 1, #ARGV do\n"
+    "  redis.call('HSET', KEYS[1], ARGV[i], t)\n"
+    "end\n"
+    "return t\n";
+
+/* The start of a fenced script. Its claims come last in ARGV, so that the
+ * rest keeps the layout of the single-instance script: ARGV[#ARGV] = nt,
+ * before it nt pairs (c: field, token). Before any write, every stored
+ * token must equal the one passed, else the reply is the error "FENCED
+ * <field> <stored token, or none>". t0 is the index of the first pair
+ * (the single-instance scripts set it to #ARGV + 1). */
+#define FENCE_LUA                                                              \
+  "local nt = tonumber(ARGV[#ARGV])\n"                                         \
+  "local t0 = #ARGV - 2 * nt\n"                                                \
+  "for k = t0, #ARGV - 1, 2 do\n"                                              \
+  "  local cur = redis.call('HGET', KEYS[1], ARGV[k])\n"                       \
+  "  if cur ~= ARGV[k + 1] then\n"                                             \
+  "    return redis.error_reply('FENCED ' .. ARGV[k] .. ' ' .. (cur or "       \
+  "'none'))\n"                                                                 \
+  "  end\n"                                                                    \
+  "end\n"
+
+/* A partition whose stored claim is not this instance's: SL_ERR_FENCED,
+ * not retriable. cur: the stored token as text ("none"). */
+static int fenced(const struct rsink *s, const char *what, const char *topic,
+                  int32_t part, int64_t mine, const char *cur,
+                  struct sl_error *err) {
+  return sl_error_setf(err, SL_ERR_FENCED, SL_ERR_FATAL,
+                       "redis at %s: %s was refused and wrote nothing: "
+                       "partition %s:%" PRId32 " was claimed by another "
+                       "instance (this instance's token %" PRId64
+                       ", the current token %s)",
+                       s->where, what, topic, part, mine, cur);
+}
+
+/* The tokens a write carries (tok: one range per partition, end = the
+ * token), for the partitions of plan and of the n marks (marks may be
+ * NULL) and the records of b (may be NULL). Sets *group; outside group
+ * mode tok stays empty. Refuses, before anything is sent, a write of a
+ * partition this instance holds no claim on (released, or never
+ * claimed). */
+static int take_tokens(struct rsink *s, const struct sl_plan *plan,
+                       const struct sl_batch *b,
+                       const struct sl_stream_mark *marks, size_t n,
+                       struct sl_plan *tok, bool *group, const char *what,
+                       struct sl_error *err) {
+  sl_plan_clear(tok);
+  *group = in_group(s);
+  if (!*group)
+    return 0;
+  size_t np = plan ? plan->n : 0, nb = b ? b->n : 0;
+  int rc = 0;
+  pthread_mutex_lock(&s->claims_mu);
+  for (size_t i = 0; !rc && i < np + nb + n; i++) {
+    const char *t = i < np        ? plan->ranges[i].topic
+                    : i < np + nb ? b->recs[i - np].topic
+                                  : marks[i - np - nb].topic;
+    int32_t p = i < np        ? plan->ranges[i].partition
+                : i < np + nb ? b->recs[i - np].partition
+                              : marks[i - np - nb].partition;
+    if (tok->n && tok->ranges[tok->n - 1].partition == p &&
+        strcmp(tok->ranges[tok->n - 1].topic, t) == 0)
+      continue;
+    if (sl_plan_find(tok, t, p))
+      continue;
+    const struct sl_range *c = sl_plan_find(&s->claims, t, p);
+    if (c)
+      sl_plan_add(tok, t, p, c->end, c->end);
+    else
+      rc = sl_error_setf(err, SL_ERR_FENCED, SL_ERR_FATAL,
+                         "redis at %s: %s was refused before anything was "
+                         "sent: this instance holds no claim on partition "
+                         "%s:%" PRId32 " (released, or never claimed)",
+                         s->where, what, t, p);
+  }
+  pthread_mutex_unlock(&s->claims_mu);
+  return rc;
+}
+
+/* The batch commit's check, on the claims read under WATCH. */
+static int check_claims(const struct rsink *s, const struct sl_plan *tok,
+                        const struct sl_plan *stored, const char *what,
+                        struct sl_error *err) {
+  for (size_t i = 0; i < tok->n; i++) {
+    const struct sl_range *t = &tok->ranges[i];
+    const struct sl_range *h = sl_plan_find(stored, t->topic, t->partition);
+    if (h && h->end == t->end)
+      continue;
+    char cur[24] = "none";
+    if (h)
+      snprintf(cur, sizeof(cur), "%" PRId64, h->end);
+    return fenced(s, what, t->topic, t->partition, t->end, cur, err);
+  }
+  return 0;
+}
+
+/* A fenced script's refusal ("FENCED c:<topic>:<partition> <token>"), or
+ * 0 when r is not one. */
+static int fenced_reply(const struct rsink *s, const redisReply *r,
+                        const struct sl_plan *tok, const char *what,
+                        struct sl_error *err) {
+  if (r->type != REDIS_REPLY_ERROR || !r->str ||
+      strncmp(r->str, "FENCED c:", 9) != 0)
+    return 0;
+  const char *f = r->str + 9, *sp = strrchr(f, ' '), *colon = NULL;
+  for (const char *q = f; sp && q < sp; q++)
+    if (*q == ':')
+      colon = q;
+  if (!colon || colon == f)
+    return sl_error_setf(err, SL_ERR_FENCED, SL_ERR_FATAL,
+                         "redis at %s: %s was refused: %s", s->where, what,
+                         r->str);
+  char *topic = sl_strndup(f, (size_t)(colon - f));
+  int32_t part = (int32_t)strtol(colon + 1, NULL, 10);
+  const struct sl_range *t = sl_plan_find(tok, topic, part);
+  int rc = fenced(s, what, topic, part, t ? t->end : -1, sp + 1, err);
+  free(topic);
+  return rc;
+}
+
+/* @locality coordinator */
+static int redis_claim(struct sl_sink *sink, const struct sl_plan *parts,
+                       struct sl_error *err) {
+  struct rsink *s = sink->ctx;
+  /* From now on every commit carries claims: one of a partition this
+   * instance does not claim is refused. */
+  __atomic_store_n(&s->group, true, __ATOMIC_RELEASE);
+  if (!parts->n)
+    return 0;
+  size_t argc = 4 + parts->n;
+  const char **argv = sl_calloc(argc, sizeof(*argv));
+  size_t *lens = sl_calloc(argc, sizeof(*lens));
+  char **owned = sl_calloc(parts->n + 1, sizeof(*owned));
+  size_t k = 0;
+  argv[k++] = "EVAL";
+  argv[k++] = claim_lua;
+  argv[k++] = "1";
+  argv[k++] = s->key;
+  for (size_t i = 0; i < parts->n; i++)
+    argv[k++] = owned[i] = sl_asprintf("c:%s:%" PRId32, parts->ranges[i].topic,
+                                       parts->ranges[i].partition);
+  for (size_t i = 0; i < argc; i++)
+    lens[i] = strlen(argv[i]);
+  int64_t token = 0;
+  pthread_mutex_lock(&s->mu);
+  int rc = ensure_connected(s, err);
+  if (!rc) {
+    redisReply *r = redisCommandArgv(s->rc, (int)argc, argv, lens);
+    if (!r)
+      rc = conn_lost(s, "claiming partitions", err);
+    else if (r->type != REDIS_REPLY_INTEGER || r->integer <= 0)
+      rc = sl_error_setf(
+          err, SL_ERR_SINK,
+          r->type == REDIS_REPLY_ERROR ? reply_flag(r) : SL_ERR_FATAL,
+          "redis at %s: claiming %zu partitions in the commit record %s "
+          "failed: %s",
+          s->where, parts->n, s->key,
+          r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    else
+      token = r->integer;
+    if (r)
+      freeReplyObject(r);
+  }
+  pthread_mutex_unlock(&s->mu);
+  for (size_t i = 0; i < parts->n; i++)
+    free(owned[i]);
+  free(owned);
+  free(argv);
+  free(lens);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&s->claims_mu);
+  for (size_t i = 0; i < parts->n; i++) {
+    const struct sl_range *p = &parts->ranges[i];
+    struct sl_range *c = sl_plan_find(&s->claims, p->topic, p->partition);
+    if (c)
+      c->start = c->end = token;
+    else
+      sl_plan_add(&s->claims, p->topic, p->partition, token, token);
+  }
+  pthread_mutex_unlock(&s->claims_mu);
+  sl_info("redis at %s: claimed %zu partition%s (%s:%" PRId32
+          "%s) with token %" PRId64,
+          s->where, parts->n, parts->n == 1 ? "" : "s", parts->ranges[0].topic,
+          parts->ranges[0].partition, parts->n > 1 ? ", ..." : "", token);
+  return 0;
+}
+
+/* Forgets the claims; writes nothing (ARCHITECTURE: why release writes
+ * nothing). @locality coordinator */
+static void redis_release(struct sl_sink *sink, const struct sl_plan *parts) {
+  struct rsink *s = sink->ctx;
+  pthread_mutex_lock(&s->claims_mu);
+  for (size_t i = 0; i < parts->n; i++) {
+    struct sl_range *c = sl_plan_find(&s->claims, parts->ranges[i].topic,
+                                      parts->ranges[i].partition);
+    if (!c)
+      continue;
+    free(c->topic);
+    size_t at = (size_t)(c - s->claims.ranges);
+    memmove(c, c + 1, (s->claims.n - at - 1) * sizeof(*c));
+    s->claims.n--;
+  }
+  pthread_mutex_unlock(&s->claims_mu);
+}
+
 /* ------------------------------------------------------ continuous mode */
 
 /* The epoch commit: batch = max(stored, ARGV[1]); then, per pair of ARGV
- * (field, end), the field = max(stored, end). Idempotent, and without
- * WATCH: the streams write the hash meanwhile. Offsets compare as Lua
- * numbers (doubles): exact below 2^53. */
-static const char epoch_lua[] =
-    "local b = tonumber(redis.call('HGET', KEYS[1], 'batch') or '0')\n"
-    "if tonumber(ARGV[1]) > b then\n"
-    "  redis.call('HSET', KEYS[1], 'batch', ARGV[1])\n"
-    "end\n"
-    "for i = 2, #ARGV, 2 do\n"
-    "  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"
-    "  if not cur or tonumber(ARGV[i + 1]) > tonumber(cur) then\n"
-    "    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
-    "  end\n"
-    "end\n"
-    "return b\n";
+ * (field, end) before t0, the field = max(stored, end). Idempotent, and
+ * without WATCH: the streams write the hash meanwhile. Offsets compare as
+ * Lua numbers (doubles): exact below 2^53. The fenced variant checks the
+ * claims that follow the pairs first (FENCE_LUA). */
+#define EPOCH_LUA                                                              \
+  "local b = tonumber(redis.call('HGET', KEYS[1], 'batch') or '0')\n"          \
+  "if tonumber(ARGV[1]) > b then\n"                                            \
+  "  redis.call('HSET', KEYS[1], 'batch', ARGV[1])\n"                          \
+  "end\n"                                                                      \
+  "for i = 2, t0 - 1, 2 do\n"                                                  \
+  "  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"                       \
+  "  if not cur or tonumber(ARGV[i + 1]) > tonumber(cur) then\n"               \
+  "    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"                    \
+  "  end\n"                                                                    \
+  "end\n"                                                                      \
+  "return b\n"
+static const char epoch_lua[] = "local t0 = #ARGV + 1\n" EPOCH_LUA;
+static const char epoch_fenced_lua[] = FENCE_LUA EPOCH_LUA;
 
+/* tok: the claims to check (group mode), else NULL. */
 static int epoch_commit(struct rsink *s, const struct sl_plan *plan,
-                        struct sl_error *err) {
+                        const struct sl_plan *tok, struct sl_error *err) {
   if (ensure_connected(s, err))
     return err->code;
-  size_t argc = 5 + 2 * plan->n;
+  size_t nt = tok ? tok->n : 0;
+  size_t argc = 5 + 2 * plan->n + (tok ? 2 * nt + 1 : 0);
   const char **argv = sl_calloc(argc, sizeof(*argv));
   size_t *lens = sl_calloc(argc, sizeof(*lens));
-  char **owned = sl_calloc(2 * plan->n + 1, sizeof(*owned));
+  char **owned = sl_calloc(2 * plan->n + 2 * nt + 2, sizeof(*owned));
   size_t k = 0, o = 0;
   argv[k++] = "EVAL";
-  argv[k++] = epoch_lua;
+  argv[k++] = tok ? epoch_fenced_lua : epoch_lua;
   argv[k++] = "1";
   argv[k++] = s->key;
   argv[k++] = owned[o++] = sl_asprintf("%" PRIu64, plan->batch);
@@ -934,14 +1230,26 @@ static int epoch_commit(struct rsink *s, const struct sl_plan *plan,
         sl_asprintf("o:%s:%" PRId32, r->topic, r->partition);
     argv[k++] = owned[o++] = sl_asprintf("%" PRId64, r->end);
   }
+  for (size_t i = 0; i < nt; i++) {
+    const struct sl_range *t = &tok->ranges[i];
+    argv[k++] = owned[o++] =
+        sl_asprintf("c:%s:%" PRId32, t->topic, t->partition);
+    argv[k++] = owned[o++] = sl_asprintf("%" PRId64, t->end);
+  }
+  if (tok)
+    argv[k++] = owned[o++] = sl_asprintf("%zu", nt);
   for (size_t i = 0; i < argc; i++)
     lens[i] = strlen(argv[i]);
   int rc = sl_failpoint_err("sink.redis.epoch.before_commit", err);
   redisReply *r = NULL;
+  char what[64];
+  snprintf(what, sizeof(what), "the commit of epoch %" PRIu64, plan->batch);
   if (!rc) {
     r = redisCommandArgv(s->rc, (int)argc, argv, lens);
     if (!r)
       rc = conn_lost(s, "committing the epoch", err);
+    else if (tok && (rc = fenced_reply(s, r, tok, what, err)) != 0)
+      ;
     else if (r->type == REDIS_REPLY_ERROR)
       rc = sl_error_setf(err, SL_ERR_SINK, reply_flag(r),
                          "redis at %s: the commit of epoch %" PRIu64
@@ -960,27 +1268,48 @@ static int epoch_commit(struct rsink *s, const struct sl_plan *plan,
   return rc;
 }
 
-/* @locality coordinator */
-static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
-                        void *const *stages, size_t n, struct sl_error *err) {
+static int unwatch(struct rsink *s, struct sl_error *err) {
+  redisReply *r = NULL;
+  redisAppendCommand(s->rc, "UNWATCH");
+  if (get_reply(s, &r, "unwatching", err))
+    return err->code;
+  freeReplyObject(r);
+  return 0;
+}
+
+/* The commit, under s->mu. tok: the claims the commit carries (group
+ * mode), else NULL. */
+static int commit_locked(struct sl_sink *sink, const struct sl_plan *plan,
+                         void *const *stages, size_t n,
+                         const struct sl_plan *tok, const char *what,
+                         struct sl_error *err) {
   struct rsink *s = sink->ctx;
   uint64_t held = 0, total = 0;
   redisReply *r = NULL;
-  struct sl_plan stored = {0};
+  struct sl_plan stored = {0}, claims = {0};
   if (plan->batch <= s->last)
     return 0;
   if (sink->run && sink->run->continuous && n == 0)
-    return epoch_commit(s, plan, err);
-  if (ensure_connected(s, err) || watch_record(s, &held, &stored, err)) {
+    return epoch_commit(s, plan, tok, err);
+  if (ensure_connected(s, err) ||
+      watch_record(s, &held, &stored, tok ? &claims : NULL, err)) {
     sl_plan_clear(&stored);
+    sl_plan_clear(&claims);
     return err->code;
   }
+  /* Under WATCH: a claim from now on changes the hash and fails EXEC. */
+  if (tok && check_claims(s, tok, &claims, what, err)) {
+    struct sl_error uerr = {0};
+    sl_plan_clear(&stored);
+    sl_plan_clear(&claims);
+    unwatch(s, &uerr);
+    return err->code;
+  }
+  sl_plan_clear(&claims);
   if (held >= plan->batch) {
     sl_plan_clear(&stored);
-    redisAppendCommand(s->rc, "UNWATCH");
-    if (get_reply(s, &r, "unwatching", err))
+    if (unwatch(s, err))
       return err->code;
-    freeReplyObject(r);
     s->last = held;
     return 0;
   }
@@ -1009,16 +1338,18 @@ static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
     return err->code;
   int rc = 0;
   if (r->type == REDIS_REPLY_NIL) {
-    /* WATCH fired: someone changed the commit record. Look again. */
+    /* WATCH fired: someone changed the commit record (another instance's
+     * commit or claim, a stream). Look again. */
     freeReplyObject(r);
-    int wrc = watch_record(s, &held, &stored, err);
+    int wrc = watch_record(s, &held, &stored, tok ? &claims : NULL, err);
     sl_plan_clear(&stored);
+    if (!wrc && unwatch(s, err))
+      wrc = err->code;
+    if (!wrc && tok)
+      wrc = check_claims(s, tok, &claims, what, err);
+    sl_plan_clear(&claims);
     if (wrc)
       return err->code;
-    redisAppendCommand(s->rc, "UNWATCH");
-    if (get_reply(s, &r, "unwatching", err))
-      return err->code;
-    freeReplyObject(r);
     if (held >= plan->batch) {
       sl_warn("redis at %s: another writer committed batch %" PRIu64
               " (is a second instance of job %s running?)",
@@ -1048,6 +1379,27 @@ static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
   return rc;
 }
 
+/* @locality coordinator, or the committer thread */
+static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
+                        void *const *stages, size_t n, struct sl_error *err) {
+  struct rsink *s = sink->ctx;
+  struct sl_plan tok = {0};
+  bool group;
+  char what[64];
+  snprintf(what, sizeof(what), "the commit of %s %" PRIu64,
+           sink->run && sink->run->continuous && n == 0 ? "epoch" : "batch",
+           plan->batch);
+  if (take_tokens(s, plan, NULL, NULL, 0, &tok, &group, what, err)) {
+    sl_plan_clear(&tok);
+    return err->code;
+  }
+  pthread_mutex_lock(&s->mu);
+  int rc = commit_locked(sink, plan, stages, n, group ? &tok : NULL, what, err);
+  pthread_mutex_unlock(&s->mu);
+  sl_plan_clear(&tok);
+  return rc;
+}
+
 /* --------------------------------------------------------------- streams */
 
 /* The stream script, one call per group of records (KEYS[1] = the commit
@@ -1069,41 +1421,51 @@ static int redis_commit(struct sl_sink *sink, const struct sl_plan *plan,
  * the call always completes and moves the positions, and the reply,
  * {commands run, commands failed, the first failure}, makes the write
  * fail without a retry, naming the command. Offsets compare as Lua
- * numbers (doubles): exact below 2^53. */
-static const char stream_lua[] =
-    "local i = 2\n"
-    "local ran, failed, first = 0, 0, ''\n"
-    "for p = 1, tonumber(ARGV[1]) do\n"
-    "  local field, mark = ARGV[i], ARGV[i + 1]\n"
-    "  local nrecs = tonumber(ARGV[i + 2])\n"
-    "  i = i + 3\n"
-    "  local stored = tonumber(redis.call('HGET', KEYS[1], field) or '-1')\n"
-    "  for r = 1, nrecs do\n"
-    "    local off, ncmds = ARGV[i], tonumber(ARGV[i + 1])\n"
-    "    local apply = tonumber(off) >= stored\n"
-    "    i = i + 2\n"
-    "    for c = 1, ncmds do\n"
-    "      local nargs = tonumber(ARGV[i])\n"
-    "      if apply then\n"
-    "        local res = redis.pcall(unpack(ARGV, i + 1, i + nargs))\n"
-    "        ran = ran + 1\n"
-    "        if type(res) == 'table' and res.err then\n"
-    "          failed = failed + 1\n"
-    "          if failed == 1 then\n"
-    "            first = ARGV[i + 1] .. ' ' .. (ARGV[i + 2] or '') ..\n"
-    "                    ' (' .. field .. ', offset ' .. off .. '): ' ..\n"
-    "                    res.err\n"
-    "          end\n"
-    "        end\n"
-    "      end\n"
-    "      i = i + 1 + nargs\n"
-    "    end\n"
-    "  end\n"
-    "  if tonumber(mark) > stored then\n"
-    "    redis.call('HSET', KEYS[1], field, mark)\n"
-    "  end\n"
-    "end\n"
-    "return {ran, failed, first}\n";
+ * numbers (doubles): exact below 2^53.
+ *
+ * Group mode, stream_fenced_lua: after the sections come, per section's
+ * partition, the pair ("c:<topic>:<partition>", this instance's token),
+ * then the number of pairs. Every pair is checked before any write; one
+ * that differs makes the reply "FENCED <field> <stored token>", and
+ * nothing of the call is written. */
+#define STREAM_LUA                                                             \
+  "local i = 2\n"                                                              \
+  "local ran, failed, first = 0, 0, ''\n"                                      \
+  "for p = 1, tonumber(ARGV[1]) do\n"                                          \
+  "  local field, mark = ARGV[i], ARGV[i + 1]\n"                               \
+  "  local nrecs = tonumber(ARGV[i + 2])\n"                                    \
+  "  i = i + 3\n"                                                              \
+  "  local stored = tonumber(redis.call('HGET', KEYS[1], field) or '-1')\n"    \
+  "  for r = 1, nrecs do\n"                                                    \
+  "    local off, ncmds = ARGV[i], tonumber(ARGV[i + 1])\n"                    \
+  "    local apply = tonumber(off) >= stored\n"                                \
+  "    i = i + 2\n"                                                            \
+  "    for c = 1, ncmds do\n"                                                  \
+  "      local nargs = tonumber(ARGV[i])\n"                                    \
+  "      if apply then\n"                                                      \
+  "        local res = redis.pcall(unpack(ARGV, i + 1, i + nargs))\n"          \
+  "        ran = ran + 1\n"                                                    \
+  "        if type(res) == 'table' and res.err then\n"                         \
+  "          failed = failed + 1\n"                                            \
+  "          if failed == 1 then\n"                                            \
+  "            first = ARGV[i + 1] .. ' ' .. (ARGV[i + 2] or '') ..\n"         \
+  "                    ' (' .. field .. ', offset ' .. off .. '): ' ..\n"      \
+  "                    res.err\n"                                              \
+  "          end\n"                                                            \
+  "        end\n"                                                              \
+  "      end\n"                                                                \
+  "      i = i + 1 + nargs\n"                                                  \
+  "    end\n"                                                                  \
+  "  end\n"                                                                    \
+  "  if tonumber(mark) > stored then\n"                                        \
+  "    redis.call('HSET', KEYS[1], field, mark)\n"                             \
+  "  end\n"                                                                    \
+  "end\n"                                                                      \
+  "return {ran, failed, first}\n"
+static const char stream_lua[] = STREAM_LUA;
+/* Group mode: the claims of every section's partition are checked first
+ * (FENCE_LUA; they follow the sections). */
+static const char stream_fenced_lua[] = FENCE_LUA STREAM_LUA;
 
 /* One record of a stream_write call, rendered. */
 struct strec {
@@ -1119,6 +1481,13 @@ struct rstream {
   struct rsink *s;
   redisContext *rc; /* NULL when not connected */
   char sha[48];     /* of stream_lua, from SCRIPT LOAD */
+  char fsha[48];    /* of stream_fenced_lua, loaded at its first use */
+  /* Group mode (group): the tokens of the call's partitions, and the
+   * claims of the group being built (pairs, then their count). */
+  bool group;
+  struct sl_plan tok;
+  char *tbuf;
+  size_t tlen, tcap, ntok;
   struct sl_rargs args;
   char *cbuf; /* rendered commands: per command nargs, then its arguments */
   size_t clen, ccap;
@@ -1167,11 +1536,13 @@ static int stream_lost(struct rstream *st, const char *doing,
   return rc;
 }
 
-/* SCRIPT LOAD of the stream script. */
-static int stream_load(struct rstream *st, struct sl_error *err) {
-  redisReply *r = redisCommand(st->rc, "SCRIPT LOAD %s", stream_lua);
+/* SCRIPT LOAD of the stream script, or of its fenced variant. */
+static int stream_load(struct rstream *st, bool fenced, struct sl_error *err) {
+  redisReply *r = redisCommand(st->rc, "SCRIPT LOAD %s",
+                               fenced ? stream_fenced_lua : stream_lua);
   if (!r)
     return stream_lost(st, "loading the stream script", err);
+  char *sha = fenced ? st->fsha : st->sha;
   int rc = 0;
   if (r->type != REDIS_REPLY_STRING || r->len >= sizeof(st->sha))
     rc = sl_error_setf(
@@ -1180,7 +1551,7 @@ static int stream_load(struct rstream *st, struct sl_error *err) {
         "redis at %s: cannot load the stream script: %s", st->s->where,
         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
   else
-    memcpy(st->sha, r->str, r->len + 1);
+    memcpy(sha, r->str, r->len + 1);
   freeReplyObject(r);
   return rc;
 }
@@ -1192,7 +1563,7 @@ static int stream_connect(struct rstream *st, struct sl_error *err) {
   st->rc = sl_redis_connect(&st->s->url, st->s->conf->timeout_ns, err);
   if (!st->rc)
     return err->code;
-  return stream_load(st, err);
+  return stream_load(st, false, err);
 }
 
 /* @locality worker thread */
@@ -1274,6 +1645,13 @@ static void stream_section(struct rstream *st, size_t g0, size_t g1,
       nrecs++;
   char *field = sl_asprintf("o:%s:%" PRId32, topic, part);
   put_bulk(&st->abuf, &st->alen, &st->acap, field, strlen(field));
+  if (st->group) { /* take_tokens found every partition of the call */
+    field[0] = 'c';
+    put_bulk(&st->tbuf, &st->tlen, &st->tcap, field, strlen(field));
+    put_num(&st->tbuf, &st->tlen, &st->tcap,
+            sl_plan_find(&st->tok, topic, part)->end);
+    st->ntok++;
+  }
   free(field);
   put_num(&st->abuf, &st->alen, &st->acap, mark);
   put_num(&st->abuf, &st->alen, &st->acap, (int64_t)nrecs);
@@ -1298,6 +1676,8 @@ static void stream_section(struct rstream *st, size_t g0, size_t g1,
 /* Reads the script's reply. */
 static int stream_reply(struct rstream *st, redisReply *r,
                         struct sl_error *err) {
+  if (st->group && fenced_reply(st->s, r, &st->tok, "a stream write", err))
+    return err->code;
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
       r->element[0]->type != REDIS_REPLY_INTEGER ||
       r->element[1]->type != REDIS_REPLY_INTEGER)
@@ -1327,6 +1707,7 @@ static int stream_group(struct rstream *st, size_t g0, size_t g1, bool last,
                         struct sl_error *err) {
   size_t nparts = 0;
   st->alen = st->aargc = 0;
+  st->tlen = st->ntok = 0;
   put_num(&st->abuf, &st->alen, &st->acap, 0); /* nparts, rewritten below */
   size_t nparts_len = st->alen;
   st->aargc = 1;
@@ -1373,7 +1754,10 @@ static int stream_group(struct rstream *st, size_t g0, size_t g1, bool last,
   size_t hl = 0, klen = strlen(st->s->key);
   char np[24];
   size_t npl = (size_t)sl_fmt_i64((int64_t)nparts, np, sizeof(np));
-  hl = resp_header(head, '*', 4 + st->aargc);
+  if (st->group)
+    put_num(&st->tbuf, &st->tlen, &st->tcap, (int64_t)st->ntok);
+  size_t targc = st->group ? 2 * st->ntok + 1 : 0;
+  hl = resp_header(head, '*', 4 + st->aargc + targc);
   if (st->scap < sizeof(head)) {
     st->scap = 4096;
     st->sbuf = sl_realloc(st->sbuf, st->scap);
@@ -1381,7 +1765,8 @@ static int stream_group(struct rstream *st, size_t g0, size_t g1, bool last,
   memcpy(st->sbuf, head, hl);
   st->slen = hl;
   put_bulk(&st->sbuf, &st->slen, &st->scap, "EVALSHA", 7);
-  put_bulk(&st->sbuf, &st->slen, &st->scap, st->sha, strlen(st->sha));
+  const char *sha = st->group ? st->fsha : st->sha;
+  put_bulk(&st->sbuf, &st->slen, &st->scap, sha, strlen(sha));
   put_bulk(&st->sbuf, &st->slen, &st->scap, "1", 1);
   put_bulk(&st->sbuf, &st->slen, &st->scap, st->s->key, klen);
   put_bulk(&st->sbuf, &st->slen, &st->scap, np, npl);
@@ -1392,6 +1777,14 @@ static int stream_group(struct rstream *st, size_t g0, size_t g1, bool last,
   }
   memcpy(st->sbuf + st->slen, st->abuf + nparts_len, rest);
   st->slen += rest;
+  if (st->group) {
+    if (st->slen + st->tlen > st->scap) {
+      st->scap = st->slen + st->tlen + 4096;
+      st->sbuf = sl_realloc(st->sbuf, st->scap);
+    }
+    memcpy(st->sbuf + st->slen, st->tbuf, st->tlen);
+    st->slen += st->tlen;
+  }
   if (sl_failpoint_err("sink.redis.stream.before_eval", err))
     return err->code;
   for (int attempt = 0;; attempt++) {
@@ -1406,7 +1799,7 @@ static int stream_group(struct rstream *st, size_t g0, size_t g1, bool last,
     if (r->type == REDIS_REPLY_ERROR && attempt == 0 &&
         strncmp(r->str, "NOSCRIPT", 8) == 0) {
       freeReplyObject(r); /* Redis restarted or SCRIPT FLUSH: load again */
-      if (stream_load(st, err))
+      if (stream_load(st, st->group, err))
         return err->code;
       continue;
     }
@@ -1426,6 +1819,13 @@ static int redis_stream_write(void *stream, const struct sl_batch *b,
   struct rstream *st = stream;
   size_t max_cmds = (size_t)st->s->conf->pipeline;
   st->clen = st->nrecs = 0;
+  if (take_tokens(st->s, NULL, b, marks, nmarks, &st->tok, &st->group,
+                  "a stream write", err))
+    return err->code;
+  /* the groups are built with the fenced script's sha */
+  if (st->group && !st->fsha[0] &&
+      (stream_connect(st, err) || stream_load(st, true, err)))
+    return err->code;
   for (size_t i = 0; i < b->n; i++)
     stream_render(st, &b->recs[i], rejects);
   /* Groups of at most max_cmds commands or CHUNK_BYTES (at least one
@@ -1468,6 +1868,8 @@ static void redis_stream_close(struct sl_sink *sink, void *stream) {
   free(st->recs);
   free(st->abuf);
   free(st->sbuf);
+  free(st->tbuf);
+  sl_plan_clear(&st->tok);
   free(st);
 }
 
@@ -1481,6 +1883,9 @@ static void redis_destroy(struct sl_sink *sink) {
   if (!s)
     return;
   disconnect(s);
+  sl_plan_clear(&s->claims);
+  pthread_mutex_destroy(&s->claims_mu);
+  pthread_mutex_destroy(&s->mu);
   for (size_t i = 0; i < s->ncmds; i++)
     sl_rcmd_free(s->cmds[i]);
   free(s->cmds);
@@ -1514,4 +1919,6 @@ const struct sl_sink_plugin sl_sink_redis = {
     .stream_open = redis_stream_open,
     .stream_write = redis_stream_write,
     .stream_close = redis_stream_close,
+    .claim = redis_claim,
+    .release = redis_release,
 };

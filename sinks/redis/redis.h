@@ -33,4 +33,13 @@ int sl_redis_commit_decode(const char *const *fields, const char *const *values,
                            size_t n, uint64_t *batch, struct sl_plan *end,
                            char *msg, size_t msgsz);
 
+/* Group mode (claim): the same hash also holds "claims" -> the number of
+ * claims ever made (the last token given) and, per partition claimed,
+ * "c:<topic>:<partition>" -> the token of its current owner. Fills claims
+ * with one range per c: field (start = end = the token); other fields are
+ * ignored. Returns 0, or -1 with a message when a c: field is malformed. */
+int sl_redis_claims_decode(const char *const *fields, const char *const *values,
+                           size_t n, struct sl_plan *claims, char *msg,
+                           size_t msgsz);
+
 #endif
