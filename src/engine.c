@@ -310,7 +310,9 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
       continue;
     }
     struct sl_plan plan = {0}, latest = {0};
-    int rc = eng_plan_retrying(e, &plan, &latest, err);
+    int rc = eng_group_poll(e, err);
+    if (!rc)
+      rc = eng_plan_retrying(e, &plan, &latest, err);
     if (rc) {
       sl_plan_clear(&plan);
       sl_plan_clear(&latest);
@@ -323,6 +325,10 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     int64_t since =
         t0 - (e->last_batch_end_ns ? e->last_batch_end_ns : e->started_ns);
     bool go = tr->run_now(e, records, backlog, since);
+    if (go && e->group) {
+      sl_plan_clear(&e->undo);
+      sl_plan_copy(&e->undo, &plan);
+    }
     if (go)
       rc = run_batch(e, eng_batch_new(e, &plan, &latest, sl_mono_ns() - t0),
                      err);
@@ -330,6 +336,8 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
       rc = eng_batch_finish(e, err); /* no batch to read beside it */
     sl_plan_clear(&plan);
     sl_plan_clear(&latest);
+    if (rc == SL_ERR_FENCED && e->group && e->undo.n)
+      rc = eng_group_fenced(e, &e->undo, err);
     if (rc)
       return rc;
     if ((rc = tr->after(e, go, t0, err)) <= 0)
@@ -395,6 +403,16 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   if (!opts->dry_run &&
       (rc = sl_ckpt_open(job->checkpoint.dir, job->id, &e.ck, err)))
     goto out;
+  /* Group mode: instances of the job share the partitions through the
+   * source's consumer group (group.c); each has a checkpoint directory
+   * of its own, which the lock keeps so. */
+  e.group = job->source_plugin->conf_group &&
+            job->source_plugin->conf_group(job->source_conf);
+  if (e.group && !opts->dry_run) {
+    if ((rc = sl_ckpt_lock(e.ck, err)))
+      goto out;
+    eng_group_instance(&e);
+  }
   /* Each plugin's view of the run (plugin.h): its role, the job id, the
    * checkpoint and the metrics; the source, for a sink that stores its
    * offsets. */
@@ -414,6 +432,8 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   e.src_ready = true;
   if (job->source_plugin->info) {
     job->source_plugin->info(&e.src, &e.src_info);
+    if (e.group)
+      e.src_info.instance = e.instance;
     if (eng_sink_flags(&e.sink) & SL_SINK_STORES_SOURCE_OFFSETS)
       e.sink_run.source = &e.src_info;
   }
@@ -441,8 +461,11 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
     e.shard_batch = sl_calloc(sl_pipeline_window(job->pipeline)->shards,
                               sizeof(*e.shard_batch));
   }
-  if ((rc = eng_recover(&e, err)))
+  if ((rc = e.group ? eng_group_recover(&e, err) : eng_recover(&e, err)))
     goto out;
+  e.group_offsets = e.group &&
+                    !(eng_sink_flags(&e.sink) & SL_SINK_GROUP_FENCED) &&
+                    !e.sink.plugin->claim;
   struct sl_pool_config pc = {.workers = (unsigned)job->workers,
                               .ring_size = 1024,
                               .run = eng_run_task,
@@ -459,7 +482,7 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   e.overlap =
       (eng_sink_flags(&e.sink) & SL_SINK_STAGE_DURING_COMMIT) &&
       (!e.dl.plugin || (eng_sink_flags(&e.dl) & SL_SINK_STAGE_DURING_COMMIT));
-  sl_metrics_set_ready(e.metrics, true);
+  sl_metrics_set_ready(e.metrics, !e.group); /* group: once assigned */
   rc = loop(&e, err);
   sl_progress_end(stderr);
 out:
@@ -479,6 +502,8 @@ out:
   sl_plan_clear(&e.from_sink);
   sl_plan_clear(&e.target);
   sl_plan_clear(&e.affinity);
+  sl_plan_clear(&e.owned);
+  sl_plan_clear(&e.undo);
   sl_metrics_free(e.metrics);
   return rc;
 }

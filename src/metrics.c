@@ -88,6 +88,11 @@ struct sl_metrics {
   _Atomic int64_t lat_sum_ms, lat_unknown, in_flight;
   struct MHD_Daemon *daemon;
   unsigned port;
+  /* group mode (sl_metrics_group) */
+  bool group;
+  int64_t assigned, rebalances;
+  double rebalance_s;
+  char *owned; /* the partitions, "t[0],t[3]" */
 };
 
 struct sl_metrics *sl_metrics_new(const struct sl_metrics_info *info) {
@@ -119,6 +124,7 @@ void sl_metrics_free(struct sl_metrics *m) {
   free(m->job_id);
   free(m->source);
   free(m->sink);
+  free(m->owned);
   pthread_mutex_destroy(&m->mu);
   free(m);
 }
@@ -183,6 +189,20 @@ void sl_metrics_batch(struct sl_metrics *m, const struct sl_progress *p) {
   m->next_progress = (m->next_progress + 1) % (size_t)m->info.history;
   if (m->nprogress < (size_t)m->info.history)
     m->nprogress++;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void sl_metrics_group(struct sl_metrics *m, int64_t assigned, const char *owned,
+                      int64_t rebalances, double rebalance_s) {
+  if (!m)
+    return;
+  pthread_mutex_lock(&m->mu);
+  m->group = true;
+  m->assigned = assigned;
+  m->rebalances = rebalances;
+  m->rebalance_s = rebalance_s;
+  free(m->owned);
+  m->owned = sl_strdup(owned ? owned : "");
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -267,6 +287,22 @@ char *sl_metrics_render(struct sl_metrics *m) {
   head(&b, "sluice_ready", "gauge",
        "1 once the source and the sink are connected and recovery is done.");
   sl_buf_printf(&b, "sluice_ready %d\n", m->ready ? 1 : 0);
+  if (m->group) {
+    head(&b, "sluice_group_assigned_partitions", "gauge",
+         "Partitions the consumer group assigned this instance.");
+    sl_buf_printf(&b, "sluice_group_assigned_partitions %lld\n",
+                  (long long)m->assigned);
+    head(&b, "sluice_group_rebalances_total", "counter",
+         "Rebalances this instance took part in (assignments and "
+         "revocations served).");
+    sl_buf_printf(&b, "sluice_group_rebalances_total %lld\n",
+                  (long long)m->rebalances);
+    head(&b, "sluice_group_rebalance_seconds_total", "counter",
+         "Time spent serving rebalances: finishing the batch in flight, "
+         "claims and positions.");
+    sl_buf_printf(&b, "sluice_group_rebalance_seconds_total %.6f\n",
+                  m->rebalance_s);
+  }
   head(&b, "sluice_batches_total", "counter", "Batches committed.");
   sl_buf_printf(&b, "sluice_batches_total %lld\n", (long long)m->batches);
   head(&b, "sluice_last_committed_batch", "gauge",
