@@ -47,7 +47,9 @@ struct kafka_group {
 
 struct kafka_conf {
   struct sl_source_common common; /* must stay first */
-  struct kafka_group group;
+  /* group: bound into a struct kafka_group by group_bind (a node here, so
+   * that validate --print writes it back only when the file has it) */
+  const struct sl_cfg_node *group;
   char *brokers;
   struct sl_strlist topics;
   const struct sl_cfg_node *starting_offsets;
@@ -159,11 +161,10 @@ static const struct sl_cfg_field kafka_map[] = {
      .desc = "librdkafka properties, passed through (they win over "
              "sluice's tuned defaults)"},
     {.key = "group",
-     .type = SL_CFG_T_SECTION,
+     .type = SL_CFG_T_NODE,
      .offset = offsetof(struct kafka_conf, group),
-     .section = group_map,
-     .desc = "group mode: instances of the job share the partitions through "
-             "this consumer group"},
+     .desc = "group mode: {id: G, assignor: cooperative-sticky}; instances "
+             "of the job share the partitions through the consumer group G"},
     {.key = "embedded",
      .type = SL_CFG_T_SECTION,
      .offset = offsetof(struct kafka_conf, embedded),
@@ -246,6 +247,39 @@ static int parse_starting(const struct sl_cfg_node *n, struct start_spec *s,
   return 0;
 }
 
+/* source.kafka.group into g (sl_cfg_unbind(group_map, g) frees it). */
+static int group_bind(const struct sl_cfg_node *n, struct kafka_group *g,
+                      struct sl_error *err) {
+  if (n->kind != SL_CFG_MAP)
+    return sl_cfg_error(err, n,
+                        "source.kafka.group must be a map {id: G, assignor: "
+                        "cooperative-sticky}");
+  return sl_cfg_bind(n, n, group_map, g, "source.kafka.group", err);
+}
+
+static int group_check(const struct kafka_conf *c, const struct kafka_group *g,
+                       struct sl_error *err) {
+  const struct sl_cfg_node *gn = c->group;
+  if (!g->id)
+    return sl_cfg_error(err, gn,
+                        "group needs an id (the consumer group the "
+                        "instances join)");
+  if (!g->id[0])
+    return sl_cfg_error(err, sl_cfg_get(gn, "id"), "group.id is empty");
+  if (strcmp(g->assignor, "cooperative-sticky") != 0)
+    return sl_cfg_error(
+        err, sl_cfg_get(gn, "assignor") ? sl_cfg_get(gn, "assignor") : gn,
+        "group.assignor '%s' is not supported: use cooperative-sticky (an "
+        "eager assignor such as range or roundrobin takes every partition "
+        "away from every instance at each rebalance)",
+        g->assignor);
+  if (strcmp(c->brokers, "embedded") == 0)
+    return sl_cfg_error(err, gn,
+                        "group mode needs a Kafka cluster the instances "
+                        "share; brokers: embedded starts one per process");
+  return 0;
+}
+
 static int kafka_validate(const void *vconf, const struct sl_cfg_node *node,
                           struct sl_error *err) {
   const struct kafka_conf *c = vconf;
@@ -266,24 +300,15 @@ static int kafka_validate(const void *vconf, const struct sl_cfg_node *node,
     }
   }
   sl_plan_clear(&s.at);
-  const struct sl_cfg_node *gn = sl_cfg_get(node, "group");
-  if (gn && !c->group.id)
-    return sl_cfg_error(err, gn,
-                        "group needs an id (the consumer group the "
-                        "instances join)");
-  if (c->group.id && !c->group.id[0])
-    return sl_cfg_error(err, sl_cfg_get(gn, "id"), "group.id is empty");
-  if (c->group.id && strcmp(c->group.assignor, "cooperative-sticky") != 0)
-    return sl_cfg_error(
-        err, sl_cfg_get(gn, "assignor") ? sl_cfg_get(gn, "assignor") : gn,
-        "group.assignor '%s' is not supported: use cooperative-sticky (an "
-        "eager assignor such as range or roundrobin takes every partition "
-        "away from every instance at each rebalance)",
-        c->group.assignor);
-  if (c->group.id && strcmp(c->brokers, "embedded") == 0)
-    return sl_cfg_error(err, gn,
-                        "group mode needs a Kafka cluster the instances "
-                        "share; brokers: embedded starts one per process");
+  if (c->group) {
+    struct kafka_group g = {0};
+    int rc = group_bind(c->group, &g, err);
+    if (!rc)
+      rc = group_check(c, &g, err);
+    sl_cfg_unbind(group_map, &g);
+    if (rc)
+      return rc;
+  }
   if (c->topics.n == 0)
     return sl_cfg_error(err, sl_cfg_get(node, "topics"),
                         "topics must name at least one topic");
@@ -324,7 +349,8 @@ struct kafka_src {
   const struct sl_group_hooks *hooks;      /* during kafka_group_poll */
   int hook_rc;
   struct sl_error hook_err;
-  uint64_t fetched; /* records the membership consumer was handed (0) */
+  uint64_t fetched;         /* records the membership consumer was handed (0) */
+  struct kafka_group group; /* bound from conf->group; id NULL: alone */
 };
 
 /* The consumer settings every client of the job starts from: tuned for
@@ -505,7 +531,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     owned_remove(&ks->owned, &p);
     ke = rd_kafka_incremental_unassign(rk, parts);
   } else {
-    sl_warn("Kafka group '%s': rebalance failed: %s", ks->conf->group.id,
+    sl_warn("Kafka group '%s': rebalance failed: %s", ks->group.id,
             rd_kafka_err2str(e));
     if (ks->hooks && ks->owned.n)
       ks->hooks->revoked(ks->hooks->arg, &ks->owned, true);
@@ -516,7 +542,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     if (!ks->hook_rc)
       ks->hook_rc = sl_error_set(
           &ks->hook_err, SL_ERR_SOURCE,
-          "Kafka group '%s': %s of %d partitions: %s", ks->conf->group.id,
+          "Kafka group '%s': %s of %d partitions: %s", ks->group.id,
           e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigning" : "revoking",
           parts->cnt, rd_kafka_error_string(ke));
     rd_kafka_error_destroy(ke);
@@ -530,8 +556,8 @@ static int join_group(struct kafka_src *ks, struct sl_error *err) {
   if (!conf)
     return err->code;
   const char *kv[][2] = {
-      {"group.id", ks->conf->group.id},
-      {"partition.assignment.strategy", ks->conf->group.assignor},
+      {"group.id", ks->group.id},
+      {"partition.assignment.strategy", ks->group.assignor},
       {"enable.partition.eof", "false"},
       {"auto.offset.reset", "latest"},
       {"queued.min.messages", "1"},
@@ -560,14 +586,16 @@ static int join_group(struct kafka_src *ks, struct sl_error *err) {
   rd_kafka_topic_partition_list_destroy(topics);
   if (e)
     return sl_error_set(err, SL_ERR_SOURCE, "Kafka group '%s': subscribing: %s",
-                        ks->conf->group.id, rd_kafka_err2str(e));
-  sl_info("joining Kafka consumer group '%s' (assignor %s)", ks->conf->group.id,
-          ks->conf->group.assignor);
+                        ks->group.id, rd_kafka_err2str(e));
+  sl_info("joining Kafka consumer group '%s' (assignor %s)", ks->group.id,
+          ks->group.assignor);
   return 0;
 }
 
 static const char *kafka_conf_group(const void *conf) {
-  return ((const struct kafka_conf *)conf)->group.id;
+  const struct sl_cfg_node *g = ((const struct kafka_conf *)conf)->group;
+  const struct sl_cfg_node *id = g ? sl_cfg_get(g, "id") : NULL;
+  return id && id->kind == SL_CFG_SCALAR ? id->scalar : NULL;
 }
 
 /* Serves what the membership consumer has: rebalances call the hooks. */
@@ -582,12 +610,11 @@ static int kafka_group_poll(struct sl_source *src,
   rd_kafka_message_t *m;
   while ((m = rd_kafka_consumer_poll(ks->member, 0)) != NULL) {
     if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-      sl_warn("Kafka group '%s': %s", ks->conf->group.id,
-              rd_kafka_message_errstr(m));
+      sl_warn("Kafka group '%s': %s", ks->group.id, rd_kafka_message_errstr(m));
     else if (!m->err && ks->fetched++ == 0)
       sl_warn("Kafka group '%s': the membership consumer was handed a "
               "record of %s[%d] (dropped; it should fetch nothing)",
-              ks->conf->group.id, rd_kafka_topic_name(m->rkt), m->partition);
+              ks->group.id, rd_kafka_topic_name(m->rkt), m->partition);
     rd_kafka_message_destroy(m);
     if (ks->hook_rc)
       break;
@@ -627,7 +654,7 @@ static int kafka_group_commit(struct sl_source *src, const struct sl_plan *ends,
     return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
                          "Kafka group '%s': committing the offsets of batch "
                          "%" PRIu64 ": %s",
-                         ks->conf->group.id, ends->batch, rd_kafka_err2str(e));
+                         ks->group.id, ends->batch, rd_kafka_err2str(e));
   return 0;
 }
 
@@ -650,7 +677,7 @@ static int kafka_group_committed(struct sl_source *src,
     return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
                          "Kafka group '%s': reading its committed offsets: "
                          "%s",
-                         ks->conf->group.id, rd_kafka_err2str(e));
+                         ks->group.id, rd_kafka_err2str(e));
   return 0;
 }
 
@@ -691,7 +718,10 @@ static int kafka_init(struct sl_source *src, struct sl_error *err) {
                         ks->conf->topics.v[t], rd_kafka_err2str(mt->err));
   }
   rd_kafka_metadata_destroy(md);
-  if (!rc && ks->conf->group.id)
+  if (!rc && ks->conf->group &&
+      !(rc = group_bind(ks->conf->group, &ks->group, err)))
+    rc = group_check(ks->conf, &ks->group, err);
+  if (!rc && ks->group.id)
     rc = join_group(ks, err);
   size_t off = (size_t)snprintf(ks->describe, sizeof(ks->describe), "Kafka[");
   for (size_t t = 0; t < ks->conf->topics.n && off < sizeof(ks->describe); t++)
@@ -783,10 +813,11 @@ static void kafka_info(struct sl_source *src, struct sl_source_info *out) {
                                  .topics = (const char *const *)c->topics.v,
                                  .ntopics = c->topics.n,
                                  .group_id = c->group_id};
-  if (c->group.id) {
-    out->group_id = c->group.id;
+  struct kafka_src *ks = src->ctx;
+  if (ks && ks->group.id) {
+    out->group_id = ks->group.id;
     out->group_metadata = group_metadata;
-    out->group_arg = src->ctx;
+    out->group_arg = ks;
   }
 }
 
@@ -807,11 +838,12 @@ static void kafka_destroy(struct sl_source *src) {
     if (ks->fetched)
       sl_warn("Kafka group '%s': the membership consumer was handed %" PRIu64
               " records (dropped)",
-              ks->conf->group.id, ks->fetched);
+              ks->group.id, ks->fetched);
   }
   if (ks->cgm)
     rd_kafka_consumer_group_metadata_destroy(ks->cgm);
   sl_plan_clear(&ks->owned);
+  sl_cfg_unbind(group_map, &ks->group);
   if (ks->meta)
     rd_kafka_destroy(ks->meta);
   sl_mock_destroy(ks->mock);
