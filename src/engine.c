@@ -217,7 +217,8 @@ static int plan_call(void *arg, struct sl_error *err) {
   }
   if (rc && (err->flags & SL_ERR_RETRIABLE) && e->fl) {
     struct sl_error ferr = {0};
-    if (eng_batch_finish(e, &ferr)) {
+    int frc = eng_batch_finish(e, &ferr);
+    if (frc && !(e->group && frc == SL_ERR_FENCED)) {
       *err = ferr;
       err->flags |= SL_ERR_FATAL;
       return ferr.code;
@@ -325,10 +326,6 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     int64_t since =
         t0 - (e->last_batch_end_ns ? e->last_batch_end_ns : e->started_ns);
     bool go = tr->run_now(e, records, backlog, since);
-    if (go && e->group) {
-      sl_plan_clear(&e->undo);
-      sl_plan_copy(&e->undo, &plan);
-    }
     if (go)
       rc = run_batch(e, eng_batch_new(e, &plan, &latest, sl_mono_ns() - t0),
                      err);
@@ -336,11 +333,17 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
       rc = eng_batch_finish(e, err); /* no batch to read beside it */
     sl_plan_clear(&plan);
     sl_plan_clear(&latest);
-    if (rc == SL_ERR_FENCED && e->group && e->undo.n)
-      rc = eng_group_fenced(e, &e->undo, err);
+    if (rc == SL_ERR_FENCED && e->group) { /* abandoned: go on */
+      sl_error_clear(err);
+      rc = 0;
+    }
     if (rc)
       return rc;
-    if ((rc = tr->after(e, go, t0, err)) <= 0)
+    if ((rc = tr->after(e, go, t0, err)) == SL_ERR_FENCED && e->group) {
+      sl_error_clear(err);
+      continue;
+    }
+    if (rc <= 0)
       return rc;
   }
   if (tr->cut) { /* the last epoch: what the streams read until now */
@@ -368,6 +371,12 @@ static int loop(struct engine *e, struct sl_error *err) {
   int rc = loop_batches(e, err);
   struct sl_error ferr = {0};
   int frc = eng_batch_finish(e, &ferr);
+  if (e->group && rc == SL_ERR_FENCED) { /* the last batch, abandoned */
+    sl_error_clear(err);
+    rc = 0;
+  }
+  if (e->group && frc == SL_ERR_FENCED)
+    frc = 0;
   if (frc && !rc) {
     *err = ferr;
     rc = frc;
@@ -503,7 +512,7 @@ out:
   sl_plan_clear(&e.target);
   sl_plan_clear(&e.affinity);
   sl_plan_clear(&e.owned);
-  sl_plan_clear(&e.undo);
+  sl_plan_clear(&e.refresh);
   sl_metrics_free(e.metrics);
   return rc;
 }

@@ -84,10 +84,10 @@ struct engine {
 
   /* group mode (group.c) */
   bool group;
-  bool group_offsets;   /* the sink keeps no positions: the group's offsets */
-  struct sl_plan owned; /* the partitions the group assigned */
-  struct sl_plan undo;  /* the starts of the batch being run */
-  int group_rc;         /* a hook's failure, returned by eng_group_poll */
+  bool group_offsets;     /* the sink keeps no positions: the group's offsets */
+  struct sl_plan owned;   /* the partitions the group assigned */
+  struct sl_plan refresh; /* fenced: positions to read again */
+  int group_rc;           /* a hook's failure, returned by eng_group_poll */
   struct sl_error group_err;
   int64_t rebalances, rebalance_ns;
   char instance[24];
@@ -209,10 +209,11 @@ int eng_stream_task(struct sl_task *t, struct worker_ctx *w, struct engine *e);
 
 /* group.c: group mode */
 int eng_group_poll(struct engine *e, struct sl_error *err);
-/* The sink refused plan's commit as fenced (err): the batch is abandoned,
- * its partitions go back to the sink's positions. */
-int eng_group_fenced(struct engine *e, const struct sl_plan *plan,
-                     struct sl_error *err);
+/* The sink refused plan's commit as fenced (why), in eng_batch_finish:
+ * the batch is closed as abandoned, its partitions go back to its starts
+ * and read the sink's positions again at the next eng_group_poll. */
+void eng_group_batch_fenced(struct engine *e, const struct sl_plan *plan,
+                            const char *why);
 /* Closes logged batch `batch` in the checkpoint as abandoned. */
 void eng_group_abandon(struct engine *e, uint64_t batch, const char *why);
 void eng_group_committed(struct engine *e, const struct sl_plan *plan);

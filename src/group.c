@@ -20,7 +20,8 @@
  * batch's reads) is finished first, then release, then the source
  * unassigns. A commit the sink refuses as fenced (SL_ERR_FENCED: the
  * instance lost the partitions, or the group moved to a new generation
- * while the batch ran) is abandoned (eng_group_fenced).
+ * while the batch ran) is abandoned (eng_group_batch_fenced, from
+ * eng_batch_finish), with any batch read beside it.
  *
  * The local checkpoint stays the instance's write-ahead log: offsets/N
  * before any output of N, commits/N after the sink. A batch that was not
@@ -139,6 +140,22 @@ static int take_parts(struct engine *e, const struct sl_plan *parts, bool claim,
   return 0;
 }
 
+/* The batch in flight (a commit beside the next batch's reads, e->fl) is
+ * finished before the hooks change anything: the sink is not used by a
+ * claim or a read of positions while it commits, and a revoked partition
+ * goes only once its commit is done. A fenced commit was abandoned by
+ * eng_batch_finish; any other failure stops the job after the poll. */
+static void finish_in_flight(struct engine *e) {
+  if (!e->fl)
+    return;
+  struct sl_error ferr = {0};
+  int rc = eng_batch_finish(e, &ferr);
+  if (rc && rc != SL_ERR_FENCED && !e->group_rc) {
+    e->group_rc = rc;
+    e->group_err = ferr;
+  }
+}
+
 /* @locality coordinator, inside the source's rebalance callback */
 static int hook_assigned(void *arg, const struct sl_plan *parts,
                          struct sl_error *err) {
@@ -146,6 +163,7 @@ static int hook_assigned(void *arg, const struct sl_plan *parts,
   int64_t t0 = sl_mono_ns();
   char names[2048];
   name_parts(parts, names, sizeof(names));
+  finish_in_flight(e);
   for (size_t i = 0; i < parts->n; i++)
     if (!sl_plan_find(&e->owned, parts->ranges[i].topic,
                       parts->ranges[i].partition))
@@ -170,17 +188,7 @@ static void hook_revoked(void *arg, const struct sl_plan *parts, bool lost) {
   int64_t t0 = sl_mono_ns();
   char names[2048];
   name_parts(parts, names, sizeof(names));
-  if (e->fl) {
-    struct sl_error ferr = {0};
-    uint64_t id = e->fl->plan.batch;
-    int rc = eng_batch_finish(e, &ferr);
-    if (rc == SL_ERR_FENCED) {
-      eng_group_abandon(e, id, ferr.msg);
-    } else if (rc && !e->group_rc) {
-      e->group_rc = rc;
-      e->group_err = ferr;
-    }
-  }
+  finish_in_flight(e);
   if (e->sink.plugin->release)
     e->sink.plugin->release(&e->sink, parts);
   plan_remove(&e->pos, parts);
@@ -193,6 +201,8 @@ static void hook_revoked(void *arg, const struct sl_plan *parts, bool lost) {
   publish(e);
 }
 
+static int refresh(struct engine *e, struct sl_error *err);
+
 int eng_group_poll(struct engine *e, struct sl_error *err) {
   if (!e->group)
     return 0;
@@ -204,6 +214,8 @@ int eng_group_poll(struct engine *e, struct sl_error *err) {
     *err = e->group_err;
     rc = e->group_rc;
   }
+  if (!rc && e->refresh.n)
+    rc = refresh(e, err);
   publish(e);
   return rc;
 }
@@ -218,45 +230,50 @@ void eng_group_abandon(struct engine *e, uint64_t batch, const char *why) {
             batch, err.msg);
 }
 
-int eng_group_fenced(struct engine *e, const struct sl_plan *plan,
-                     struct sl_error *err) {
+void eng_group_batch_fenced(struct engine *e, const struct sl_plan *plan,
+                            const char *why) {
   sl_warn("group: the sink refused the commit of batch %" PRIu64
           " (%s); the batch is abandoned and its partitions resume at the "
           "sink's positions",
-          plan->batch, err->msg);
+          plan->batch, why);
   eng_group_abandon(e, plan->batch, "fenced");
-  sl_error_clear(err);
-  /* Back to where the batch started: it committed nothing. */
+  /* Back to where the batch started: it committed nothing (a batch read
+   * beside it, planned from its ends, is dropped by the caller). */
   plan_remove(&e->pos, plan);
-  for (size_t i = 0; i < plan->n; i++)
-    sl_plan_add(&e->pos, plan->ranges[i].topic, plan->ranges[i].partition,
-                plan->ranges[i].start, plan->ranges[i].start);
-  /* The group has moved on: take its news, then ask the sink where the
-   * partitions still owned stand (another owner may have committed). */
-  int rc = eng_group_poll(e, err);
-  if (rc)
-    return rc;
-  struct sl_plan still = {0};
-  for (size_t i = 0; i < plan->n; i++)
-    if (sl_plan_find(&e->owned, plan->ranges[i].topic,
-                     plan->ranges[i].partition))
-      sl_plan_add(&still, plan->ranges[i].topic, plan->ranges[i].partition, 0,
-                  0);
+  for (size_t i = 0; i < plan->n; i++) {
+    const struct sl_range *r = &plan->ranges[i];
+    sl_plan_add(&e->pos, r->topic, r->partition, r->start, r->start);
+    if (!sl_plan_find(&e->refresh, r->topic, r->partition))
+      sl_plan_add(&e->refresh, r->topic, r->partition, 0, 0);
+  }
+}
+
+/* After a fenced commit: the partitions of the batch that are still the
+ * instance's read their positions from the sink again (another owner
+ * may have committed them meanwhile), claimed again. A partition the sink
+ * has no position for starts where the batch did. */
+static int refresh(struct engine *e, struct sl_error *err) {
+  struct sl_plan still = {0}, keep = {0};
+  finish_in_flight(e);
+  for (size_t i = 0; i < e->refresh.n; i++)
+    if (sl_plan_find(&e->owned, e->refresh.ranges[i].topic,
+                     e->refresh.ranges[i].partition))
+      sl_plan_add(&still, e->refresh.ranges[i].topic,
+                  e->refresh.ranges[i].partition, 0, 0);
+  sl_plan_clear(&e->refresh);
+  int rc = 0;
   if (still.n) {
-    struct sl_plan keep = {0};
     sl_plan_copy(&keep, &e->pos);
     rc = take_parts(e, &still, true, err);
-    /* A partition the sink has no position for starts where the batch
-     * did. */
     for (size_t i = 0; !rc && i < still.n; i++) {
       const struct sl_range *s = &still.ranges[i];
       const struct sl_range *was = sl_plan_find(&keep, s->topic, s->partition);
       if (was && !sl_plan_find(&e->pos, s->topic, s->partition))
         sl_plan_add(&e->pos, s->topic, s->partition, was->end, was->end);
     }
-    sl_plan_clear(&keep);
   }
   sl_plan_clear(&still);
+  sl_plan_clear(&keep);
   return rc;
 }
 
