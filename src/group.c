@@ -60,9 +60,7 @@ static void plan_remove(struct sl_plan *p, const struct sl_plan *gone) {
 }
 
 static void publish(struct engine *e) {
-  char owned[2048];
-  name_parts(&e->owned, owned, sizeof(owned));
-  sl_metrics_group(e->metrics, (int64_t)e->owned.n, owned, e->rebalances,
+  sl_metrics_group(e->metrics, &e->owned, e->rebalances,
                    (double)e->rebalance_ns / 1e9);
   sl_metrics_set_ready(e->metrics, e->pool && e->owned.n > 0);
 }

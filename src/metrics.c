@@ -92,7 +92,6 @@ struct sl_metrics {
   bool group;
   int64_t assigned, rebalances;
   double rebalance_s;
-  char *owned; /* the partitions, "t[0],t[3]" */
 };
 
 struct sl_metrics *sl_metrics_new(const struct sl_metrics_info *info) {
@@ -124,7 +123,6 @@ void sl_metrics_free(struct sl_metrics *m) {
   free(m->job_id);
   free(m->source);
   free(m->sink);
-  free(m->owned);
   pthread_mutex_destroy(&m->mu);
   free(m);
 }
@@ -192,17 +190,23 @@ void sl_metrics_batch(struct sl_metrics *m, const struct sl_progress *p) {
   pthread_mutex_unlock(&m->mu);
 }
 
-void sl_metrics_group(struct sl_metrics *m, int64_t assigned, const char *owned,
+void sl_metrics_group(struct sl_metrics *m, const struct sl_plan *owned,
                       int64_t rebalances, double rebalance_s) {
   if (!m)
     return;
   pthread_mutex_lock(&m->mu);
   m->group = true;
-  m->assigned = assigned;
+  m->assigned = (int64_t)owned->n;
   m->rebalances = rebalances;
   m->rebalance_s = rebalance_s;
-  free(m->owned);
-  m->owned = sl_strdup(owned ? owned : "");
+  size_t k = 0;
+  for (size_t i = 0; i < m->nparts; i++) {
+    if (sl_plan_find(owned, m->parts[i].topic, m->parts[i].partition))
+      m->parts[k++] = m->parts[i];
+    else
+      free(m->parts[i].topic);
+  }
+  m->nparts = k;
   pthread_mutex_unlock(&m->mu);
 }
 
