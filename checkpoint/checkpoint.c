@@ -80,6 +80,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -100,6 +101,7 @@ struct sl_ckpt {
   uint64_t last_commit;  /* newest commits/ name, 0 none (cache) */
   uint64_t last_offsets; /* newest offsets/ name, 0 none (cache) */
   char note[128];        /* "sink" of the next commit, "" none */
+  int lock_fd;           /* sl_ckpt_lock's, -1 none */
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -396,6 +398,7 @@ out:
 
 static struct sl_ckpt *ckpt_new(const char *dir) {
   struct sl_ckpt *ck = sl_calloc(1, sizeof(*ck));
+  ck->lock_fd = -1;
   size_t n = strlen(dir);
   while (n > 1 && dir[n - 1] == '/')
     n--;
@@ -408,11 +411,53 @@ static struct sl_ckpt *ckpt_new(const char *dir) {
 void sl_ckpt_close(struct sl_ckpt *ck) {
   if (!ck)
     return;
+  if (ck->lock_fd >= 0)
+    close(ck->lock_fd);
   free(ck->job);
   free(ck->commits_dir);
   free(ck->offsets_dir);
   free(ck->dir);
   free(ck);
+}
+
+int sl_ckpt_lock(struct sl_ckpt *ck, struct sl_error *err) {
+  char *path = sl_asprintf("%s/lock", ck->dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int rc =
+        sl_error_set(err, SL_ERR_IO, "%s: open: %s", path, strerror(errno));
+    free(path);
+    return rc;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    char pid[32] = "";
+    ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    close(fd);
+    char who[64] = "";
+    if (pid[0])
+      snprintf(who, sizeof(who), " (pid %s)", pid);
+    int rc =
+        e == EWOULDBLOCK
+            ? sl_error_set(err, SL_ERR_CONFIG,
+                           "checkpoint directory %s is in use by another "
+                           "sluice process%s: every instance of a job "
+                           "needs a checkpoint directory of its own "
+                           "(checkpoint.dir)",
+                           ck->dir, who)
+            : sl_error_set(err, SL_ERR_IO, "%s: flock: %s", path, strerror(e));
+    free(path);
+    return rc;
+  }
+  char pid[32];
+  int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+    sl_warn("%s: cannot write the pid: %s", path, strerror(errno));
+  free(path);
+  ck->lock_fd = fd;
+  return 0;
 }
 
 const char *sl_ckpt_dir(const struct sl_ckpt *ck) {

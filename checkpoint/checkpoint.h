@@ -42,6 +42,10 @@ struct sl_ckpt;
 int sl_ckpt_open(const char *dir, const char *job_id, struct sl_ckpt **out,
                  struct sl_error *err);
 void sl_ckpt_close(struct sl_ckpt *ck);
+/* Takes the directory's lock file (DIR/lock, flock, holding the pid) for
+ * as long as ck is open, or fails naming the process that holds it: in
+ * group mode every instance needs a checkpoint directory of its own. */
+int sl_ckpt_lock(struct sl_ckpt *ck, struct sl_error *err);
 const char *sl_ckpt_dir(const struct sl_ckpt *ck);
 
 /* What the store holds: the newest commit and the newest offsets entry

@@ -203,6 +203,8 @@ int eng_batch_finish(struct engine *e, struct sl_error *err) {
   int rc = b->rc;
   if (rc) {
     *err = b->err;
+    if (rc == SL_ERR_FENCED && e->group) /* group.c: abandoned */
+      eng_group_batch_fenced(e, &b->plan, err->msg);
     sl_error_prefix(err, "sink commit of batch %" PRIu64 " failed",
                     b->plan.batch);
     eng_batch_free(b);

@@ -60,6 +60,7 @@ void eng_after_commit(struct engine *e, const struct eng_batch *fl,
   int64_t t3 = fl->t3, t0 = fl->t0, t2 = fl->t2;
   int64_t plan_ns = fl->plan_ns, records = fl->records, lost = fl->lost;
   struct sl_pipe_stats stats = fl->stats;
+  eng_group_committed(e, plan);
   if (sl_ckpt_prune(e->ck, (unsigned)e->job->checkpoint.retain, err))
     sl_warn("pruning the checkpoint: %s", err->msg);
   if (e->ws) {
@@ -118,7 +119,8 @@ void eng_after_commit(struct engine *e, const struct eng_batch *fl,
       .latest = fl->has_latest ? &fl->latest : NULL,
       .lag = fl->has_latest ? eng_lag_after(plan, &fl->latest) : 0,
       .source_desc = e->src.plugin->describe(&e->src),
-      .sink_desc = e->sink.plugin->describe(&e->sink)};
+      .sink_desc = e->sink.plugin->describe(&e->sink),
+      .owned = e->group ? &e->owned : NULL};
   if (e->trig->bounded) {
     e->done += records;
     pr.bounded = true;

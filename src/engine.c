@@ -217,7 +217,8 @@ static int plan_call(void *arg, struct sl_error *err) {
   }
   if (rc && (err->flags & SL_ERR_RETRIABLE) && e->fl) {
     struct sl_error ferr = {0};
-    if (eng_batch_finish(e, &ferr)) {
+    int frc = eng_batch_finish(e, &ferr);
+    if (frc && !(e->group && frc == SL_ERR_FENCED)) {
       *err = ferr;
       err->flags |= SL_ERR_FATAL;
       return ferr.code;
@@ -310,7 +311,9 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
       continue;
     }
     struct sl_plan plan = {0}, latest = {0};
-    int rc = eng_plan_retrying(e, &plan, &latest, err);
+    int rc = eng_group_poll(e, err);
+    if (!rc)
+      rc = eng_plan_retrying(e, &plan, &latest, err);
     if (rc) {
       sl_plan_clear(&plan);
       sl_plan_clear(&latest);
@@ -330,9 +333,17 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
       rc = eng_batch_finish(e, err); /* no batch to read beside it */
     sl_plan_clear(&plan);
     sl_plan_clear(&latest);
+    if (rc == SL_ERR_FENCED && e->group) { /* abandoned: go on */
+      sl_error_clear(err);
+      rc = 0;
+    }
     if (rc)
       return rc;
-    if ((rc = tr->after(e, go, t0, err)) <= 0)
+    if ((rc = tr->after(e, go, t0, err)) == SL_ERR_FENCED && e->group) {
+      sl_error_clear(err);
+      continue;
+    }
+    if (rc <= 0)
       return rc;
   }
   if (tr->cut) { /* the last epoch: what the streams read until now */
@@ -360,6 +371,12 @@ static int loop(struct engine *e, struct sl_error *err) {
   int rc = loop_batches(e, err);
   struct sl_error ferr = {0};
   int frc = eng_batch_finish(e, &ferr);
+  if (e->group && rc == SL_ERR_FENCED) { /* the last batch, abandoned */
+    sl_error_clear(err);
+    rc = 0;
+  }
+  if (e->group && frc == SL_ERR_FENCED)
+    frc = 0;
   if (frc && !rc) {
     *err = ferr;
     rc = frc;
@@ -395,6 +412,16 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   if (!opts->dry_run &&
       (rc = sl_ckpt_open(job->checkpoint.dir, job->id, &e.ck, err)))
     goto out;
+  /* Group mode: instances of the job share the partitions through the
+   * source's consumer group (group.c); each has a checkpoint directory
+   * of its own, which the lock keeps so. */
+  e.group = job->source_plugin->conf_group &&
+            job->source_plugin->conf_group(job->source_conf);
+  if (e.group && !opts->dry_run) {
+    if ((rc = sl_ckpt_lock(e.ck, err)))
+      goto out;
+    eng_group_instance(&e);
+  }
   /* Each plugin's view of the run (plugin.h): its role, the job id, the
    * checkpoint and the metrics; the source, for a sink that stores its
    * offsets. */
@@ -414,6 +441,8 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   e.src_ready = true;
   if (job->source_plugin->info) {
     job->source_plugin->info(&e.src, &e.src_info);
+    if (e.group)
+      e.src_info.instance = e.instance;
     if (eng_sink_flags(&e.sink) & SL_SINK_STORES_SOURCE_OFFSETS)
       e.sink_run.source = &e.src_info;
   }
@@ -443,8 +472,11 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
     e.shard_batch = sl_calloc(sl_pipeline_window(job->pipeline)->shards,
                               sizeof(*e.shard_batch));
   }
-  if ((rc = eng_recover(&e, err)))
+  if ((rc = e.group ? eng_group_recover(&e, err) : eng_recover(&e, err)))
     goto out;
+  e.group_offsets = e.group &&
+                    !(eng_sink_flags(&e.sink) & SL_SINK_GROUP_FENCED) &&
+                    !e.sink.plugin->claim;
   struct sl_pool_config pc = {.workers = (unsigned)job->workers,
                               .ring_size = 1024,
                               .run = eng_run_task,
@@ -461,7 +493,7 @@ int sl_engine_run(struct sl_job *job, const struct sl_run_opts *opts,
   e.overlap =
       (eng_sink_flags(&e.sink) & SL_SINK_STAGE_DURING_COMMIT) &&
       (!e.dl.plugin || (eng_sink_flags(&e.dl) & SL_SINK_STAGE_DURING_COMMIT));
-  sl_metrics_set_ready(e.metrics, true);
+  sl_metrics_set_ready(e.metrics, !e.group); /* group: once assigned */
   rc = loop(&e, err);
   sl_progress_end(stderr);
 out:
@@ -481,6 +513,8 @@ out:
   sl_plan_clear(&e.from_sink);
   sl_plan_clear(&e.target);
   sl_plan_clear(&e.affinity);
+  sl_plan_clear(&e.owned);
+  sl_plan_clear(&e.refresh);
   sl_metrics_free(e.metrics);
   return rc;
 }

@@ -84,6 +84,16 @@ struct engine {
   struct eng_batch *fl; /* the batch committing (batch.h), or NULL */
   const struct eng_trigger *trig; /* the trigger's policy (trigger.h) */
   struct eng_cont *cont; /* continuous: the streams (stream.c), or NULL */
+
+  /* group mode (group.c) */
+  bool group;
+  bool group_offsets;     /* the sink keeps no positions: the group's offsets */
+  struct sl_plan owned;   /* the partitions the group assigned */
+  struct sl_plan refresh; /* fenced: positions to read again */
+  int group_rc;           /* a hook's failure, returned by eng_group_poll */
+  struct sl_error group_err;
+  int64_t rebalances, rebalance_ns;
+  char instance[24];
 };
 
 struct worker_ctx {
@@ -199,6 +209,19 @@ void eng_streams_halt(struct engine *e);
  * next epoch judge lateness by the state's watermark now. */
 void eng_streams_watermark(struct engine *e, uint64_t epoch);
 int eng_stream_task(struct sl_task *t, struct worker_ctx *w, struct engine *e);
+
+/* group.c: group mode */
+int eng_group_poll(struct engine *e, struct sl_error *err);
+/* The sink refused plan's commit as fenced (why), in eng_batch_finish:
+ * the batch is closed as abandoned, its partitions go back to its starts
+ * and read the sink's positions again at the next eng_group_poll. */
+void eng_group_batch_fenced(struct engine *e, const struct sl_plan *plan,
+                            const char *why);
+/* Closes logged batch `batch` in the checkpoint as abandoned. */
+void eng_group_abandon(struct engine *e, uint64_t batch, const char *why);
+void eng_group_committed(struct engine *e, const struct sl_plan *plan);
+int eng_group_recover(struct engine *e, struct sl_error *err);
+void eng_group_instance(struct engine *e);
 
 /* recover.c */
 int eng_recover(struct engine *e, struct sl_error *err);

@@ -395,6 +395,72 @@ static int check_continuous(const struct sl_job *job,
   return 0;
 }
 
+/* Group mode (source.<name>.group; docs/ARCHITECTURE.md, Group mode):
+ * what this slice can run when several instances share the partitions.
+ * Each refusal names the setting that cannot go with the group. */
+static int check_group(const struct sl_job *job, const struct sl_cfg_node *tn,
+                       struct sl_error *err) {
+  const struct sl_cfg_node *gn = sl_cfg_get(job->source_node, "group");
+  int line = gn ? gn->line : 0;
+  if (sl_pipeline_window(job->pipeline)) {
+    const struct sl_cfg_node *wn =
+        job->pipeline_raw ? job->pipeline_raw : job->tree;
+    for (size_t i = 0;
+         job->pipeline_raw && job->pipeline_raw->kind == SL_CFG_SEQ &&
+         i < job->pipeline_raw->n;
+         i++)
+      if (job->pipeline_raw->items[i]->kind == SL_CFG_MAP &&
+          sl_cfg_get(job->pipeline_raw->items[i], "window"))
+        wn = job->pipeline_raw->items[i];
+    return sl_cfg_error(
+        err, wn,
+        "a windowed pipeline cannot run in group mode (source.%s.group, "
+        "line %d): its window state lives in one instance's checkpoint and "
+        "does not move with its partitions yet",
+        job->source_plugin->name, line);
+  }
+  if (job->trigger.continuous_ns)
+    return sl_cfg_error(err, tn ? sl_cfg_get(tn, "continuous") : job->tree,
+                        "trigger continuous cannot run in group mode "
+                        "(source.%s.group, line %d) yet: its streams do not "
+                        "follow rebalances; use an interval trigger",
+                        job->source_plugin->name, line);
+  if (job->trigger.available_now)
+    return sl_cfg_error(err, tn ? sl_cfg_get(tn, "available_now") : job->tree,
+                        "trigger available_now cannot run in group mode "
+                        "(source.%s.group, line %d): instances would stop at "
+                        "different ends; use an interval trigger",
+                        job->source_plugin->name, line);
+  if (job->dl_plugin)
+    return sl_cfg_error(err, job->dead_letter_raw,
+                        "dead_letter cannot be used in group mode "
+                        "(source.%s.group, line %d) yet: its commits are not "
+                        "fenced per partition",
+                        job->source_plugin->name, line);
+  const struct sl_sink_plugin *sp = job->sink_plugin;
+  unsigned flags = sp->conf_flags ? sp->conf_flags(job->sink_conf) : sp->flags;
+  const struct sl_cfg_node *at =
+      job->sink_node ? job->sink_node : job->sink_raw;
+  if (flags & SL_SINK_SINGLE_INSTANCE)
+    return sl_cfg_error(err, at,
+                        "sink '%s' cannot be shared by the instances of a "
+                        "group (source.%s.group, line %d): it keeps one "
+                        "record of its batches for one instance; run one "
+                        "instance without group, or use the kafka sink",
+                        sp->name, job->source_plugin->name, line);
+  if ((flags & SL_SINK_EXACTLY_ONCE) && !sp->claim &&
+      !(flags & SL_SINK_GROUP_FENCED))
+    return sl_cfg_error(err, at,
+                        "sink '%s' is exactly-once but cannot fence an "
+                        "instance that lost its partitions, so it cannot run "
+                        "in group mode (source.%s.group, line %d): a revoked "
+                        "instance could still commit; use the kafka sink "
+                        "(exactly_once fences through the transaction) or an "
+                        "at-least-once sink",
+                        sp->name, job->source_plugin->name, line);
+  return 0;
+}
+
 /* The pipeline, dead letters and on_error. */
 static int bind_pipeline(struct sl_job *job, struct sl_error *err) {
   int prc = sl_pipeline_compile(job->pipeline_raw, &job->pipeline, err);
@@ -549,6 +615,9 @@ int sl_job_load(const char *path, char *const *sets, size_t nsets,
   STEP(bind_metrics(job, err));
   if (!src_rc && !pipe_rc && job->trigger.continuous_ns)
     STEP(check_continuous(job, tn, err));
+  if (!src_rc && !sink_rc && !pipe_rc && job->source_plugin->conf_group &&
+      job->source_plugin->conf_group(job->source_conf))
+    STEP(check_group(job, tn, err));
 #undef STEP
   if (first || src_rc || sink_rc || pipe_rc) {
     if (!err->code)

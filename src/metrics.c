@@ -88,6 +88,10 @@ struct sl_metrics {
   _Atomic int64_t lat_sum_ms, lat_unknown, in_flight;
   struct MHD_Daemon *daemon;
   unsigned port;
+  /* group mode (sl_metrics_group) */
+  bool group;
+  int64_t assigned, rebalances;
+  double rebalance_s;
 };
 
 struct sl_metrics *sl_metrics_new(const struct sl_metrics_info *info) {
@@ -186,6 +190,26 @@ void sl_metrics_batch(struct sl_metrics *m, const struct sl_progress *p) {
   pthread_mutex_unlock(&m->mu);
 }
 
+void sl_metrics_group(struct sl_metrics *m, const struct sl_plan *owned,
+                      int64_t rebalances, double rebalance_s) {
+  if (!m)
+    return;
+  pthread_mutex_lock(&m->mu);
+  m->group = true;
+  m->assigned = (int64_t)owned->n;
+  m->rebalances = rebalances;
+  m->rebalance_s = rebalance_s;
+  size_t k = 0;
+  for (size_t i = 0; i < m->nparts; i++) {
+    if (sl_plan_find(owned, m->parts[i].topic, m->parts[i].partition))
+      m->parts[k++] = m->parts[i];
+    else
+      free(m->parts[i].topic);
+  }
+  m->nparts = k;
+  pthread_mutex_unlock(&m->mu);
+}
+
 void sl_metrics_retry(struct sl_metrics *m, enum sl_retry_kind kind) {
   if (!m)
     return;
@@ -267,6 +291,22 @@ char *sl_metrics_render(struct sl_metrics *m) {
   head(&b, "sluice_ready", "gauge",
        "1 once the source and the sink are connected and recovery is done.");
   sl_buf_printf(&b, "sluice_ready %d\n", m->ready ? 1 : 0);
+  if (m->group) {
+    head(&b, "sluice_group_assigned_partitions", "gauge",
+         "Partitions the consumer group assigned this instance.");
+    sl_buf_printf(&b, "sluice_group_assigned_partitions %lld\n",
+                  (long long)m->assigned);
+    head(&b, "sluice_group_rebalances_total", "counter",
+         "Rebalances this instance took part in (assignments and "
+         "revocations served).");
+    sl_buf_printf(&b, "sluice_group_rebalances_total %lld\n",
+                  (long long)m->rebalances);
+    head(&b, "sluice_group_rebalance_seconds_total", "counter",
+         "Time spent serving rebalances: finishing the batch in flight, "
+         "claims and positions.");
+    sl_buf_printf(&b, "sluice_group_rebalance_seconds_total %.6f\n",
+                  m->rebalance_s);
+  }
   head(&b, "sluice_batches_total", "counter", "Batches committed.");
   sl_buf_printf(&b, "sluice_batches_total %lld\n", (long long)m->batches);
   head(&b, "sluice_last_committed_batch", "gauge",

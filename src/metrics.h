@@ -70,6 +70,12 @@ void sl_metrics_batch(struct sl_metrics *m, const struct sl_progress *p);
  * out) or task. */
 enum sl_retry_kind { SL_RETRY_SINK, SL_RETRY_SOURCE, SL_RETRY_TASK };
 void sl_metrics_retry(struct sl_metrics *m, enum sl_retry_kind kind);
+/* Group mode: the partitions assigned (owned), the rebalances served and
+ * the time spent in them. The per-partition series of partitions the
+ * instance no longer owns are dropped (their values would go stale). */
+struct sl_plan;
+void sl_metrics_group(struct sl_metrics *m, const struct sl_plan *owned,
+                      int64_t rebalances, double rebalance_s);
 /* Window state size after a batch. */
 void sl_metrics_state(struct sl_metrics *m, size_t windows, size_t bytes);
 /* The continuous trigger. Records a stream handed to the sink, each with

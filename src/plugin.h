@@ -47,6 +47,19 @@ struct sl_source_info {
   const char *const *topics; /* ntopics names */
   size_t ntopics;
   const char *group_id; /* the source's group.id; NULL when it has none */
+  /* Group mode (source.kafka.group): the instance's membership. NULL
+   * outside group mode. group_metadata returns the consumer group
+   * metadata of the membership as of its latest assignment (for Kafka an
+   * rd_kafka_consumer_group_metadata_t *, borrowed: valid until the
+   * engine next polls the membership, which it never does during a sink
+   * commit), or NULL when the instance is no member (it was fenced).
+   * @locality coordinator */
+  void *(*group_metadata)(void *arg);
+  void *group_arg;
+  /* Group mode: this instance's id (engine.c: a hash of the host name and
+   * the checkpoint directory's real path), stable across its restarts;
+   * the Kafka sink appends it to its transactional.id. */
+  const char *instance;
 };
 
 struct sl_run_ctx {
@@ -71,6 +84,18 @@ struct sl_stream_mark {
 };
 
 /* ------------------------------------------------------------- sources */
+
+/* Group mode (source.kafka.group): the engine's side of a rebalance. The
+ * source calls these from inside group_poll, on the coordinator, from its
+ * rebalance callback: assigned once the partitions are the instance's,
+ * before anything is planned for them; revoked before it gives them up,
+ * and the engine returns only once its work on them is finished or
+ * abandoned (lost: the group has already given them to another member). */
+struct sl_group_hooks {
+  void *arg;
+  int (*assigned)(void *arg, const struct sl_plan *parts, struct sl_error *err);
+  void (*revoked)(void *arg, const struct sl_plan *parts, bool lost);
+};
 
 /* How long a failing step is tried again before the job stops (the
  * `retry` key of sources and sinks). A step is retried only when the
@@ -176,6 +201,24 @@ struct sl_source_plugin {
    * @locality coordinator, after init */
   void (*info)(struct sl_source *src, struct sl_source_info *out);
   void (*destroy)(struct sl_source *src); /* @locality coordinator */
+
+  /* Group mode, all optional (a source without them cannot run it). The
+   * consumer group id the configuration names, NULL when the job runs
+   * alone (validate time: no connection). */
+  const char *(*conf_group)(const void *conf);
+  /* Serves the membership: rebalances call h (above), in order, before
+   * it returns. From then on watermarks lists only the partitions the
+   * instance owns. Never blocks. @locality coordinator */
+  int (*group_poll)(struct sl_source *src, const struct sl_group_hooks *h,
+                    struct sl_error *err);
+  /* For sinks that keep no positions (at-least-once): stores the ends of
+   * a committed batch as the group's offsets (synchronously), and reads
+   * them back for partitions just assigned (out: one range per partition
+   * with an offset, start = end). @locality coordinator */
+  int (*group_commit)(struct sl_source *src, const struct sl_plan *ends,
+                      struct sl_error *err);
+  int (*group_committed)(struct sl_source *src, const struct sl_plan *parts,
+                         struct sl_plan *out, struct sl_error *err);
 };
 
 /* --------------------------------------------------------------- sinks */
@@ -196,6 +239,13 @@ struct sl_source_plugin {
  * A sink without the flag stages an epoch like a batch, and its output
  * becomes visible at the epoch's commit. */
 #define SL_SINK_WRITES_AT_ONCE 0x8u
+/* Group mode: the sink refuses a fenced instance's commit without claim
+ * (Kafka exactly_once: the transaction carries the membership's group
+ * metadata, KIP-447), and reads its positions afresh at every call. */
+#define SL_SINK_GROUP_FENCED 0x10u
+/* The sink's output cannot be shared by instances of one job (file: one
+ * manifest per directory): validate refuses it in group mode. */
+#define SL_SINK_SINGLE_INSTANCE 0x20u
 
 /* Keys every sink has, accepted in the sink's own map (sink.redis.retry):
  * how long a failing commit is retried before the job stops. */

@@ -119,6 +119,15 @@ void sl_progress_write(FILE *out, enum sl_progress_format fmt,
       fprintf(out, " (%lld late)", (long long)p->late);
     if (p->lost)
       fprintf(out, ", %lld lost to retention", (long long)p->lost);
+    if (p->owned) {
+      fprintf(out, ", owns %zu partition%s:", p->owned->n,
+              p->owned->n == 1 ? "" : "s");
+      for (size_t i = 0; i < p->owned->n && i < 64; i++)
+        fprintf(out, "%s%s[%d]", i ? "," : " ", p->owned->ranges[i].topic,
+                p->owned->ranges[i].partition);
+      if (p->owned->n > 64)
+        fprintf(out, ",...");
+    }
     fputc('\n', out);
     fflush(out);
     return;
@@ -159,6 +168,16 @@ char *sl_progress_json(const struct sl_progress *p) {
   cJSON_AddNumberToObject(s, "processedRowsPerSecond", p->processed_rate);
   cJSON_AddNumberToObject(s, "lag", (double)p->lag);
   cJSON_AddNumberToObject(s, "lostRows", (double)p->lost);
+  if (p->owned) { /* group mode: "assignedPartitions": {"t": [0, 3]} */
+    cJSON *a = cJSON_AddObjectToObject(s, "assignedPartitions");
+    for (size_t i = 0; i < p->owned->n; i++) {
+      const struct sl_range *r = &p->owned->ranges[i];
+      cJSON *t = cJSON_GetObjectItemCaseSensitive(a, r->topic);
+      if (!t)
+        t = cJSON_AddArrayToObject(a, r->topic);
+      cJSON_AddItemToArray(t, cJSON_CreateNumber(r->partition));
+    }
+  }
   cJSON_AddItemToArray(srcs, s);
   cJSON *k = cJSON_AddObjectToObject(o, "sink");
   cJSON_AddStringToObject(k, "description", p->sink_desc);

@@ -39,6 +39,9 @@ struct sl_progress {
   /* available-now: records done so far and left below the targets */
   bool bounded;
   int64_t done, remaining;
+  /* group mode: the partitions the group assigned this instance (they
+   * are the plan's), NULL outside group mode */
+  const struct sl_plan *owned;
 };
 
 /* On a terminal: keep one status line (text progress), redrawn after

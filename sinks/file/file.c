@@ -431,7 +431,8 @@ const struct sl_sink_plugin sl_sink_file = {
     .name = "file",
     .config_map = file_map,
     .conf_size = sizeof(struct file_conf),
-    .flags = SL_SINK_EXACTLY_ONCE | SL_SINK_STAGE_DURING_COMMIT,
+    .flags = SL_SINK_EXACTLY_ONCE | SL_SINK_STAGE_DURING_COMMIT |
+             SL_SINK_SINGLE_INSTANCE,
     .init = file_init,
     .last_committed = file_last_committed,
     .stage_open = file_stage_open,

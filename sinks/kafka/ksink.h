@@ -75,6 +75,14 @@ int sl_ksink_pick_committed(const rd_kafka_topic_partition_list_t *l,
                             const char *group, struct sl_ksink_committed *out,
                             struct sl_error *err);
 
+/* Group mode: the group's offsets are every instance's, each numbering
+ * its own batches, so only the positions count: out->pos gets every
+ * partition with an offset that sluice committed, out->batch is 0 (no
+ * check across partitions). The same errors as above otherwise. */
+int sl_ksink_pick_positions(const rd_kafka_topic_partition_list_t *l,
+                            const char *group, struct sl_ksink_committed *out,
+                            struct sl_error *err);
+
 /* ---------------------------------------------------------------- ids */
 
 /* The transactional.id and consumer group of a job's sink when the job

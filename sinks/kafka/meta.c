@@ -113,6 +113,41 @@ int sl_ksink_pick_committed(const rd_kafka_topic_partition_list_t *l,
   return 0;
 }
 
+int sl_ksink_pick_positions(const rd_kafka_topic_partition_list_t *l,
+                            const char *group, struct sl_ksink_committed *out,
+                            struct sl_error *err) {
+  out->batch = 0;
+  out->attempt[0] = '\0';
+  for (int i = 0; i < l->cnt; i++) {
+    const rd_kafka_topic_partition_t *tp = &l->elems[i];
+    uint64_t batch;
+    char attempt[SL_KSINK_ATTEMPT_MAX];
+    if (tp->err) {
+      sl_plan_clear(&out->pos);
+      return sl_error_setf(err, SL_ERR_SINK, SL_ERR_RETRIABLE,
+                           "reading the committed offsets of group '%s' for "
+                           "%s[%d]: %s",
+                           group, tp->topic, tp->partition,
+                           rd_kafka_err2str(tp->err));
+    }
+    if (tp->offset < 0)
+      continue;
+    if (sl_ksink_meta_parse(tp->metadata, tp->metadata_size, &batch, attempt)) {
+      sl_plan_clear(&out->pos);
+      return sl_error_set(err, SL_ERR_CORRUPT,
+                          "group '%s' holds an offset for %s[%d] that sluice "
+                          "did not commit (metadata '%.*s'): is the group "
+                          "used by another consumer?",
+                          group, tp->topic, tp->partition,
+                          (int)SL_MIN(tp->metadata_size, (size_t)80),
+                          tp->metadata ? (const char *)tp->metadata : "");
+    }
+    sl_plan_add(&out->pos, tp->topic, tp->partition, tp->offset, tp->offset);
+  }
+  sl_plan_sort(&out->pos);
+  return 0;
+}
+
 void sl_ksink_default_id(char *buf, size_t n, const char *conf,
                          const char *job_id, bool dead_letters) {
   if (conf)

@@ -261,6 +261,8 @@ struct ksink {
   char txn_attempt[SL_KSINK_ATTEMPT_MAX];
   bool fatal;
   char fatal_msg[700];
+  /* group mode (source.kafka.group): the source's membership */
+  const struct sl_source_info *member; /* NULL outside group mode */
 };
 
 struct krec {
@@ -426,6 +428,8 @@ static int read_record(struct ksink *ks, struct sl_error *err) {
                        "Kafka sink: reading the committed offsets of group "
                        "'%s' at %s: %s",
                        ks->group, ks->conf->brokers, rd_kafka_err2str(e));
+  else if (ks->member)
+    rc = sl_ksink_pick_positions(l, ks->group, &ks->last, err);
   else
     rc = sl_ksink_pick_committed(l, ks->group, &ks->last, err);
   rd_kafka_topic_partition_list_destroy(l);
@@ -480,6 +484,26 @@ static int ksink_init(struct sl_sink *sink, struct sl_error *err) {
                       dead_letters);
   sl_ksink_default_id(ks->group, sizeof(ks->group), c->group, job_id,
                       dead_letters);
+  const struct sl_source_info *si = sink->run ? sink->run->source : NULL;
+  if (c->exactly_once && si && si->group_metadata) {
+    /* Group mode: the offsets go to the group the instances share, with
+     * the membership's metadata, so that the broker refuses the commit of
+     * an instance the group has moved on from (KIP-447); each instance
+     * has a transactional.id of its own (its instance id appended), stable
+     * across its restarts. */
+    if (c->group && strcmp(c->group, si->group_id) != 0)
+      return sl_error_set(err, SL_ERR_CONFIG,
+                          "Kafka sink: group '%s' differs from the source's "
+                          "group '%s': in group mode the transactions commit "
+                          "the offsets to the group the instances share "
+                          "(leave sink.kafka.group out)",
+                          c->group, si->group_id);
+    ks->member = si;
+    snprintf(ks->group, sizeof(ks->group), "%s", si->group_id);
+    size_t n = strlen(ks->tid);
+    snprintf(ks->tid + n, sizeof(ks->tid) - n, "-%s",
+             si->instance ? si->instance : "0");
+  }
   if (c->exactly_once)
     snprintf(ks->describe, sizeof(ks->describe),
              "Kafka[%s] (exactly-once, transactional.id %s)", c->topic,
@@ -498,6 +522,16 @@ static int ksink_init(struct sl_sink *sink, struct sl_error *err) {
   snprintf(sink->record, sizeof(sink->record),
            "the committed offsets of group '%.100s' at %.100s", ks->group,
            c->brokers);
+  if (ks->member) {
+    /* The record's batch ids are every instance's; this one's own batches
+     * are numbered by its checkpoint. Only the positions count. */
+    ks->last.batch = 0;
+    ks->last.attempt[0] = '\0';
+    sl_info("Kafka sink: group mode, transactional.id %s, offsets to group "
+            "'%s' with the membership's metadata",
+            ks->tid, ks->group);
+    return 0;
+  }
   if (ks->last.batch)
     sl_info("Kafka sink: group '%s' records batch %" PRIu64 " (attempt %s) "
             "as the last committed",
@@ -510,8 +544,8 @@ static int ksink_last_committed(struct sl_sink *sink, uint64_t *batch,
                                 struct sl_plan *end, struct sl_error *err) {
   struct ksink *ks = sink->ctx;
   (void)err;
-  if (!ks->conf->exactly_once)
-    return SL_ERR_NOTFOUND; /* at-least-once keeps no record */
+  if (!ks->conf->exactly_once || ks->member)
+    return SL_ERR_NOTFOUND; /* at-least-once, or group mode: no batch id */
   *batch = ks->last.batch;
   sl_plan_copy(end, &ks->last.end);
   snprintf(sink->note, sizeof(sink->note), "%s", ks->last.attempt);
@@ -526,9 +560,18 @@ static int ksink_positions(struct sl_sink *sink,
                            const struct sl_source_info *src,
                            struct sl_plan *out, struct sl_error *err) {
   struct ksink *ks = sink->ctx;
-  (void)err;
   if (!ks->conf->exactly_once)
     return SL_ERR_NOTFOUND; /* at-least-once keeps no record */
+  if (ks->member) {         /* other instances commit too: read it afresh */
+    uint64_t mine = ks->last.batch;
+    char attempt[SL_KSINK_ATTEMPT_MAX];
+    memcpy(attempt, ks->last.attempt, sizeof(attempt));
+    int rc = read_record(ks, err);
+    ks->last.batch = mine;
+    memcpy(ks->last.attempt, attempt, sizeof(attempt));
+    if (rc)
+      return rc;
+  }
   for (size_t i = 0; i < ks->last.pos.n; i++) {
     const struct sl_range *r = &ks->last.pos.ranges[i];
     for (size_t t = 0; src && t < src->ntopics; t++)
@@ -1013,6 +1056,40 @@ static int txn_end(struct ksink *ks, struct sl_sink *sink,
   return 0;
 }
 
+/* Group mode: what the group coordinator answers a commit from an
+ * instance it has moved on from (it left after its session timed out, or
+ * the group is in a newer generation than the metadata). */
+static bool group_fenced_code(rd_kafka_resp_err_t code) {
+  return code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+         code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+         code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID ||
+         code == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
+}
+
+/* The group refused the batch's offsets (e, consumed), or the instance is
+ * no member (why): the transaction is aborted, its records never become
+ * visible, and the engine abandons the batch (SL_ERR_FENCED, not
+ * retried). The producer stays usable. */
+static int group_refused(struct ksink *ks, rd_kafka_error_t *e, const char *why,
+                         struct sl_error *err) {
+  char msg[512];
+  snprintf(msg, sizeof(msg), "%s", e ? rd_kafka_error_string(e) : why);
+  if (e)
+    rd_kafka_error_destroy(e);
+  sl_warn("Kafka sink: group '%s' refused the offsets of batch %" PRIu64
+          " (attempt %s): %s; aborting its transaction",
+          ks->group, ks->txn_batch, ks->txn_attempt, msg);
+  struct sl_error aerr = {0};
+  if (txn_abort(ks, &aerr) && ks->fatal) {
+    *err = aerr;
+    return err->code;
+  }
+  return sl_error_setf(err, SL_ERR_FENCED, 0,
+                       "fenced: group '%s' refused the offsets of batch "
+                       "%" PRIu64 " (attempt %s): %s",
+                       ks->group, ks->txn_batch, ks->txn_attempt, msg);
+}
+
 /* One new transaction of the batch: begin, produce, offsets, commit. */
 static int txn_run(struct ksink *ks, struct sl_sink *sink,
                    const struct sl_plan *plan, void *const *stages, size_t n,
@@ -1041,10 +1118,23 @@ static int txn_run(struct ksink *ks, struct sl_sink *sink,
     return txn_failed(ks, injected(fe), "producing", err);
   rd_kafka_topic_partition_list_t *offs = batch_offsets(plan, ks->txn_attempt);
   rd_kafka_consumer_group_metadata_t *cgm =
-      rd_kafka_consumer_group_metadata_new(ks->group);
+      ks->member ? ks->member->group_metadata(ks->member->group_arg)
+                 : rd_kafka_consumer_group_metadata_new(ks->group);
+  if (!cgm) { /* the membership was lost: commit nothing */
+    rd_kafka_topic_partition_list_destroy(offs);
+    return group_refused(ks, NULL, "the instance is no member of the group",
+                         err);
+  }
+  if (ks->member)
+    sl_info("Kafka sink: batch %" PRIu64 " attempt %s: sending its offsets "
+            "to group '%s' with the membership's metadata",
+            plan->batch, ks->txn_attempt, ks->group);
   e = rd_kafka_send_offsets_to_transaction(ks->rk, offs, cgm, timeout_ms(ks));
-  rd_kafka_consumer_group_metadata_destroy(cgm);
+  if (!ks->member)
+    rd_kafka_consumer_group_metadata_destroy(cgm);
   rd_kafka_topic_partition_list_destroy(offs);
+  if (e && ks->member && group_fenced_code(rd_kafka_error_code(e)))
+    return group_refused(ks, e, NULL, err);
   if (e)
     return txn_failed(ks, e, "sending the offsets", err);
   if ((fe = sl_failpoint("sink.kafka.after_send_offsets")))
@@ -1120,7 +1210,8 @@ static void ksink_destroy(struct sl_sink *sink) {
 
 static unsigned ksink_conf_flags(const void *conf) {
   return ((const struct ksink_conf *)conf)->exactly_once
-             ? SL_SINK_EXACTLY_ONCE | SL_SINK_STORES_SOURCE_OFFSETS
+             ? SL_SINK_EXACTLY_ONCE | SL_SINK_STORES_SOURCE_OFFSETS |
+                   SL_SINK_GROUP_FENCED
              : SL_SINK_WRITES_AT_ONCE;
 }
 

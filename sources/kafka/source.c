@@ -17,6 +17,7 @@
  * (a logical offset such as BEGINNING makes librdkafka run a timed offset
  * query first).
  */
+#include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -38,8 +39,17 @@ struct kafka_embedded {
   int64_t seed;
 };
 
+/* source.kafka.group: group mode (docs/ARCHITECTURE.md, Group mode). */
+struct kafka_group {
+  char *id;       /* NULL: the job runs alone */
+  char *assignor; /* cooperative-sticky, the only one */
+};
+
 struct kafka_conf {
   struct sl_source_common common; /* must stay first */
+  /* group: bound into a struct kafka_group by group_bind (a node here, so
+   * that validate --print writes it back only when the file has it) */
+  const struct sl_cfg_node *group;
   char *brokers;
   struct sl_strlist topics;
   const struct sl_cfg_node *starting_offsets;
@@ -79,6 +89,21 @@ static const struct sl_cfg_field embedded_map[] = {
      .def = "1",
      .offset = offsetof(struct kafka_embedded, seed),
      .desc = "seed of the generated records"},
+    {0}};
+
+static const struct sl_cfg_field group_map[] = {
+    {.key = "id",
+     .type = SL_CFG_T_STR,
+     .offset = offsetof(struct kafka_group, id),
+     .desc = "consumer group the instances of the job join; each plans "
+             "only the partitions the group assigns it"},
+    {.key = "assignor",
+     .type = SL_CFG_T_STR,
+     .def = "cooperative-sticky",
+     .offset = offsetof(struct kafka_group, assignor),
+     .desc = "partition.assignment.strategy: cooperative-sticky (incremental "
+             "rebalancing: an instance gives up only the partitions that "
+             "move)"},
     {0}};
 
 static const struct sl_cfg_field kafka_map[] = {
@@ -135,6 +160,11 @@ static const struct sl_cfg_field kafka_map[] = {
      .offset = offsetof(struct kafka_conf, properties),
      .desc = "librdkafka properties, passed through (they win over "
              "sluice's tuned defaults)"},
+    {.key = "group",
+     .type = SL_CFG_T_NODE,
+     .offset = offsetof(struct kafka_conf, group),
+     .desc = "group mode: {id: G, assignor: cooperative-sticky}; instances "
+             "of the job share the partitions through the consumer group G"},
     {.key = "embedded",
      .type = SL_CFG_T_SECTION,
      .offset = offsetof(struct kafka_conf, embedded),
@@ -217,6 +247,39 @@ static int parse_starting(const struct sl_cfg_node *n, struct start_spec *s,
   return 0;
 }
 
+/* source.kafka.group into g (sl_cfg_unbind(group_map, g) frees it). */
+static int group_bind(const struct sl_cfg_node *n, struct kafka_group *g,
+                      struct sl_error *err) {
+  if (n->kind != SL_CFG_MAP)
+    return sl_cfg_error(err, n,
+                        "source.kafka.group must be a map {id: G, assignor: "
+                        "cooperative-sticky}");
+  return sl_cfg_bind(n, n, group_map, g, "source.kafka.group", err);
+}
+
+static int group_check(const struct kafka_conf *c, const struct kafka_group *g,
+                       struct sl_error *err) {
+  const struct sl_cfg_node *gn = c->group;
+  if (!g->id)
+    return sl_cfg_error(err, gn,
+                        "group needs an id (the consumer group the "
+                        "instances join)");
+  if (!g->id[0])
+    return sl_cfg_error(err, sl_cfg_get(gn, "id"), "group.id is empty");
+  if (strcmp(g->assignor, "cooperative-sticky") != 0)
+    return sl_cfg_error(
+        err, sl_cfg_get(gn, "assignor") ? sl_cfg_get(gn, "assignor") : gn,
+        "group.assignor '%s' is not supported: use cooperative-sticky (an "
+        "eager assignor such as range or roundrobin takes every partition "
+        "away from every instance at each rebalance)",
+        g->assignor);
+  if (strcmp(c->brokers, "embedded") == 0)
+    return sl_cfg_error(err, gn,
+                        "group mode needs a Kafka cluster the instances "
+                        "share; brokers: embedded starts one per process");
+  return 0;
+}
+
 static int kafka_validate(const void *vconf, const struct sl_cfg_node *node,
                           struct sl_error *err) {
   const struct kafka_conf *c = vconf;
@@ -237,6 +300,15 @@ static int kafka_validate(const void *vconf, const struct sl_cfg_node *node,
     }
   }
   sl_plan_clear(&s.at);
+  if (c->group) {
+    struct kafka_group g = {0};
+    int rc = group_bind(c->group, &g, err);
+    if (!rc)
+      rc = group_check(c, &g, err);
+    sl_cfg_unbind(group_map, &g);
+    if (rc)
+      return rc;
+  }
   if (c->topics.n == 0)
     return sl_cfg_error(err, sl_cfg_get(node, "topics"),
                         "topics must name at least one topic");
@@ -270,6 +342,15 @@ struct kafka_src {
   bool continuous; /* the job runs the continuous trigger */
   rd_kafka_t *meta;
   char describe[256];
+  /* group mode (kafka_group_poll) */
+  rd_kafka_t *member;   /* the membership consumer: subscribed */
+  struct sl_plan owned; /* what the group assigned this instance */
+  rd_kafka_consumer_group_metadata_t *cgm; /* as of the last assignment */
+  const struct sl_group_hooks *hooks;      /* during kafka_group_poll */
+  int hook_rc;
+  struct sl_error hook_err;
+  uint64_t fetched;         /* records the membership consumer was handed (0) */
+  struct kafka_group group; /* bound from conf->group; id NULL: alone */
 };
 
 /* The consumer settings every client of the job starts from: tuned for
@@ -386,6 +467,225 @@ find_topic(const struct rd_kafka_metadata *md, const char *name) {
   return NULL;
 }
 
+/* ---------------------------------------------------------- group mode */
+
+/* The instance's membership in source.kafka.group (docs/ARCHITECTURE.md,
+ * Group mode). A consumer of its own, subscribed with the
+ * cooperative-sticky assignor, whose only job is membership: the range
+ * readers stay as they are and read what the engine plans. It must fetch
+ * nothing: every partition it is assigned is paused in the same callback
+ * (librdkafka starts fetching only after the committed offsets are
+ * fetched, which the pause overtakes on the same thread), and its queues
+ * are bounded to one message and 1 KB per partition in case one arrives
+ * anyway; the messages it
+ * is handed are counted (ks->fetched, logged at the end) and dropped. */
+static void to_plan(const rd_kafka_topic_partition_list_t *l,
+                    struct sl_plan *out) {
+  for (int i = 0; i < l->cnt; i++)
+    sl_plan_add(out, l->elems[i].topic, l->elems[i].partition, 0, 0);
+  sl_plan_sort(out);
+}
+
+static void owned_remove(struct sl_plan *owned, const struct sl_plan *gone) {
+  size_t k = 0;
+  for (size_t i = 0; i < owned->n; i++) {
+    struct sl_range *r = &owned->ranges[i];
+    if (sl_plan_find(gone, r->topic, r->partition))
+      free(r->topic);
+    else
+      owned->ranges[k++] = *r;
+  }
+  owned->n = k;
+}
+
+/* @locality coordinator, inside rd_kafka_consumer_poll (kafka_group_poll)
+ * or rd_kafka_consumer_close (destroy: hooks NULL). Small on purpose: the
+ * engine's hooks do the work; this keeps the assignment in step. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  struct kafka_src *ks = opaque;
+  struct sl_plan p = {0};
+  to_plan(parts, &p);
+  rd_kafka_error_t *ke = NULL;
+  if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    ke = rd_kafka_incremental_assign(rk, parts);
+    if (!ke && parts->cnt)
+      rd_kafka_pause_partitions(rk, parts);
+    if (ks->cgm)
+      rd_kafka_consumer_group_metadata_destroy(ks->cgm);
+    ks->cgm = rd_kafka_consumer_group_metadata(rk);
+    for (size_t i = 0; !ke && i < p.n; i++)
+      if (!sl_plan_find(&ks->owned, p.ranges[i].topic, p.ranges[i].partition))
+        sl_plan_add(&ks->owned, p.ranges[i].topic, p.ranges[i].partition, 0, 0);
+    sl_plan_sort(&ks->owned);
+    if (!ke && p.n && ks->hooks && !ks->hook_rc)
+      ks->hook_rc = ks->hooks->assigned(ks->hooks->arg, &p, &ks->hook_err);
+  } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+    bool lost = rd_kafka_assignment_lost(rk);
+    if (lost && ks->cgm) { /* no commit may carry it any more */
+      rd_kafka_consumer_group_metadata_destroy(ks->cgm);
+      ks->cgm = NULL;
+    }
+    if (ks->hooks && p.n)
+      ks->hooks->revoked(ks->hooks->arg, &p, lost);
+    owned_remove(&ks->owned, &p);
+    ke = rd_kafka_incremental_unassign(rk, parts);
+  } else {
+    sl_warn("Kafka group '%s': rebalance failed: %s", ks->group.id,
+            rd_kafka_err2str(e));
+    if (ks->hooks && ks->owned.n)
+      ks->hooks->revoked(ks->hooks->arg, &ks->owned, true);
+    sl_plan_clear(&ks->owned);
+    rd_kafka_assign(rk, NULL);
+  }
+  if (ke) {
+    if (!ks->hook_rc)
+      ks->hook_rc = sl_error_set(
+          &ks->hook_err, SL_ERR_SOURCE,
+          "Kafka group '%s': %s of %d partitions: %s", ks->group.id,
+          e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigning" : "revoking",
+          parts->cnt, rd_kafka_error_string(ke));
+    rd_kafka_error_destroy(ke);
+  }
+  sl_plan_clear(&p);
+}
+
+static int join_group(struct kafka_src *ks, struct sl_error *err) {
+  char errstr[512];
+  rd_kafka_conf_t *conf = make_conf(ks, "sluice-member", err);
+  if (!conf)
+    return err->code;
+  const char *kv[][2] = {
+      {"group.id", ks->group.id},
+      {"partition.assignment.strategy", ks->group.assignor},
+      {"enable.partition.eof", "false"},
+      {"auto.offset.reset", "latest"},
+      {"queued.min.messages", "1"},
+      {"queued.max.messages.kbytes", "1"},
+      {"fetch.message.max.bytes", "1024"},
+  };
+  for (size_t i = 0; i < SL_ARRAY_LEN(kv); i++)
+    if (sl_kafka_conf_set(conf, kv[i][0], kv[i][1], err)) {
+      rd_kafka_conf_destroy(conf);
+      return err->code;
+    }
+  rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+  rd_kafka_conf_set_opaque(conf, ks);
+  ks->member = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (!ks->member) {
+    rd_kafka_conf_destroy(conf);
+    return sl_error_set(err, SL_ERR_SOURCE, "Kafka group consumer: %s", errstr);
+  }
+  rd_kafka_poll_set_consumer(ks->member);
+  rd_kafka_topic_partition_list_t *topics =
+      rd_kafka_topic_partition_list_new((int)ks->conf->topics.n);
+  for (size_t t = 0; t < ks->conf->topics.n; t++)
+    rd_kafka_topic_partition_list_add(topics, ks->conf->topics.v[t],
+                                      RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t e = rd_kafka_subscribe(ks->member, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (e)
+    return sl_error_set(err, SL_ERR_SOURCE, "Kafka group '%s': subscribing: %s",
+                        ks->group.id, rd_kafka_err2str(e));
+  sl_info("joining Kafka consumer group '%s' (assignor %s)", ks->group.id,
+          ks->group.assignor);
+  return 0;
+}
+
+static const char *kafka_conf_group(const void *conf) {
+  const struct sl_cfg_node *g = ((const struct kafka_conf *)conf)->group;
+  const struct sl_cfg_node *id = g ? sl_cfg_get(g, "id") : NULL;
+  return id && id->kind == SL_CFG_SCALAR ? id->scalar : NULL;
+}
+
+/* Serves what the membership consumer has: rebalances call the hooks. */
+static int kafka_group_poll(struct sl_source *src,
+                            const struct sl_group_hooks *h,
+                            struct sl_error *err) {
+  struct kafka_src *ks = src->ctx;
+  if (!ks->member)
+    return 0;
+  ks->hooks = h;
+  ks->hook_rc = 0;
+  rd_kafka_message_t *m;
+  while ((m = rd_kafka_consumer_poll(ks->member, 0)) != NULL) {
+    if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+      sl_warn("Kafka group '%s': %s", ks->group.id, rd_kafka_message_errstr(m));
+    else if (!m->err && ks->fetched++ == 0)
+      sl_warn("Kafka group '%s': the membership consumer was handed a "
+              "record of %s[%d] (dropped; it should fetch nothing)",
+              ks->group.id, rd_kafka_topic_name(m->rkt), m->partition);
+    rd_kafka_message_destroy(m);
+    if (ks->hook_rc)
+      break;
+  }
+  ks->hooks = NULL;
+  if (ks->hook_rc) {
+    *err = ks->hook_err;
+    return ks->hook_rc;
+  }
+  return 0;
+}
+
+static rd_kafka_topic_partition_list_t *to_list(const struct sl_plan *p,
+                                                bool ends) {
+  rd_kafka_topic_partition_list_t *l =
+      rd_kafka_topic_partition_list_new((int)p->n);
+  for (size_t i = 0; i < p->n; i++)
+    rd_kafka_topic_partition_list_add(l, p->ranges[i].topic,
+                                      p->ranges[i].partition)
+        ->offset = ends ? p->ranges[i].end : RD_KAFKA_OFFSET_INVALID;
+  return l;
+}
+
+/* At-least-once sinks: the batch's ends become the group's offsets, so
+ * that the next owner of a partition resumes there. Synchronous: an
+ * asynchronous commit during a rebalance made librdkafka 2.0.2 declare
+ * the assignment lost (it.real.consumer_group). */
+static int kafka_group_commit(struct sl_source *src, const struct sl_plan *ends,
+                              struct sl_error *err) {
+  struct kafka_src *ks = src->ctx;
+  if (!ks->member || !ends->n)
+    return 0;
+  rd_kafka_topic_partition_list_t *l = to_list(ends, true);
+  rd_kafka_resp_err_t e = rd_kafka_commit(ks->member, l, 0);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e)
+    return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                         "Kafka group '%s': committing the offsets of batch "
+                         "%" PRIu64 ": %s",
+                         ks->group.id, ends->batch, rd_kafka_err2str(e));
+  return 0;
+}
+
+static int kafka_group_committed(struct sl_source *src,
+                                 const struct sl_plan *parts,
+                                 struct sl_plan *out, struct sl_error *err) {
+  struct kafka_src *ks = src->ctx;
+  if (!ks->member || !parts->n)
+    return 0;
+  rd_kafka_topic_partition_list_t *l = to_list(parts, false);
+  int timeout_ms = (int)(ks->conf->connect_timeout_ns / 1000000);
+  rd_kafka_resp_err_t e =
+      rd_kafka_committed(ks->member, l, timeout_ms > 0 ? timeout_ms : 1);
+  for (int i = 0; !e && i < l->cnt; i++)
+    if (!l->elems[i].err && l->elems[i].offset >= 0)
+      sl_plan_add(out, l->elems[i].topic, l->elems[i].partition,
+                  l->elems[i].offset, l->elems[i].offset);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e)
+    return sl_error_setf(err, SL_ERR_SOURCE, SL_ERR_RETRIABLE,
+                         "Kafka group '%s': reading its committed offsets: "
+                         "%s",
+                         ks->group.id, rd_kafka_err2str(e));
+  return 0;
+}
+
+static void *group_metadata(void *arg) {
+  struct kafka_src *ks = arg;
+  return ks->cgm;
+}
+
 static int kafka_init(struct sl_source *src, struct sl_error *err) {
   struct kafka_src *ks = sl_calloc(1, sizeof(*ks));
   src->ctx = ks;
@@ -418,6 +718,11 @@ static int kafka_init(struct sl_source *src, struct sl_error *err) {
                         ks->conf->topics.v[t], rd_kafka_err2str(mt->err));
   }
   rd_kafka_metadata_destroy(md);
+  if (!rc && ks->conf->group &&
+      !(rc = group_bind(ks->conf->group, &ks->group, err)))
+    rc = group_check(ks->conf, &ks->group, err);
+  if (!rc && ks->group.id)
+    rc = join_group(ks, err);
   size_t off = (size_t)snprintf(ks->describe, sizeof(ks->describe), "Kafka[");
   for (size_t t = 0; t < ks->conf->topics.n && off < sizeof(ks->describe); t++)
     off += (size_t)snprintf(ks->describe + off, sizeof(ks->describe) - off,
@@ -446,7 +751,9 @@ static int kafka_watermarks(struct sl_source *src, struct sl_plan *out,
       break;
     }
     for (int p = 0; p < mt->partition_cnt; p++)
-      rd_kafka_topic_partition_list_add(l, mt->topic, mt->partitions[p].id);
+      if (!ks->member ||
+          sl_plan_find(&ks->owned, mt->topic, mt->partitions[p].id))
+        rd_kafka_topic_partition_list_add(l, mt->topic, mt->partitions[p].id);
   }
   rd_kafka_metadata_destroy(md);
   if (!rc && l->cnt > 0) {
@@ -506,6 +813,12 @@ static void kafka_info(struct sl_source *src, struct sl_source_info *out) {
                                  .topics = (const char *const *)c->topics.v,
                                  .ntopics = c->topics.n,
                                  .group_id = c->group_id};
+  struct kafka_src *ks = src->ctx;
+  if (ks && ks->group.id) {
+    out->group_id = ks->group.id;
+    out->group_metadata = group_metadata;
+    out->group_arg = ks;
+  }
 }
 
 static const char *kafka_describe(struct sl_source *src) {
@@ -517,6 +830,20 @@ static void kafka_destroy(struct sl_source *src) {
   struct kafka_src *ks = src->ctx;
   if (!ks)
     return;
+  if (ks->member) {
+    /* Leaves the group now (its partitions move at once, not after the
+     * session timeout); the revocation this serves has no hooks. */
+    rd_kafka_consumer_close(ks->member);
+    rd_kafka_destroy(ks->member);
+    if (ks->fetched)
+      sl_warn("Kafka group '%s': the membership consumer was handed %" PRIu64
+              " records (dropped)",
+              ks->group.id, ks->fetched);
+  }
+  if (ks->cgm)
+    rd_kafka_consumer_group_metadata_destroy(ks->cgm);
+  sl_plan_clear(&ks->owned);
+  sl_cfg_unbind(group_map, &ks->group);
   if (ks->meta)
     rd_kafka_destroy(ks->meta);
   sl_mock_destroy(ks->mock);
@@ -1220,4 +1547,8 @@ const struct sl_source_plugin sl_source_kafka = {
     .describe = kafka_describe,
     .info = kafka_info,
     .destroy = kafka_destroy,
+    .conf_group = kafka_conf_group,
+    .group_poll = kafka_group_poll,
+    .group_commit = kafka_group_commit,
+    .group_committed = kafka_group_committed,
 };

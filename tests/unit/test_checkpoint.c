@@ -409,6 +409,26 @@ static int check_private(const char *path, const struct stat *st, int flag,
 /* What sluice keeps for itself is 0600 (files) and 0700 (directories)
  * whatever the umask: one that takes the owner's bits away (0277) or
  * gives everything (0); directories for users follow the umask. */
+/* Group mode: a checkpoint directory is one process's (sl_ckpt_lock). A
+ * second open of it cannot take the lock while the first holds it, and is
+ * told which process does; once the first closes, it can. */
+static void test_lock(void **state) {
+  struct fixture *f = *state;
+  struct sl_error err = {0};
+  struct sl_ckpt *a = open_ok(f->dir, "job");
+  struct sl_ckpt *b = open_ok(f->dir, "job");
+  assert_int_equal(sl_ckpt_lock(a, &err), 0);
+  assert_int_equal(sl_ckpt_lock(b, &err), SL_ERR_CONFIG);
+  char want[64];
+  snprintf(want, sizeof(want), "(pid %ld)", (long)getpid());
+  if (!strstr(err.msg, "is in use by another sluice process") ||
+      !strstr(err.msg, want) || !strstr(err.msg, f->dir))
+    fail_msg("unexpected message: %s", err.msg);
+  sl_ckpt_close(a);
+  assert_int_equal(sl_ckpt_lock(b, &err), 0);
+  sl_ckpt_close(b);
+}
+
 static void test_private_modes(void **state) {
   struct fixture *f = *state;
   const mode_t masks[] = {0277, 0, 022, 077};
@@ -1226,6 +1246,7 @@ int main(void) {
       T(test_seal_unseal),
       T(test_fsio_read_missing),
       T(test_private_modes),
+      T(test_lock),
       T(test_mkdirs_syncs_parents),
       T(test_atomic_short_write_enospc),
       T(test_atomic_fsync_eio),

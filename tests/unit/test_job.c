@@ -363,6 +363,137 @@ static void output_merge_is_checked(void **state) {
   assert_int_not_equal(
       load_merge("", "{ hi: max(amount) }", "", both, &job, &err), 0);
   assert_true(strstr(err.msg, "GT and LT exclude each other") != NULL);
+/* Group mode (source.kafka.group): the keys, and what this slice refuses,
+ * each at the setting that cannot go with the group. */
+static const char *group_head = "job: g\n"
+                                "source:\n"
+                                "  kafka:\n"
+                                "    brokers: b:1\n"
+                                "    topics: [t]\n"
+                                "    group: { id: sluice-g }\n";
+
+static int load_group(const char *rest, struct sl_job *job,
+                      struct sl_error *err) {
+  char text[2048];
+  snprintf(text, sizeof(text), "%s%s", group_head, rest);
+  return load(text, NULL, 0, job, err);
+}
+
+static void group_mode_keys(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  assert_int_equal(load_group("sink: { console: {} }\n", &job, &err), 0);
+  assert_string_equal(job.source_plugin->conf_group(job.source_conf),
+                      "sluice-g");
+  sl_job_free(&job);
+  if (sl_sink_find("kafka")) { /* exactly-once fences; at-least-once too */
+    assert_int_equal(load_group("sink:\n"
+                                "  kafka: { brokers: b:1, topic: o, "
+                                "exactly_once: true }\n",
+                                &job, &err),
+                     0);
+    sl_job_free(&job);
+    assert_int_equal(
+        load_group("sink:\n  kafka: { brokers: b:1, topic: o }\n", &job, &err),
+        0);
+    sl_job_free(&job);
+  }
+  /* alone: no group */
+  assert_int_equal(load(good, NULL, 0, &job, &err), 0);
+  assert_null(job.source_plugin->conf_group(job.source_conf));
+  sl_job_free(&job);
+
+  const char *t = "job: g\n"
+                  "source:\n"
+                  "  kafka:\n"
+                  "    brokers: b:1\n"
+                  "    topics: [t]\n"
+                  "    group: { id: g, assignor: range }\n"
+                  "sink: { console: {} }\n";
+  assert_int_equal(load(t, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 6, 31, "group.assignor 'range' is not supported");
+  const char *t2 = "job: g\n"
+                   "source:\n"
+                   "  kafka:\n"
+                   "    brokers: b:1\n"
+                   "    topics: [t]\n"
+                   "    group: { assignor: cooperative-sticky }\n"
+                   "sink: { console: {} }\n";
+  assert_int_equal(load(t2, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 6, 12, "group needs an id");
+  const char *t3 = "job: g\n"
+                   "source:\n"
+                   "  kafka:\n"
+                   "    brokers: b:1\n"
+                   "    topics: [t]\n"
+                   "    group: { id: g, asignor: x }\n"
+                   "sink: { console: {} }\n";
+  assert_int_equal(load(t3, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 6, 21, "did you mean 'assignor'");
+  const char *t4 = "job: g\n"
+                   "source:\n"
+                   "  kafka:\n"
+                   "    brokers: embedded\n"
+                   "    topics: [t]\n"
+                   "    group: { id: g }\n"
+                   "sink: { console: {} }\n";
+  assert_int_equal(load(t4, NULL, 0, &job, &err), SL_ERR_CONFIG);
+  assert_error_at(&err, 6, 12, "brokers: embedded");
+}
+
+static void group_mode_refusals(void **state) {
+  struct sl_job job;
+  struct sl_error err;
+  (void)state;
+  /* the file sink: one instance's record */
+  assert_int_equal(
+      load_group("sink:\n  file: { path: /tmp/out }\n", &job, &err),
+      SL_ERR_CONFIG);
+  assert_error_at(&err, 8, 9, "sink 'file' cannot be shared");
+  assert_non_null(strstr(err.msg, "line 6"));
+  /* an exactly-once sink without claim and no fencing of its own */
+  if (sl_sink_find("redis"))
+    assert_int_equal(load_group("sink:\n"
+                                "  redis:\n"
+                                "    url: redis://127.0.0.1:6379\n"
+                                "    command: INCRBY n 1\n",
+                                &job, &err),
+                     SL_ERR_CONFIG);
+  if (sl_sink_find("redis"))
+    assert_error_at(&err, 9, 5,
+                    "sink 'redis' is exactly-once but cannot "
+                    "fence");
+  /* window state does not move with its partition yet */
+  assert_int_equal(load_group("pipeline:\n"
+                              "  - parse: json\n"
+                              "  - window:\n"
+                              "      tumbling: 10s\n"
+                              "      time: ts\n"
+                              "      group_by: [user]\n"
+                              "      aggregate: { n: count() }\n"
+                              "sink: { console: {} }\n",
+                              &job, &err),
+                   SL_ERR_CONFIG);
+  assert_error_at(&err, 9, 5, "a windowed pipeline cannot run in group mode");
+  assert_non_null(strstr(err.msg, "window state"));
+  /* the continuous trigger and available-now */
+  assert_int_equal(load_group("sink: { console: {} }\n"
+                              "trigger: { continuous: 100ms }\n",
+                              &job, &err),
+                   SL_ERR_CONFIG);
+  assert_error_at(&err, 8, 24, "trigger continuous cannot run in group mode");
+  assert_int_equal(load_group("sink: { console: {} }\n"
+                              "trigger: { available_now: true }\n",
+                              &job, &err),
+                   SL_ERR_CONFIG);
+  assert_error_at(&err, 8, 27, "available_now cannot run in group mode");
+  /* dead letters */
+  assert_int_equal(load_group("sink: { console: {} }\n"
+                              "dead_letter: { file: { path: /tmp/dl } }\n",
+                              &job, &err),
+                   SL_ERR_CONFIG);
+  assert_error_at(&err, 8, 14, "dead_letter cannot be used in group mode");
 }
 
 int main(void) {
@@ -379,6 +510,8 @@ int main(void) {
       cmocka_unit_test(secret_property_value_is_never_printed),
       cmocka_unit_test(malformed_yaml_is_positioned),
       cmocka_unit_test(output_merge_is_checked),
+      cmocka_unit_test(group_mode_keys),
+      cmocka_unit_test(group_mode_refusals),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   unlink(path);

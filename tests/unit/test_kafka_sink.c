@@ -181,6 +181,30 @@ static void record_partition_error_is_retriable(void **state) {
   rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Group mode: every instance numbers its own batches, so the same batch
+ * from two attempts is normal there; only the positions are taken, and a
+ * foreign offset is still refused. */
+static void group_positions_of_many_instances(void **state) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(3);
+  struct sl_ksink_committed c = {0};
+  struct sl_error err = {0};
+  (void)state;
+  add(l, "clicks", 0, 100, "{\"batch\":7,\"attempt\":\"r-1.9\"}");
+  add(l, "clicks", 1, 10, "{\"batch\":7,\"attempt\":\"q-2.8\"}");
+  add(l, "clicks", 2, -1001, NULL); /* nothing committed */
+  assert_int_equal(sl_ksink_pick_positions(l, "g", &c, &err), 0);
+  assert_int_equal(c.batch, 0);
+  assert_int_equal(c.pos.n, 2);
+  assert_int_equal(sl_plan_find(&c.pos, "clicks", 0)->end, 100);
+  assert_int_equal(sl_plan_find(&c.pos, "clicks", 1)->end, 10);
+  sl_plan_clear(&c.pos);
+  add(l, "clicks", 3, 5, NULL);
+  assert_int_equal(sl_ksink_pick_positions(l, "g", &c, &err), SL_ERR_CORRUPT);
+  assert_non_null(strstr(err.msg, "clicks[3]"));
+  assert_int_equal(c.pos.n, 0);
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* ---------------------------------------------------------------- ids */
 
 static void default_ids(void **state) {
@@ -286,6 +310,7 @@ static void templates_know_when_they_need_json(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(attempt_ids_are_run_dot_counter),
+      cmocka_unit_test(group_positions_of_many_instances),
       cmocka_unit_test(attempt_validity),
       cmocka_unit_test(metadata_round_trip),
       cmocka_unit_test(metadata_too_small_a_buffer),

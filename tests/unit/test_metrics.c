@@ -347,6 +347,27 @@ static void test_progress(void **state) {
 }
 
 /* Metrics off: every call takes NULL and does nothing. */
+/* Group mode: the assignment's gauges, and the partition series of a
+ * partition given up are dropped; /ready is the engine's to flip. */
+static void test_group(void **state) {
+  struct fx *f = *state;
+  batch(f->m, 1, 10, 5, 5, 20, 30, 30);
+  struct sl_plan owned = {0};
+  sl_plan_add(&owned, "clicks", 1, 0, 0);
+  sl_metrics_group(f->m, &owned, 3, 0.25);
+  sl_plan_clear(&owned);
+  struct reply r = http(f->port, "GET", "/metrics");
+  assert_int_equal(r.status, 200);
+  const char *t = r.body;
+  assert_line(t, "sluice_group_assigned_partitions 1");
+  assert_line(t, "sluice_group_rebalances_total 3");
+  assert_line(t, "sluice_group_rebalance_seconds_total 0.250000");
+  assert_line(t, "sluice_partition_committed_offset{topic=\"clicks\","
+                 "partition=\"1\"} 5");
+  assert_null(strstr(t, "partition=\"0\""));
+  reply_free(&r);
+}
+
 static void test_null_metrics(void **state) {
   (void)state;
   sl_metrics_set_ready(NULL, true);
@@ -368,6 +389,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_metrics_empty, setup, teardown),
       cmocka_unit_test_setup_teardown(test_metrics_counters, setup, teardown),
       cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_group, setup, teardown),
       cmocka_unit_test(test_null_metrics),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,9 @@ usage: check_eos.py output BROKERS TOPIC RECORDS.jsonl
          every committed record of TOPIC is one of the rows the stateless
          crash-matrix job (tests/integration/crash/matrix.sh) makes of
          RECORDS, keyed by its user, and every such row is there exactly once
+       check_eos.py atleast BROKERS TOPIC RECORDS.jsonl
+         the same rows, each at least once (an at-least-once sink: rows
+         written again after a partition moved are counted, not refused)
        check_eos.py offsets BROKERS GROUP TOPIC
          GROUP's committed offsets of every partition of TOPIC (stored by
          the sink's transactions) equal the partitions' end offsets
@@ -94,6 +97,17 @@ def main():
         if extra:
             fail("%d rows not made from the input, e.g. %s" % (len(extra), extra[0]))
         print("ok: %d rows, each exactly once (read_committed)" % sum(got.values()))
+    elif verb == "atleast":
+        topic, records = sys.argv[3:5]
+        want, got = expected(records), read_committed(brokers, topic)
+        missing = [r for r in want if r not in got]
+        extra = [r for r in got if r not in want]
+        if missing:
+            fail("%d rows missing, e.g. %s" % (len(missing), missing[0]))
+        if extra:
+            fail("%d rows not made from the input, e.g. %s" % (len(extra), extra[0]))
+        again = sum(got.values()) - len(want)
+        print("ok: %d rows, each at least once (%d written again)" % (len(want), again))
     elif verb == "offsets":
         group, topic = sys.argv[3:5]
         c = consumer(brokers, group)

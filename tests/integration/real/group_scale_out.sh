@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Group mode on the real broker: three instances of one job (source.kafka.
+# group, the Kafka sink with exactly_once, a stateless pipeline), each with
+# its own checkpoint directory, share 12 partitions. Instance B crashes
+# (SIGKILL by its crash point) right after its third commit, mid-run; once
+# that is proven, instance D starts and takes its share. When the group
+# has committed the end of every partition, the others are stopped (SIGTERM,
+# exit 0) and a read_committed consumer checks that every row of the input
+# is in the output exactly once. Each instance must have owned partitions,
+# and no membership consumer may have been handed a record.
+source "$(dirname "$0")/../lib.bash" "$@"
+use_real_broker
+PY=/usr/bin/python3
+CHECK="$SRC/tests/integration/real/check_eos.py"
+COUNT=24000
+tag=it-real-gso-$$
+create_topic "$tag-in" 12
+create_topic "$tag-out" 12
+"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count $COUNT --seed 11 \
+  2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
+kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
+  fail "kcat could not read the input back"
+
+cat >"$WORK/job.yaml" <<YAML
+job: $tag
+source:
+  kafka:
+    brokers: $BROKERS
+    topics: [$tag-in]
+    max_records_per_batch: 200
+    group: { id: $tag-g }
+    properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" }
+pipeline:
+  - parse: json
+  - filter: 'id % 10 != 7'
+  - map: { cents: 'to_int(amount * 100 + 0.5)' }
+  - select: [id, user, cents]
+sink:
+  kafka:
+    brokers: $BROKERS
+    topic: $tag-out
+    key: '{user}'
+    exactly_once: true
+    timeout: 30s
+    properties: { linger.ms: "0" }
+trigger: { interval: 250ms }
+workers: 1
+YAML
+
+"$SLUICE" validate "$WORK/job.yaml" >/dev/null 2>"$WORK/validate.err" ||
+  fail "validate: $(cat "$WORK/validate.err")"
+
+start() { # NAME [ENV=VALUE]
+  local name=$1
+  shift
+  env "$@" "$SLUICE" run "$WORK/job.yaml" --set checkpoint.dir="$WORK/ckpt-$name" \
+    --progress none 2>"$WORK/$name.err" &
+}
+# alive PID: the process runs (or is stopped), it has not exited
+alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+# wait_secs SECONDS CMD...: wait_for by the clock (CMD may take a while)
+wait_secs() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -lt $end ] || fail "timed out waiting for: $*"
+    sleep 0.2
+  done
+}
+# running PID...: none of them has exited (a condition for wait_for)
+running() {
+  local p
+  for p; do alive "$p" || fail "process $p exited"; done
+}
+FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err $WORK/d.err"
+start a
+pid_a=$!
+start b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
+pid_b=$!
+start c
+pid_c=$!
+
+# B: SIGKILLed by its crash point after its third commit
+b_exited() { running $pid_a $pid_c && ! alive $pid_b; }
+wait_for 180 b_exited
+rc=0
+wait $pid_b || rc=$?
+[ "$rc" = 137 ] || fail "B exited $rc, not 137 (its crash point)"
+grep -q "^sluice: failpoint batch.after_commit fired: crash (hit 3)$" "$WORK/b.err" ||
+  fail "B died, but not at its crash point"
+grep -q "group: assigned [1-9][0-9]* partition" "$WORK/b.err" || fail "B owned no partition"
+echo "B crashed after its third commit"
+
+# D joins later and takes partitions
+start d
+pid_d=$!
+has_parts() { grep -q "group: assigned [1-9][0-9]* partition" "$WORK/$1.err"; }
+d_parts() { running $pid_a $pid_c $pid_d && has_parts d; }
+wait_for 120 d_parts
+echo "D was assigned partitions"
+
+# the group committed the end of every input partition (the sinks'
+# transactions store the offsets)
+at_end() {
+  running $pid_a $pid_c $pid_d &&
+    $PY "$CHECK" offsets "$BROKERS" "$tag-g" "$tag-in" >/dev/null 2>&1
+}
+wait_secs 300 at_end
+for n in a c; do has_parts $n || fail "$n owned no partition"; done
+
+for p in $pid_a $pid_c $pid_d; do kill -TERM "$p"; done
+for n in a c d; do
+  eval "p=\$pid_$n"
+  rc=0
+  wait "$p" || rc=$?
+  [ "$rc" = 0 ] || fail "$n exited $rc after SIGTERM, not 0"
+done
+if grep -h "membership consumer was handed" "$WORK"/[abcd].err; then
+  fail "a membership consumer fetched records"
+fi
+abandoned=$(cat "$WORK"/[abcd].err | grep -c "refused the offsets" || true)
+echo "$abandoned batch commits were refused by the group during rebalances (abandoned, read again)"
+
+$PY "$CHECK" output "$BROKERS" "$tag-out" "$WORK/records.jsonl" || fail "output"
+$PY "$CHECK" offsets "$BROKERS" "$tag-g" "$tag-in" || fail "group offsets"
+echo "ok: group mode: 3 instances, one crashed after its third commit, one joined later; every row exactly once"

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Group mode on the real broker, a zombie: instances A and Z of one job
+# (source.kafka.group, the Kafka sink with exactly_once) share 12
+# partitions. Z stops (SIGSTOP, by its crash point's `stop` action) inside
+# its third batch's transaction, after producing its records and before
+# sending its offsets. Its session times out, the group gives every
+# partition to A, which resumes them at the sink's positions. Then Z is
+# resumed (SIGCONT): it sends its offsets with its old membership's
+# metadata, the broker refuses them (KIP-447), Z aborts the transaction,
+# abandons the batch, rejoins and goes on. The test proves the attempt (the
+# log line naming the batch and attempt) and the refusal; the output read
+# read_committed is every row exactly once, and none of the refused
+# attempt's records is visible.
+source "$(dirname "$0")/../lib.bash" "$@"
+use_real_broker
+PY=/usr/bin/python3
+CHECK="$SRC/tests/integration/real/check_eos.py"
+COUNT=12000
+tag=it-real-gzo-$$
+create_topic "$tag-in" 12
+create_topic "$tag-out" 12
+"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count $COUNT --seed 5 \
+  2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
+kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
+  fail "kcat could not read the input back"
+
+cat >"$WORK/job.yaml" <<YAML
+job: $tag
+source:
+  kafka:
+    brokers: $BROKERS
+    topics: [$tag-in]
+    max_records_per_batch: 100
+    group: { id: $tag-g }
+    properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" }
+pipeline:
+  - parse: json
+  - filter: 'id % 10 != 7'
+  - map: { cents: 'to_int(amount * 100 + 0.5)' }
+  - select: [id, user, cents]
+sink:
+  kafka:
+    brokers: $BROKERS
+    topic: $tag-out
+    key: '{user}'
+    exactly_once: true
+    timeout: 30s
+    properties: { linger.ms: "0" }
+trigger: { interval: 250ms }
+workers: 1
+YAML
+
+stopped() {
+  alive "$1" || fail "process $1 exited before it stopped"
+  [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = T ]
+}
+# alive PID: the process runs (or is stopped), it has not exited
+alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+# wait_secs SECONDS CMD...: wait_for by the clock (CMD may take a while)
+wait_secs() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -lt $end ] || fail "timed out waiting for: $*"
+    sleep 0.2
+  done
+}
+# running PID...: none of them has exited (a condition for wait_for)
+running() {
+  local p
+  for p; do alive "$p" || fail "process $p exited"; done
+}
+FAIL_SHOW="$WORK/a.err $WORK/z.err"
+"$SLUICE" run "$WORK/job.yaml" --set checkpoint.dir="$WORK/ckpt-a" --progress none \
+  2>"$WORK/a.err" &
+pid_a=$!
+SLUICE_FAILPOINTS="sink.kafka.after_produce=stop@3" "$SLUICE" run "$WORK/job.yaml" \
+  --set checkpoint.dir="$WORK/ckpt-z" --progress none 2>"$WORK/z.err" &
+pid_z=$!
+
+wait_for 120 stopped $pid_z
+grep -q "^sluice: failpoint sink.kafka.after_produce fired: stop (hit 3)$" "$WORK/z.err" ||
+  fail "Z stopped, but not at its crash point"
+grep -q "group: assigned [1-9][0-9]* partition" "$WORK/z.err" || fail "Z owned no partition"
+echo "Z stopped inside a transaction"
+
+# Z's session times out: A owns all 12 (its newest "owns" line, written
+# after Z stopped: A may have owned all 12 before Z joined)
+owned_lines() { grep -c "this instance owns [0-9]*$" "$WORK/a.err" || true; }
+before=$(owned_lines)
+owns_all() {
+  running $pid_a && [ "$(owned_lines)" -gt "$before" ] &&
+    [ "$(grep -o "this instance owns [0-9]*$" "$WORK/a.err" | tail -1)" = "this instance owns 12" ]
+}
+wait_for 120 owns_all
+echo "A owns every partition"
+
+kill -CONT $pid_z
+refused() { running $pid_a $pid_z && grep -q "refused the offsets of batch" "$WORK/z.err"; }
+wait_for 120 refused
+line=$(grep -m1 "refused the offsets of batch" "$WORK/z.err")
+batch=$(sed -n 's/.*refused the offsets of batch \([0-9]*\) (attempt \([^)]*\)).*/\1/p' <<<"$line")
+attempt=$(sed -n 's/.*refused the offsets of batch \([0-9]*\) (attempt \([^)]*\)).*/\2/p' <<<"$line")
+[ -n "$batch" ] && [ -n "$attempt" ] || fail "cannot read the refused batch: $line"
+grep -q "batch $batch attempt $attempt: sending its offsets to group '$tag-g'" "$WORK/z.err" ||
+  fail "no attempt to send batch $batch's offsets in Z's log"
+grep -q "group: the sink refused the commit of batch $batch" "$WORK/z.err" ||
+  fail "Z did not abandon batch $batch"
+echo "Z tried to commit batch $batch (attempt $attempt) and was refused: ${line##*: }"
+
+at_end() {
+  running $pid_a $pid_z && $PY "$CHECK" offsets "$BROKERS" "$tag-g" "$tag-in" >/dev/null 2>&1
+}
+wait_secs 300 at_end
+for p in $pid_a $pid_z; do kill -TERM "$p"; done
+for n in a z; do
+  eval "p=\$pid_$n"
+  rc=0
+  wait "$p" || rc=$?
+  [ "$rc" = 0 ] || fail "$n exited $rc after SIGTERM, not 0"
+done
+if grep -h "membership consumer was handed" "$WORK"/[az].err; then
+  fail "a membership consumer fetched records"
+fi
+grep -q "abandoned: fenced" "$WORK/ckpt-z/commits/$batch" ||
+  fail "Z's checkpoint does not close batch $batch as abandoned"
+
+$PY "$CHECK" output "$BROKERS" "$tag-out" "$WORK/records.jsonl" || fail "output"
+seen=$(kcat -b "$BROKERS" -C -t "$tag-out" -e -q -X isolation.level=read_committed \
+  -f '%h\n' 2>/dev/null | grep -c "sluice.attempt=$attempt\$" || true)
+[ "$seen" = 0 ] || fail "$seen records of the refused attempt are visible to read_committed"
+echo "ok: group zombie: Z's commit of batch $batch was refused after its partitions moved; the output is exact"
