@@ -402,7 +402,8 @@ static int check_group(const struct sl_job *job, const struct sl_cfg_node *tn,
                        struct sl_error *err) {
   const struct sl_cfg_node *gn = sl_cfg_get(job->source_node, "group");
   int line = gn ? gn->line : 0;
-  if (sl_pipeline_window(job->pipeline)) {
+  const struct sl_window_spec *ws = sl_pipeline_window(job->pipeline);
+  if (ws && ws->mode != SL_WINDOW_MERGE) {
     const struct sl_cfg_node *wn =
         job->pipeline_raw ? job->pipeline_raw : job->tree;
     for (size_t i = 0;
@@ -416,7 +417,8 @@ static int check_group(const struct sl_job *job, const struct sl_cfg_node *tn,
         err, wn,
         "a windowed pipeline cannot run in group mode (source.%s.group, "
         "line %d): its window state lives in one instance's checkpoint and "
-        "does not move with its partitions yet",
+        "does not move with its partitions; use output: merge, which keeps "
+        "no state (the sink adds up every instance's contributions)",
         job->source_plugin->name, line);
   }
   if (job->trigger.continuous_ns)

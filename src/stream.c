@@ -58,6 +58,7 @@ struct eng_cont {
   pthread_cond_t cv;      /* a stream reported, failed or ended */
   _Atomic uint64_t close; /* epochs up to this one are to be sealed */
   atomic_bool stop;       /* end after sealing */
+  int64_t started_ns;     /* when the streams started (monotonic) */
   /* windowed: the state's watermark after epoch wm_epoch (under mu) */
   uint64_t wm_epoch;
   int64_t wm;
@@ -393,6 +394,7 @@ int eng_streams_start(struct engine *e, struct sl_error *err) {
     return rc;
   }
   struct eng_cont *c = sl_calloc(1, sizeof(*c));
+  c->started_ns = sl_mono_ns();
   pthread_mutex_init(&c->mu, NULL);
   pthread_cond_init(&c->cv, NULL);
   unsigned nw = sl_pool_workers(e->pool);
@@ -544,6 +546,11 @@ int eng_streams_cut(struct engine *e, bool last, struct eng_batch **out,
     dirty |= atomic_load(&c->s[i].dirty);
   if (!dirty && !last)
     return 0; /* nothing arrived: no epoch */
+  /* The first epoch ends one interval after the streams started, not at
+   * the coordinator's first look (which came sooner or later after the
+   * start, as the machine was busy). */
+  if (!last && sl_mono_ns() - c->started_ns < e->job->trigger.continuous_ns)
+    return 0;
   uint64_t epoch = atomic_load(&c->close) + 1;
   if (last)
     atomic_store(&c->stop, true);

@@ -83,7 +83,12 @@
  * A sink that never claimed sends no token and checks nothing: the
  * single-instance scripts and commands are unchanged. release() forgets
  * tokens and writes nothing; a later commit of such a partition is
- * refused before anything is sent.
+ * refused before anything is sent. The instances number their batches
+ * each on its own, so in group mode the batch commit neither checks nor
+ * writes the `batch` field: every record it applies carries its
+ * partition and offset (group mode runs stateless and output: merge
+ * jobs only) and the positions alone keep a re-sent commit from applying
+ * anything twice.
  */
 #include "redis.h"
 
@@ -877,20 +882,22 @@ static int send_chunk(struct rsink *s, const struct rstage *st, size_t from,
   return 0;
 }
 
-/* HSET of the commit record, as one argument vector: batch N and, per
- * partition of the plan, max(stored, end). Partitions not in the plan keep
- * their fields. */
+/* HSET of the commit record, as one argument vector: batch N (unless
+ * !with_batch: group mode) and, per partition of the plan, max(stored,
+ * end). Partitions not in the plan keep their fields. */
 static void append_record(struct rsink *s, const struct sl_plan *plan,
-                          const struct sl_plan *stored) {
-  size_t argc = 4 + 2 * plan->n;
+                          const struct sl_plan *stored, bool with_batch) {
+  size_t argc = (with_batch ? 4 : 2) + 2 * plan->n;
   const char **argv = sl_calloc(argc, sizeof(*argv));
   size_t *lens = sl_calloc(argc, sizeof(*lens));
   char **owned = sl_calloc(2 * plan->n + 1, sizeof(*owned));
   size_t k = 0, o = 0;
   argv[k++] = "HSET";
   argv[k++] = s->key;
-  argv[k++] = "batch";
-  argv[k++] = owned[o++] = sl_asprintf("%" PRIu64, plan->batch);
+  if (with_batch) {
+    argv[k++] = "batch";
+    argv[k++] = owned[o++] = sl_asprintf("%" PRIu64, plan->batch);
+  }
   for (size_t i = 0; i < plan->n; i++) {
     const struct sl_range *r = &plan->ranges[i];
     const struct sl_range *h = sl_plan_find(stored, r->topic, r->partition);
@@ -1291,6 +1298,8 @@ static int commit_locked(struct sl_sink *sink, const struct sl_plan *plan,
     return 0;
   if (sink->run && sink->run->continuous && n == 0)
     return epoch_commit(s, plan, tok, err);
+  if (tok && plan->n == 0)
+    return 0; /* group mode, no partition: nothing to write or record */
   if (ensure_connected(s, err) ||
       watch_record(s, &held, &stored, tok ? &claims : NULL, err)) {
     sl_plan_clear(&stored);
@@ -1306,7 +1315,11 @@ static int commit_locked(struct sl_sink *sink, const struct sl_plan *plan,
     return err->code;
   }
   sl_plan_clear(&claims);
-  if (held >= plan->batch) {
+  /* Group mode: the instances number their batches each on its own, so
+   * `batch` says nothing of this one's; the positions guard every record
+   * (a re-sent commit skips what the first applied), and the shared
+   * record keeps no batch (append_record). */
+  if (!tok && held >= plan->batch) {
     sl_plan_clear(&stored);
     if (unwatch(s, err))
       return err->code;
@@ -1324,7 +1337,7 @@ static int commit_locked(struct sl_sink *sink, const struct sl_plan *plan,
       sl_plan_clear(&stored);
       return err->code;
     }
-  append_record(s, plan, &stored);
+  append_record(s, plan, &stored, !tok);
   sl_plan_clear(&stored);
   if (sl_failpoint_err("sink.redis.before_exec", err)) {
     disconnect(s); /* Redis drops the open MULTI with the connection */
@@ -1350,7 +1363,7 @@ static int commit_locked(struct sl_sink *sink, const struct sl_plan *plan,
     sl_plan_clear(&claims);
     if (wrc)
       return err->code;
-    if (held >= plan->batch) {
+    if (!tok && held >= plan->batch) {
       sl_warn("redis at %s: another writer committed batch %" PRIu64
               " (is a second instance of job %s running?)",
               s->where, held, sink->run->job_id);

@@ -82,6 +82,30 @@ wait_for() {
   fail "timed out after $((limit / 100)) s waiting for: $*"
 }
 
+# Processes of a test (group mode runs several instances at once).
+# alive PID: the process runs (or is stopped), it has not exited.
+alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+# running PID...: none of them has exited (a condition for wait_for).
+running() {
+  local p
+  for p; do alive "$p" || fail "process $p exited"; done
+}
+# stopped PID: the process is stopped (SIGSTOP, a failpoint's `stop`).
+stopped() {
+  alive "$1" || fail "process $1 exited before it stopped"
+  [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = T ]
+}
+# wait_secs SECONDS CMD...: wait_for by the clock, for a CMD that may
+# itself take a while (it runs a client).
+wait_secs() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -lt $end ] || fail "timed out waiting for: $*"
+    sleep 0.2
+  done
+}
+
 # expect_exit CODE CMD...: runs CMD, fails unless it exits with CODE.
 # Leaves its stdout in $WORK/out.txt and stderr in $WORK/err.txt.
 expect_exit() {

@@ -43,19 +43,6 @@ trigger: { interval: 250ms }
 workers: 1
 YAML
 
-alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-running() {
-  local p
-  for p; do alive "$p" || fail "process $p exited"; done
-}
-wait_secs() {
-  local end=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -lt $end ] || fail "timed out waiting for: $*"
-    sleep 0.2
-  done
-}
 FAIL_SHOW="$WORK/a.err $WORK/b.err"
 "$SLUICE" run "$WORK/job.yaml" --set checkpoint.dir="$WORK/ckpt-a" --progress none \
   2>"$WORK/a.err" &

@@ -56,22 +56,6 @@ start() { # NAME [ENV=VALUE]
   env "$@" "$SLUICE" run "$WORK/job.yaml" --set checkpoint.dir="$WORK/ckpt-$name" \
     --progress none 2>"$WORK/$name.err" &
 }
-# alive PID: the process runs (or is stopped), it has not exited
-alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-# wait_secs SECONDS CMD...: wait_for by the clock (CMD may take a while)
-wait_secs() {
-  local end=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -lt $end ] || fail "timed out waiting for: $*"
-    sleep 0.2
-  done
-}
-# running PID...: none of them has exited (a condition for wait_for)
-running() {
-  local p
-  for p; do alive "$p" || fail "process $p exited"; done
-}
 FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err $WORK/d.err"
 start a
 pid_a=$!
