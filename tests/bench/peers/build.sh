@@ -14,7 +14,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${SLUICE_PEERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/peers}
-ALL=(kstreams)
+ALL=(kstreams flink spark)
 
 die() {
   echo "build.sh: $*" >&2

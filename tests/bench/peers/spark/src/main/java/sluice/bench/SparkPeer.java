@@ -57,6 +57,9 @@ public final class SparkPeer {
             .appName("bench-spark-" + args[0])
             .master(System.getProperty("peer.master", "local[2]"))
             .config("spark.ui.enabled", "false")
+            // the driver's block manager and RPC on loopback only
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.driver.host", "127.0.0.1")
             // the shuffle of the windowed aggregation: as many partitions as cores
             .config("spark.sql.shuffle.partitions", Integer.getInteger("peer.shuffle", 2))
             .getOrCreate();
