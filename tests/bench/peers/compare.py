@@ -56,6 +56,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -213,6 +214,97 @@ class Peers(benchrun.Bench):
         self.broker_pid = pid
         log("real broker at", self.brokers)
 
+    def latency_cluster(self):
+        """tests/bench/latency.py's real cluster: the one this run
+        started, or one that wraps the running broker (not stopped)."""
+        import latency
+        if self.broker:
+            return self.broker
+
+        class Running(latency.Real):
+            def __init__(s, work, brokers, pid, admin):
+                s.dir = os.path.join(work, "kafka-broker")
+                s.n, s.topics, s.started = 0, [], False
+                s.brokers, s._pid, s.admin = brokers, pid, admin
+        return Running(self.work, self.brokers, self.broker_pid or os.getpid(),
+                       self.admin)
+
+    def peer_argv(self, peer, brokers, tin, tout, base):
+        args = ["latency", brokers, tin, tout]
+        argv = self.java_argv(peer, base + ".jvm", args)
+        if peer == "spark":
+            argv += [base + ".ckpt", self.a.spark_latency_trigger]
+            if self.a.spark_latency_trigger == "realtime":
+                # real-time mode runs a long-lived task per source
+                # partition, all at once: as many task slots as the
+                # latency topic's partitions
+                import latency
+                argv.insert(argv.index("-cp"), "-Dpeer.master=local[%d]" %
+                            latency.PARTITIONS)
+        return argv
+
+    def latency(self):
+        """The continuous benchmark's stateless job at --latency-rate
+        records/s (tests/bench/latency.py's run_target, its producer and
+        its reader): sluice's kafka-alo target (trigger continuous 100ms,
+        into a topic, at least once) and each peer's, into a topic read by
+        bench_echo. --runs rounds; the median of each figure."""
+        import latency
+        a = self.a
+        la = types.SimpleNamespace(
+            fetch_wait_ms={"real": 10}, sluice=self.sluice,
+            echo=os.path.join(self.build, "tests", "bench_echo"),
+            produce_exe=os.path.join(self.build, "tests", "bench_produce"),
+            sub_exe=os.path.join(self.build, "tests", "bench_sub"),
+            producer="python", linger_ms="1", peer_argv=self.peer_argv)
+        cl = self.latency_cluster()
+        targets = ["kafka-alo"] + [p for p in a.peers
+                                   if "%s-latency" % p not in self.errors]
+        runs = {t: [] for t in targets}
+        work = self.path("latency")
+        os.makedirs(work, exist_ok=True)
+        for i in range(a.runs):
+            for t in targets:
+                name = "latency" if t == "kafka-alo" else t + "-latency"
+                if name in self.errors:
+                    continue
+                try:
+                    r = latency.run_target(t, cl, la, work, a.latency_rate,
+                                           a.latency_seconds,
+                                           a.latency_warmup, "python",
+                                           tag="%s-%d" % (t, i))
+                except (SystemExit, RuntimeError, OSError) as e:
+                    if t == "kafka-alo":
+                        raise
+                    self.errors[name] = "latency: %s" % e
+                    continue
+                if r["failed"] or not r["measured"]:
+                    why = r["failed"] or "no output measured"
+                    if t == "kafka-alo":
+                        raise SystemExit("bench: sluice's latency run: " + why)
+                    self.errors[name] = "latency: " + why
+                    continue
+                runs[t].append(r)
+        out = {}
+        for t, rs in runs.items():
+            if not rs:
+                continue
+            x = {"runs": [{k: r[k] for k in ("p50_ms", "p99_ms", "p999_ms",
+                                             "max_ms", "cpu_s", "measured",
+                                             "expected_measured")}
+                          for r in rs]}
+            for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "cpu_s"):
+                xs = [r[k] for r in rs]
+                x[k], x[k + "_range"] = statistics.median(xs), [min(xs),
+                                                                max(xs)]
+            x["measured"] = rs[-1]["measured"]
+            x["expected_measured"] = rs[-1]["expected_measured"]
+            out[t] = x
+        self.results["latency"] = {"rate": a.latency_rate,
+                                   "seconds": a.latency_seconds,
+                                   "warmup_s": a.latency_warmup,
+                                   "targets": out}
+
     def topic_name(self, base):
         return "bench-%s-%d-%d" % (base, os.getpid(), int(time.time() * 1000))
 
@@ -349,14 +441,22 @@ class Peers(benchrun.Bench):
         n, m["digest"] = self.digest()
         return self.finish(m, f, n, self.total)
 
-    def java(self, peer, name, args, follow):
-        """Runs a JVM peer (nice, -Xmx --heap) to completion, measured."""
-        out = self.fresh(name)
-        lib = peer_lib(peer)
-        argv = ["nice", "java", "-Xmx" + self.a.heap,
+    def java_argv(self, peer, out, args):
+        """A JVM peer's command line: nice, -Xmx --heap, its state (Kafka
+        Streams) under out."""
+        tmp = os.path.join(out, "tmp")  # Flink and Spark leave files there
+        os.makedirs(tmp, exist_ok=True)
+        return ["nice", "java", "-Xmx" + self.a.heap,
+                "-Djava.io.tmpdir=" + tmp,
                 "-Dpeer.state=" + os.path.join(out, "state"),
                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"] + \
-            JAVA17_OPENS + ["-cp", os.path.join(lib, "*"), MAIN[peer]] + args
+            JAVA17_OPENS + ["-cp", os.path.join(peer_lib(peer), "*"),
+                            MAIN[peer]] + args
+
+    def java(self, peer, name, args, follow):
+        """Runs a JVM peer to completion, measured."""
+        out = self.fresh(name)
+        argv = self.java_argv(peer, out, args)
         with open(os.path.join(out, "stdout"), "w+") as so, \
                 open(os.path.join(out, "stderr"), "w") as se:
             # Spark binds to what the host name resolves to unless told
@@ -469,7 +569,7 @@ class Peers(benchrun.Bench):
         error."""
         res = self.results
         for name, r in list(res.items()):
-            if name in ("W1", "W1-kafka", "W2"):
+            if name in ("W1", "W1-kafka", "W2", "latency"):
                 continue
             ref = res["W1-kafka" if name.endswith("W1-kafka") else
                       "W2" if name.endswith("W2") else "W1"]
@@ -491,14 +591,20 @@ class Peers(benchrun.Bench):
             for peer in list(a.peers):
                 if not peer_installed(peer):
                     for w in ("W1-kafka" if peer == "kstreams" else "W1",
-                              "W2"):
+                              "W2", "latency"):
                         self.errors["%s-%s" % (peer, w)] = \
                             "not installed: run `make bench-peers`"
             self.rounds(self.workloads(), a.runs)
             self.check()
+            if a.latency_seconds:
+                os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+                self.latency()
         finally:
             if self.broker:
                 self.broker.close()
+            if a.keep:
+                log("work directory kept:", self.work)
+                self.work = tempfile.mkdtemp(prefix="sluice-bench-gone-")
             self.stop()
         self.write()
 
@@ -600,6 +706,39 @@ def report(doc):
                    cell(rss, "peak_mb", fmt="%.0f"),
                    ratio(x, ref, "peak_rss_bytes"),
                    cell(x, "cpu_s", fmt="%.2f"), ratio(x, ref, "cpu_s")))
+    lat = r.get("latency")
+    if lat:
+        ref = lat["targets"].get("kafka-alo", {})
+        add("")
+        add("Latency: the continuous benchmark's stateless job (parse, "
+            "filter, select; tests/bench/latency.py) at %d records/s for %d "
+            "s (the first %.0f s not counted), into a topic that bench_echo "
+            "reads; from the producer's send time to bench_echo's read. "
+            "sluice: trigger continuous 100ms, the Kafka sink with "
+            "exactly_once false (latency.py's kafka-alo).\n" %
+            (lat["rate"], lat["seconds"], lat["warmup_s"]))
+        add("| processor | p50 ms | × sluice | p99 ms | × sluice | p99.9 ms "
+            "| × sluice | max ms | CPU s | × sluice | records measured |")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for proc in ["sluice"] + list(f["peers"]):
+            t = "kafka-alo" if proc == "sluice" else proc
+            name = "latency" if proc == "sluice" else proc + "-latency"
+            if name in errs:
+                add("| %s | failed: %s |||||||||" %
+                    (proc, errs[name].replace("\n", " ")
+                     .replace("|", "/")[:300]))
+                continue
+            x = lat["targets"].get(t)
+            if not x:
+                continue
+            add("| %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s | %d"
+                " of %.0f |" %
+                (proc, cell(x, "p50_ms", fmt="%.2f"), ratio(x, ref, "p50_ms"),
+                 cell(x, "p99_ms", fmt="%.2f"), ratio(x, ref, "p99_ms"),
+                 cell(x, "p999_ms", fmt="%.2f"), ratio(x, ref, "p999_ms"),
+                 x["max_ms"], cell(x, "cpu_s", fmt="%.2f"),
+                 ratio(x, ref, "cpu_s"), x["measured"],
+                 x["expected_measured"] or 0))
     add("")
     return "\n".join(lines) + "\n"
 
@@ -618,6 +757,17 @@ def main():
     ap.add_argument("--brokers-file", help="use the running broker whose "
                     "bootstrap address this file holds")
     ap.add_argument("--heap", default="2g", help="the JVM peers' -Xmx")
+    ap.add_argument("--latency-seconds", type=int, default=20,
+                    help="seconds of records per latency run (0: no "
+                    "latency runs)")
+    ap.add_argument("--latency-rate", type=int, default=10000)
+    ap.add_argument("--latency-warmup", type=float, default=8.0,
+                    help="seconds of each latency run not counted (a JVM's "
+                    "JIT, Spark's real-time mode starting its tasks)")
+    ap.add_argument("--spark-latency-trigger", default="realtime",
+                    choices=("realtime", "continuous", "microbatch"))
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (the runs' logs)")
     ap.add_argument("--json")
     ap.add_argument("--report")
     a = ap.parse_args()

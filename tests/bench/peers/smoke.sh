@@ -13,6 +13,7 @@ peers=${SLUICE_SMOKE_PEERS:-installed}
 expect_exit 0 nice /usr/bin/python3 "$SRC/tests/bench/peers/compare.py" \
   --build "$BUILD" --brokers-file "$SLUICE_TEST_KAFKA" --peers "$peers" \
   --records 20000 --partitions 4 --runs 1 --watermark-ms 10000 --heap 1g \
+  --latency-seconds 4 --latency-warmup 1 --latency-rate 2000 \
   --json "$WORK/peers.json" --report "$WORK/report.md"
 /usr/bin/python3 - "$WORK" <<'PY' || fail "peers results"
 import json, sys
@@ -27,7 +28,11 @@ for w in ("W1", "W1-kafka", "W2"):
 assert 1500 < res["W1"]["out"] < 2500, res["W1"]["out"]
 assert res["W1-kafka"]["out"] == res["W1"]["out"]
 assert res["W2"]["out"] > 1000 and res["W2"]["digest"][0] == 20000, res["W2"]
+lat = res["latency"]["targets"]
+for t in ["kafka-alo"] + peers:
+    assert lat[t]["measured"] > 0 and lat[t]["p50_ms"] > 0, (t, lat.get(t))
 text = open(work + "/report.md").read()
+assert "| sluice | %.2f |" % lat["kafka-alo"]["p50_ms"] in text, text
 for p in peers:
     jobs = ("W1-kafka", "W2") if p == "kstreams" else ("W1", "W2")
     for j in jobs:

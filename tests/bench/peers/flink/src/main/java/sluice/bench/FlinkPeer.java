@@ -21,7 +21,11 @@ import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.api.connector.sink2.WriterInitContext;
 import org.apache.flink.api.java.tuple.Tuple2;
 import org.apache.flink.api.java.tuple.Tuple3;
+import org.apache.flink.api.common.JobStatus;
 import org.apache.flink.connector.file.sink.FileSink;
+import org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchema;
+import org.apache.flink.connector.kafka.sink.KafkaSink;
+import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.connector.kafka.source.KafkaSource;
 import org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer;
 import org.apache.flink.connector.kafka.source.reader.deserializer.KafkaRecordDeserializationSchema;
@@ -44,6 +48,7 @@ import redis.clients.jedis.Pipeline;
  *   FlinkPeer w1 BROKERS TOPIC OUT_DIR CHECKPOINT_DIR (unused: the mini-cluster keeps its
  *                                                 checkpoints in memory, its default)
  *   FlinkPeer w2 BROKERS TOPIC REDIS_HOST:PORT WATERMARK_MS
+ *   FlinkPeer latency BROKERS TOPIC OUT_TOPIC
  * </pre>
  *
  * Both read TOPIC from the earliest offsets up to the end offsets it has at start (a bounded
@@ -54,7 +59,13 @@ import redis.clients.jedis.Pipeline;
  * WATERMARK_MS, assigned in the source (per partition), keyBy user, tumbling 10 s windows,
  * sum(amount) and count() (an incremental AggregateFunction), each window written to Redis as HSET
  * w2:&lt;window_start&gt;:&lt;user&gt; total T orders N by a Sink whose writers pipeline with jedis
- * and sync at every checkpoint (flush) and at the end. Prints {"records": null, "out": M}.
+ * and sync at every checkpoint (flush) and at the end. Prints {"records": null, "out": null}.
+ *
+ * <p>latency: the latency benchmark's stateless job (tests/bench/latency.py), Flink's default
+ * pipeline: an unbounded KafkaSource from the latest offsets, parse, keep id % 10 != 7, a KafkaSink
+ * of {"id","t","user"} to OUT_TOPIC with its defaults (no checkpointing, delivery guarantee none,
+ * the network buffers' timeout of 100 ms), until SIGTERM. Says "bench_peer: ready" on stderr once
+ * the job runs.
  */
 public final class FlinkPeer {
   static final long WINDOW_MS = 10_000;
@@ -63,6 +74,10 @@ public final class FlinkPeer {
   public static void main(String[] args) throws Exception {
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
     env.setParallelism(Integer.getInteger("peer.parallelism", 2));
+    if (args.length == 4 && args[0].equals("latency")) {
+      latency(env, args[1], args[2], args[3]);
+      return;
+    }
     env.enableCheckpointing(Long.getLong("peer.checkpoint.ms", 1000));
     JobExecutionResult r;
     if (args.length == 5 && args[0].equals("w1")) {
@@ -74,12 +89,63 @@ public final class FlinkPeer {
     } else {
       System.err.println(
           "usage: FlinkPeer w1 BROKERS TOPIC OUT_DIR CKPT_DIR"
-              + " | w2 BROKERS TOPIC REDIS_HOST:PORT WATERMARK_MS");
+              + " | w2 BROKERS TOPIC REDIS_HOST:PORT WATERMARK_MS | latency BROKERS TOPIC OUT");
       System.exit(2);
       return;
     }
     System.out.println("{\"records\": null, \"out\": null}");
     System.exit(r == null ? 1 : 0);
+  }
+
+  static void latency(StreamExecutionEnvironment env, String brokers, String in, String out)
+      throws Exception {
+    KafkaSource<String> src =
+        KafkaSource.<String>builder()
+            .setBootstrapServers(brokers)
+            .setTopics(in)
+            .setGroupId("bench-flink-latency-" + UUID.randomUUID())
+            .setStartingOffsets(OffsetsInitializer.latest())
+            .setValueOnlyDeserializer(new SimpleStringSchema())
+            .build();
+    env.fromSource(src, WatermarkStrategy.noWatermarks(), "kafka")
+        .flatMap(new LatencyRow())
+        .sinkTo(
+            KafkaSink.<String>builder()
+                .setBootstrapServers(brokers)
+                .setRecordSerializer(
+                    KafkaRecordSerializationSchema.builder()
+                        .setTopic(out)
+                        .setValueSerializationSchema(new SimpleStringSchema())
+                        .build())
+                .build());
+    JobClient job = env.executeAsync("bench-flink-latency");
+    while (job.getJobStatus().get() != JobStatus.RUNNING) {
+      Thread.sleep(10);
+    }
+    System.err.println("bench_peer: ready");
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> job.cancel().join()));
+    job.getJobExecutionResult().exceptionally(e -> null).get();
+  }
+
+  static final class LatencyRow extends RichFlatMapFunction<String, String> {
+    private transient ObjectMapper json;
+
+    @Override
+    public void open(OpenContext ctx) {
+      json = new ObjectMapper();
+    }
+
+    @Override
+    public void flatMap(String v, Collector<String> out) throws IOException {
+      JsonNode r = json.readTree(v);
+      if (r.path("id").asLong() % 10 != 7) {
+        ObjectNode o = json.createObjectNode();
+        o.set("id", r.get("id"));
+        o.set("t", r.get("t"));
+        o.set("user", r.get("user"));
+        out.collect(o.toString());
+      }
+    }
   }
 
   static <T> KafkaSource<T> source(

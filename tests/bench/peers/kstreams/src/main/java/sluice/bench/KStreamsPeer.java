@@ -50,6 +50,7 @@ import redis.clients.jedis.Pipeline;
  * <pre>
  *   KStreamsPeer w1 BROKERS IN_TOPIC OUT_TOPIC
  *   KStreamsPeer w2 BROKERS IN_TOPIC REDIS_HOST:PORT WATERMARK_MS
+ *   KStreamsPeer latency BROKERS IN_TOPIC OUT_TOPIC
  * </pre>
  *
  * w1: parse each value as JSON, keep event == "buy", write {"user","amount"}
@@ -61,9 +62,14 @@ import redis.clients.jedis.Pipeline;
  *
  * <p>Both run with processing.guarantee exactly_once_v2 and as many stream
  * threads as cores. Kafka Streams has no end: the peer reads the input's end
- * offsets at start (as sluice's available-now trigger does), counts the
- * records it has taken from the source, and closes cleanly (commits) once it
- * has them all. Prints {"records": N, "out": M} on stdout.
+ * offsets at start (as sluice's available-now trigger does) and closes once
+ * its committed offsets have reached them (and, W2, its Redis writers have
+ * sent every row). Prints {"records": N, "out": M} on stdout.
+ *
+ * <p>latency: the latency benchmark's stateless job (tests/bench/latency.py): from the latest
+ * offsets, parse, keep id % 10 != 7, write {"id","t","user"} to OUT_TOPIC, until SIGTERM. Kafka
+ * Streams as is: its defaults (at least once, its producer's linger.ms 100, commit every 30 s).
+ * Says "bench_peer: ready" on stderr once it runs.
  */
 public final class KStreamsPeer {
   static final long WINDOW_MS = 10_000;
@@ -74,24 +80,30 @@ public final class KStreamsPeer {
       run(args[0], args[1], args[2], b -> w1(b, args[2], args[3]));
     } else if (args.length == 5 && args[0].equals("w2")) {
       run(args[0], args[1], args[2], b -> w2(b, args[2], args[3], Long.parseLong(args[4])));
+    } else if (args.length == 4 && args[0].equals("latency")) {
+      latency(args[1], args[2], args[3]);
     } else {
       System.err.println(
-          "usage: KStreamsPeer w1 BROKERS IN OUT | w2 BROKERS IN REDIS_HOST:PORT WATERMARK_MS");
+          "usage: KStreamsPeer w1 BROKERS IN OUT | w2 BROKERS IN REDIS_HOST:PORT WATERMARK_MS"
+              + " | latency BROKERS IN OUT");
       System.exit(2);
     }
   }
 
   static final AtomicLong IN = new AtomicLong();
   static final AtomicLong OUT = new AtomicLong();
+  /** W2: of OUT, the commands the Redis writers have sent and seen answered. */
+  static final AtomicLong SYNCED = new AtomicLong();
 
   interface Topology {
     void build(StreamsBuilder b);
   }
 
   static void run(String mode, String brokers, String in, Topology t) throws Exception {
-    long total = pending(brokers, in);
+    Map<TopicPartition, Long> end = ends(brokers, in);
+    String app = "bench-kstreams-" + mode + "-" + UUID.randomUUID();
     Properties p = new Properties();
-    p.put(StreamsConfig.APPLICATION_ID_CONFIG, "bench-kstreams-" + mode + "-" + UUID.randomUUID());
+    p.put(StreamsConfig.APPLICATION_ID_CONFIG, app);
     p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
     p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
     p.put(
@@ -112,8 +124,28 @@ public final class KStreamsPeer {
               .StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
         });
     streams.start();
-    while (IN.get() < total && failed.get() == null) {
-      Thread.sleep(10);
+    // Done when the application's committed offsets (with exactly_once_v2,
+    // committed in the transaction of its output) reach the end offsets:
+    // every record processed, the caches flushed downstream, the output
+    // committed. Then the Redis writers' last commands are sent.
+    Properties ap = new Properties();
+    ap.put("bootstrap.servers", brokers);
+    try (Admin a = Admin.create(ap)) {
+      while (failed.get() == null) {
+        Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> c =
+            a.listConsumerGroupOffsets(app).partitionsToOffsetAndMetadata().get();
+        boolean done = true;
+        for (var e : end.entrySet()) {
+          var o = c.get(e.getKey());
+          if (e.getValue() > 0 && (o == null || o.offset() < e.getValue())) {
+            done = false;
+          }
+        }
+        if (done && SYNCED.get() == OUT.get()) {
+          break;
+        }
+        Thread.sleep(20);
+      }
     }
     streams.close(Duration.ofSeconds(120));
     streams.cleanUp();
@@ -125,26 +157,60 @@ public final class KStreamsPeer {
     System.exit(0);
   }
 
-  /** Records between the start and the end offsets of every partition of topic. */
-  static long pending(String brokers, String topic) throws Exception {
+  static void latency(String brokers, String in, String out) throws Exception {
+    Properties p = new Properties();
+    p.put(StreamsConfig.APPLICATION_ID_CONFIG, "bench-kstreams-latency-" + UUID.randomUUID());
+    p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
+    p.put(StreamsConfig.STATE_DIR_CONFIG, System.getProperty("peer.state", "/tmp/kafka-streams"));
+    p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "latest");
+    StreamsBuilder b = new StreamsBuilder();
+    b.stream(in, Consumed.with(Serdes.String(), Serdes.String()))
+        .mapValues(KStreamsPeer::parse)
+        .filter((k, r) -> r.path("id").asLong() % 10 != 7)
+        .mapValues(
+            r -> {
+              ObjectNode o = JSON.createObjectNode();
+              o.set("id", r.get("id"));
+              o.set("t", r.get("t"));
+              o.set("user", r.get("user"));
+              return o.toString();
+            })
+        .to(out, Produced.with(Serdes.String(), Serdes.String()));
+    KafkaStreams streams = new KafkaStreams(b.build(), p);
+    java.util.concurrent.CountDownLatch stopped = new java.util.concurrent.CountDownLatch(1);
+    streams.setStateListener(
+        (now, before) -> {
+          if (now == KafkaStreams.State.RUNNING) {
+            System.err.println("bench_peer: ready");
+          }
+        });
+    Runtime.getRuntime()
+        .addShutdownHook(
+            new Thread(
+                () -> {
+                  streams.close(Duration.ofSeconds(30));
+                  streams.cleanUp();
+                  stopped.countDown();
+                }));
+    streams.start();
+    stopped.await();
+  }
+
+  /** The end offsets of every partition of topic. */
+  static Map<TopicPartition, Long> ends(String brokers, String topic) throws Exception {
     Properties p = new Properties();
     p.put("bootstrap.servers", brokers);
     try (Admin a = Admin.create(p)) {
       TopicDescription d = a.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
-      Map<TopicPartition, OffsetSpec> lo = new HashMap<>();
       Map<TopicPartition, OffsetSpec> hi = new HashMap<>();
       d.partitions()
           .forEach(
               i -> {
-                lo.put(new TopicPartition(topic, i.partition()), OffsetSpec.earliest());
                 hi.put(new TopicPartition(topic, i.partition()), OffsetSpec.latest());
               });
-      long n = 0;
+      Map<TopicPartition, Long> n = new HashMap<>();
       for (var e : a.listOffsets(hi).all().get().entrySet()) {
-        n += e.getValue().offset();
-      }
-      for (var e : a.listOffsets(lo).all().get().entrySet()) {
-        n -= e.getValue().offset();
+        n.put(e.getKey(), e.getValue().offset());
       }
       return n;
     }
@@ -169,6 +235,7 @@ public final class KStreamsPeer {
               o.set("user", r.get("user"));
               o.set("amount", r.get("amount"));
               OUT.incrementAndGet();
+              SYNCED.incrementAndGet(); // no Redis in W1
               return o.toString();
             })
         .to(out, Produced.with(Serdes.String(), Serdes.String()));
@@ -272,6 +339,7 @@ public final class KStreamsPeer {
     private void sync() {
       if (queued > 0) {
         pipe.sync();
+        SYNCED.addAndGet(queued);
         queued = 0;
       }
     }

@@ -4,7 +4,9 @@ import static org.apache.spark.sql.functions.col;
 import static org.apache.spark.sql.functions.count;
 import static org.apache.spark.sql.functions.from_json;
 import static org.apache.spark.sql.functions.sum;
+import static org.apache.spark.sql.functions.struct;
 import static org.apache.spark.sql.functions.timestamp_millis;
+import static org.apache.spark.sql.functions.to_json;
 import static org.apache.spark.sql.functions.unix_millis;
 import static org.apache.spark.sql.functions.window;
 
@@ -31,6 +33,7 @@ import redis.clients.jedis.Pipeline;
  * <pre>
  *   SparkPeer w1 BROKERS TOPIC OUT_DIR CHECKPOINT_DIR
  *   SparkPeer w2 BROKERS TOPIC REDIS_HOST:PORT WATERMARK_MS CHECKPOINT_DIR
+ *   SparkPeer latency BROKERS TOPIC OUT_TOPIC CHECKPOINT_DIR [realtime|continuous|microbatch]
  * </pre>
  *
  * Both read TOPIC from the earliest offsets with Trigger.AvailableNow (everything there at start,
@@ -41,20 +44,19 @@ import redis.clients.jedis.Pipeline;
  * foreachBatch writing every row to Redis as HSET w2:&lt;window_start&gt;:&lt;user&gt; total T
  * orders N (a pipelined jedis connection per partition). Prints {"records": N, "out": M}, N the
  * input rows of the query's progress reports.
+ *
+ * <p>latency: the latency benchmark's stateless job (tests/bench/latency.py): from the latest
+ * offsets, from_json, id % 10 != 7, to_json(id, t, user) into the Kafka sink on OUT_TOPIC, until
+ * SIGTERM, with the trigger made for low latency: Trigger.RealTime() (real-time mode, Spark 4.1),
+ * or Trigger.Continuous("1 second") (the experimental continuous processing), or microbatch (the
+ * default trigger, a micro-batch as soon as the previous one is done). Says "bench_peer: ready" on
+ * stderr once the query is active.
  */
 public final class SparkPeer {
-  public static void main(String[] args) throws Exception {
-    boolean w1 = args.length == 5 && args[0].equals("w1");
-    boolean w2 = args.length == 6 && args[0].equals("w2");
-    if (!w1 && !w2) {
-      System.err.println(
-          "usage: SparkPeer w1 BROKERS TOPIC OUT_DIR CKPT_DIR"
-              + " | w2 BROKERS TOPIC REDIS_HOST:PORT WATERMARK_MS CKPT_DIR");
-      System.exit(2);
-    }
+  static SparkSession session(String name) {
     SparkSession spark =
         SparkSession.builder()
-            .appName("bench-spark-" + args[0])
+            .appName(name)
             .master(System.getProperty("peer.master", "local[2]"))
             .config("spark.ui.enabled", "false")
             // the driver's block manager and RPC on loopback only
@@ -64,6 +66,68 @@ public final class SparkPeer {
             .config("spark.sql.shuffle.partitions", Integer.getInteger("peer.shuffle", 2))
             .getOrCreate();
     spark.sparkContext().setLogLevel("WARN");
+    return spark;
+  }
+
+  static void latency(String[] a) throws Exception {
+    String mode = a.length > 5 ? a[5] : "realtime";
+    SparkSession spark = session("bench-spark-latency");
+    StructType schema =
+        new StructType()
+            .add("id", DataTypes.LongType)
+            .add("t", DataTypes.LongType)
+            .add("user", DataTypes.StringType);
+    var w =
+        spark
+            .readStream()
+            .format("kafka")
+            .option("kafka.bootstrap.servers", a[1])
+            .option("subscribe", a[2])
+            .option("startingOffsets", "latest")
+            .load()
+            .select(from_json(col("value").cast("string"), schema).as("r"))
+            .select("r.*")
+            .filter(col("id").mod(10).notEqual(7))
+            .select(to_json(struct(col("id"), col("t"), col("user"))).as("value"))
+            .writeStream()
+            .format("kafka")
+            .option("kafka.bootstrap.servers", a[1])
+            .option("topic", a[3])
+            .option("checkpointLocation", a[4]);
+    if (mode.equals("realtime")) {
+      w = w.outputMode("update").trigger(Trigger.RealTime());
+    } else if (mode.equals("continuous")) {
+      w = w.trigger(Trigger.Continuous("1 second"));
+    }
+    StreamingQuery q = w.start();
+    while (!q.isActive() || q.status().message().startsWith("Initializing")) {
+      Thread.sleep(10);
+    }
+    System.err.println("bench_peer: ready (" + mode + ")");
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+      try {
+        q.stop();
+      } catch (Exception e) {
+        // stopping anyway
+      }
+    }));
+    q.awaitTermination();
+  }
+
+  public static void main(String[] args) throws Exception {
+    if (args.length >= 5 && args[0].equals("latency")) {
+      latency(args);
+      return;
+    }
+    boolean w1 = args.length == 5 && args[0].equals("w1");
+    boolean w2 = args.length == 6 && args[0].equals("w2");
+    if (!w1 && !w2) {
+      System.err.println(
+          "usage: SparkPeer w1 BROKERS TOPIC OUT_DIR CKPT_DIR"
+              + " | w2 BROKERS TOPIC REDIS_HOST:PORT WATERMARK_MS CKPT_DIR");
+      System.exit(2);
+    }
+    SparkSession spark = session("bench-spark-" + args[0]);
     StructType schema =
         new StructType()
             .add("user", DataTypes.StringType)
