@@ -3,9 +3,15 @@
 Streams, Flink, Spark Structured Streaming), the same jobs on the same
 records of the same real Apache Kafka broker, in one run.
 
-    compare.py --build DIR [--peers kstreams,flink,spark] [--records N]
-               [--partitions P] [--runs R] [--brokers-file FILE]
-               [--heap 2g] [--json FILE] [--report FILE.md]
+    compare.py --build DIR [--peers kstreams,flink,spark|installed]
+               [--records N] [--partitions P] [--runs R]
+               [--brokers-file FILE] [--heap 2g] [--latency-seconds S]
+               [--note TEXT] [--keep] [--json FILE] [--report FILE.md]
+    compare.py --from-json FILE [--note TEXT] --report FILE.md
+
+Run it under nice (make bench-compare does): sluice and the JVMs alike.
+docs/benchmarks.md, "Against the peers", says what each peer runs and
+what was tuned.
 
 The broker: --brokers-file names a file holding the bootstrap address of
 one that runs (the ctest fixture kafka_broker); otherwise the harness
@@ -41,6 +47,11 @@ committed; the first Redis key), and the steady-state rate: the records
 per second between the moments the output first reached 20 % and 80 % of
 its final size (file bytes, committed topic offsets, Redis keys); none
 when the output grew in fewer than three steps.
+
+Then the latency (--latency-seconds, 0: none): tests/bench/latency.py's
+run_target of its kafka-alo target (sluice, trigger continuous, into a
+topic) and of each peer's latency job, --runs times each; p50, p99,
+p99.9 of the time from the producer's send to bench_echo's read.
 
 Answers are checked: every file W1 writes as many records as sluice's W1,
 Kafka Streams's topic as many as sluice's W1-kafka, every W2 the same
@@ -442,11 +453,13 @@ class Peers(benchrun.Bench):
         return self.finish(m, f, n, self.total)
 
     def java_argv(self, peer, out, args):
-        """A JVM peer's command line: nice, -Xmx --heap, its state (Kafka
-        Streams) under out."""
+        """A JVM peer's command line: -Xmx --heap, its state (Kafka
+        Streams) and temporary files under out. Not niced apart: the
+        whole harness runs under nice (make bench-compare, smoke.sh), so
+        that sluice and the peers run at the same priority."""
         tmp = os.path.join(out, "tmp")  # Flink and Spark leave files there
         os.makedirs(tmp, exist_ok=True)
-        return ["nice", "java", "-Xmx" + self.a.heap,
+        return ["java", "-Xmx" + self.a.heap,
                 "-Djava.io.tmpdir=" + tmp,
                 "-Dpeer.state=" + os.path.join(out, "state"),
                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"] + \
@@ -636,6 +649,7 @@ class Peers(benchrun.Bench):
             "runs": self.a.runs,
             "heap": self.a.heap,
             "peers": list(self.a.peers),
+            "note": self.a.note,
         }
 
 
@@ -647,6 +661,9 @@ def report(doc):
     f, r, errs = doc["facts"], doc["results"], doc["errors"]
     lines = []
     add = lines.append
+    add("## Against the peers: results\n")
+    if f.get("note"):
+        add("**%s**\n" % f["note"])
     add("Measured %s UTC, %d cores; %s; %s. %d records (with the %d "
         "sentinels) on %d partitions of the real broker; each figure the "
         "median of %d run%s (range in brackets), every peer with -Xmx%s. "
@@ -768,9 +785,20 @@ def main():
                     choices=("realtime", "continuous", "microbatch"))
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory (the runs' logs)")
+    ap.add_argument("--note", help="a sentence put before the figures "
+                    "(e.g. that the machine was shared)")
+    ap.add_argument("--from-json", help="only write the report again from "
+                    "the figures a run saved with --json")
     ap.add_argument("--json")
     ap.add_argument("--report")
     a = ap.parse_args()
+    if a.from_json:
+        doc = json.load(open(a.from_json))
+        if a.note:
+            doc["facts"]["note"] = a.note
+        if a.report:
+            write_report(a.report, report(doc), BEGIN, END)
+        return
     if a.peers == "installed":
         a.peers = [p for p in PEERS if peer_installed(p)]
     else:
