@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test soak asan tsan bench fuzz format clean
+.PHONY: all deps build demo test soak asan tsan bench bench-peers bench-compare fuzz format clean
 
 all: build
 
@@ -49,6 +49,27 @@ bench: deps
 	  /usr/bin/python3 tests/bench/latency.py --build build-bench --clusters $$clusters \
 	  --seconds $(LATENCY_SECONDS) --sweep --report docs/benchmarks.md \
 	  --chart docs/latency.png --json build-bench/latency.json
+
+# The JVM peers of the benchmarks (tests/bench/peers: Kafka Streams, Flink,
+# Spark Structured Streaming), built from their pom.xml with Maven Central's
+# jars into ~/.cache/sluice/peers (tests/bench/peers/build.sh); a peer
+# already built from the same sources is not built again. `make deps`
+# builds only the Kafka Streams one, which `make test` smoke-runs.
+bench-peers: deps
+	@bash tests/bench/peers/build.sh all
+
+# sluice beside the peers, the same jobs on the real broker
+# (tests/bench/peers/compare.py): writes the "Against the peers" table of
+# docs/benchmarks.md. Everything under nice, the JVMs with -Xmx$(PEERS_HEAP).
+PEERS_RUNS ?= 5
+PEERS_RECORDS ?= 2000000
+PEERS_HEAP ?= 2g
+bench-compare: bench-peers
+	@cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build-bench -j $(JOBS)
+	@nice /usr/bin/python3 tests/bench/peers/compare.py --build build-bench \
+	  --runs $(PEERS_RUNS) --records $(PEERS_RECORDS) --heap $(PEERS_HEAP) \
+	  --report docs/benchmarks.md --json build-bench/peers.json
 
 # Fuzzing (tests/fuzz, docs/fuzzing.md; not part of `make test`, whose
 # fuzz.* tests run each target for 30 s): every target of FUZZ_TARGETS for

@@ -40,3 +40,8 @@ if [ ${#jpkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${jpkgs[@]}"
 fi
 bash "$(dirname "$0")/kafka-broker.sh" fetch
+# The Kafka Streams peer of the benchmarks (tests/bench/peers), which
+# `make test` smoke-runs (bench.peers_smoke): its jars from Maven Central
+# into a cache outside the repository; not built again when built already.
+# Flink and Spark are larger: only `make bench-peers` builds them.
+bash "$(dirname "$0")/../tests/bench/peers/build.sh" kstreams

@@ -126,6 +126,9 @@ REDIS_TARGETS = ("redis-floor", "continuous-redis", "continuous-window-redis")
 FLOORS = ("floor", "redis-floor")  # read every record (no filter)
 PER_ROW = ("continuous-window-redis",)  # a sample per output row
 CLUSTERS = ("mock", "real")
+# The JVM peers (tests/bench/peers/compare.py runs them: a.peer_argv gives
+# their command line); like kafka-alo, into a topic that bench_echo reads.
+PEER_TARGETS = ("kstreams", "flink", "spark")
 END_MSG = b"end"  # published on `lat` after the target stopped
 PARTITIONS = 4
 SWEEP_P99_MS = 10.0
@@ -153,11 +156,13 @@ class Run:
 
     def __init__(self):
         self.lat = []
+        self.seen = 0  # outputs read, measured or not
         self.t_measure = None
         self.lock = threading.Lock()
 
     def add(self, sent_us, got_us=None):
         got = now_us() if got_us is None else got_us
+        self.seen += 1
         if self.t_measure is not None and sent_us >= self.t_measure:
             with self.lock:
                 self.lat.append(got - sent_us)
@@ -611,6 +616,24 @@ def shape(lat):
             "quantiles": quant}
 
 
+def wait_output(p, brokers, topic, run, errpath, timeout=180):
+    """A peer's "ready" says that it has started, not that records flow
+    through it (Spark's real-time mode starts its tasks seconds later):
+    sends a probe record to every partition every 100 ms until the
+    reader has seen one come out."""
+    prod = Producer({"bootstrap.servers": brokers, "linger.ms": 0})
+    deadline = time.monotonic() + timeout
+    while run.seen == 0:
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("latency: no output from the target: " +
+                             open(errpath).read()[-3000:])
+        for part in range(PARTITIONS):
+            prod.produce(topic, partition=part,
+                         value=b'{"id":-1,"t":%d,"user":"probe"}' % now_us())
+        prod.flush(5)
+        time.sleep(0.1)
+
+
 def run_target(name, cl, a, work, rate, seconds, warmup, producer, tag=None):
     """One run of a target on cluster cl; returns its figures."""
     base = os.path.join(work, "%s-%s" % (cl.name, tag or name))
@@ -627,6 +650,8 @@ def run_target(name, cl, a, work, rate, seconds, warmup, producer, tag=None):
             argv = [a.echo, brokers, tin]
             if srv:
                 argv += ["--redis", "127.0.0.1:%d" % srv[1]]
+        elif name in PEER_TARGETS:
+            argv = a.peer_argv(name, brokers, tin, tout, base)
         else:
             trig = "{ interval: 100ms }" if name == "interval" else \
                 "{ continuous: 100ms }"
@@ -656,7 +681,8 @@ def run_target(name, cl, a, work, rate, seconds, warmup, producer, tag=None):
         p = subprocess.Popen(argv, stdout=subprocess.PIPE if reads_stdout
                              else subprocess.DEVNULL,
                              stderr=open(errpath, "w"), env=env)
-        if name == "kafka-alo":  # the output topic, read by the floor's
+        if name == "kafka-alo" or name in PEER_TARGETS:
+            # the output topic, read by the floor's
             echo = subprocess.Popen([a.echo, brokers, tout],
                                     stdout=subprocess.PIPE,
                                     stderr=open(errpath + ".echo", "w"),
@@ -667,11 +693,12 @@ def run_target(name, cl, a, work, rate, seconds, warmup, producer, tag=None):
                                       daemon=True)
             reader.start()
         # ready: the target has its partitions (sluice logs its streams;
-        # the floor says so)
-        deadline = time.monotonic() + 30
+        # the floor and the peers say so; a JVM takes longer to start)
+        deadline = time.monotonic() + (180 if name in PEER_TARGETS else 30)
         while time.monotonic() < deadline:
             text = open(errpath).read()
             if "streams over" in text or "bench_echo: ready" in text or \
+                    "bench_peer: ready" in text or \
                     "batch 1" in text or "job 'bench-latency'" in text:
                 break
             if p.poll() is not None:
@@ -680,6 +707,8 @@ def run_target(name, cl, a, work, rate, seconds, warmup, producer, tag=None):
         if out_dir:
             reader = ManifestReader(out_dir, run)
             reader.start()
+        if name in PEER_TARGETS:
+            wait_output(p, brokers, tin, run, errpath)
         time.sleep(1.0)  # the target's fetch and the reader's assignment settle
         if p.poll() is not None:
             raise SystemExit("latency: %s exited at start:\n%s" %

@@ -59,15 +59,22 @@ def proc_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / tick
 
 
-def measure(argv, env=None, stdout=None, stderr=None, helpers=()):
+def measure(argv, env=None, stdout=None, stderr=None, helpers=(),
+            watch=None):
     """Runs argv to completion: wall, cpu and peak RSS of the process (and
     of its children), and the CPU the helper processes (broker, Redis)
-    used meanwhile."""
+    used meanwhile. watch, when given, is started with the spawn time
+    (watch.start(t0)) and stopped once the process has exited
+    (tests/bench/peers/compare.py follows the output with it)."""
     before = [proc_cpu_s(p.pid) for p in helpers]
     t0 = time.monotonic()
     p = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr)
+    if watch:
+        watch.start(t0)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
+    if watch:
+        watch.stop()
     p.returncode = os.waitstatus_to_exitcode(status)
     helper_cpu = sum(proc_cpu_s(h.pid) - b for h, b in zip(helpers, before))
     return {
@@ -178,7 +185,7 @@ class Bench:
         return d
 
     def run_sluice(self, job, name, extra=(), log_level="info", batch=None,
-                   env_extra=None):
+                   env_extra=None, watch=None):
         out = self.fresh(name)
         errf = os.path.join(out, "stderr")
         env = self.env(out)
@@ -189,7 +196,8 @@ class Bench:
             m = measure([self.sluice, "run", os.path.join(HERE, "jobs", job),
                          "--log-level", log_level] + list(extra),
                         env=env, stdout=subprocess.DEVNULL,
-                        stderr=err, helpers=(self.mock, self.redis))
+                        stderr=err, helpers=(self.mock, self.redis),
+                        watch=watch)
         m["stderr"] = open(errf).read()
         if m["rc"] != 0:
             raise SystemExit("bench: %s failed (exit %d):\n%s" %
