@@ -28,59 +28,7 @@
 #include "src/failpoint.h"
 #include "src/plugin.h"
 
-static pid_t server;
-static int port;
-static redisContext *cli; /* the test's own look at Redis */
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof(a);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
-      getsockname(fd, (struct sockaddr *)&a, &len))
-    return -1;
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-static int start_server(void **state) {
-  (void)state;
-  if (access("/usr/bin/redis-server", X_OK) != 0)
-    return 0;
-  port = free_port();
-  char p[16];
-  snprintf(p, sizeof(p), "%d", port);
-  server = fork();
-  if (server == 0) {
-    execl("/usr/bin/redis-server", "redis-server", "--port", p, "--bind",
-          "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel",
-          "warning", (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 200; i++) {
-    struct timespec ts = {0, 20000000};
-    nanosleep(&ts, NULL);
-    cli = redisConnect("127.0.0.1", port);
-    if (cli && !cli->err)
-      return 0;
-    if (cli)
-      redisFree(cli);
-    cli = NULL;
-  }
-  return -1;
-}
-
-static int stop_server(void **state) {
-  (void)state;
-  if (cli)
-    redisFree(cli);
-  if (server > 0) {
-    kill(server, SIGTERM);
-    waitpid(server, NULL, 0);
-  }
-  return 0;
-}
+#include "redis_server.h"
 
 struct fx {
   struct sl_cfg_node *tree;
