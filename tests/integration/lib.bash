@@ -106,6 +106,28 @@ wait_secs() {
   done
 }
 
+# input_topic TOPIC PARTITIONS COUNT SEED: creates TOPIC on the real
+# broker, fills it with COUNT generated records and reads them back into
+# $WORK/records.jsonl (the reference input of a test).
+input_topic() {
+  create_topic "$1" "$2"
+  "$SLUICE" produce --brokers "$BROKERS" --topic "$1" --count "$3" --seed "$4" \
+    2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
+  kcat -b "$BROKERS" -C -t "$1" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
+    fail "kcat could not read the input back"
+  [ "$(wc -l <"$WORK/records.jsonl")" = "$3" ] ||
+    fail "kcat read $(wc -l <"$WORK/records.jsonl") records of $1, not $3"
+}
+# start_instance NAME [ENV=VALUE...]: one instance of $WORK/job.yaml in
+# the background (group mode), its checkpoint $WORK/ckpt-NAME, its stderr
+# $WORK/NAME.err; $! is its pid.
+start_instance() {
+  local name=$1
+  shift
+  env "$@" "$SLUICE" run "$WORK/job.yaml" --set checkpoint.dir="$WORK/ckpt-$name" \
+    --progress none 2>"$WORK/$name.err" &
+}
+
 # expect_exit CODE CMD...: runs CMD, fails unless it exits with CODE.
 # Leaves its stdout in $WORK/out.txt and stderr in $WORK/err.txt.
 expect_exit() {

@@ -13,12 +13,8 @@ PY=/usr/bin/python3
 CHECK="$SRC/tests/integration/real/check_eos.py"
 COUNT=12000
 tag=it-real-galo-$$
-create_topic "$tag-in" 12
+input_topic "$tag-in" 12 $COUNT 3
 create_topic "$tag-out" 12
-"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count $COUNT --seed 3 \
-  2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
-kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
-  fail "kcat could not read the input back"
 
 cat >"$WORK/job.yaml" <<YAML
 job: $tag
@@ -44,11 +40,9 @@ workers: 1
 YAML
 
 FAIL_SHOW="$WORK/a.err $WORK/b.err"
-"$SLUICE" run "$WORK/job.yaml" --set checkpoint.dir="$WORK/ckpt-a" --progress none \
-  2>"$WORK/a.err" &
+start_instance a
 pid_a=$!
-SLUICE_FAILPOINTS="batch.after_commit=sleep(0)@3" "$SLUICE" run "$WORK/job.yaml" \
-  --set checkpoint.dir="$WORK/ckpt-b" --progress none 2>"$WORK/b.err" &
+start_instance b SLUICE_FAILPOINTS="batch.after_commit=sleep(0)@3"
 pid_b=$!
 
 third() {

@@ -16,12 +16,7 @@ PY=/usr/bin/python3
 OUTPUT="$SRC/tests/integration/crash/output.py"
 COUNT=24000
 tag=it-real-grd-$$
-create_topic "$tag-in" 12
-"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count $COUNT --seed 13 \
-  2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
-kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
-  fail "kcat could not read the input back"
-[ "$(wc -l <"$WORK/records.jsonl")" = $COUNT ] || fail "kcat read $(wc -l <"$WORK/records.jsonl") records"
+input_topic "$tag-in" 12 $COUNT 13
 $PY "$OUTPUT" expect redis merge "$WORK/records.jsonl" >"$WORK/expect.json"
 
 cat >"$WORK/job.yaml" <<YAML
@@ -56,12 +51,6 @@ YAML
 "$SLUICE" validate "$WORK/job.yaml" >/dev/null 2>"$WORK/validate.err" ||
   fail "validate: $(cat "$WORK/validate.err")"
 
-start() { # NAME [ENV=VALUE]
-  local name=$1
-  shift
-  env "$@" "$SLUICE" run "$WORK/job.yaml" --set checkpoint.dir="$WORK/ckpt-$name" \
-    --progress none 2>"$WORK/$name.err" &
-}
 has_parts() { grep -q "group: assigned [1-9][0-9]* partition" "$WORK/$1.err"; }
 # the sink's positions add up to the input: every partition at its end
 at_end() {
@@ -71,11 +60,11 @@ at_end() {
   [ "$sum" = $COUNT ]
 }
 FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err $WORK/d.err"
-start a
+start_instance a
 pid_a=$!
-start b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
+start_instance b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
 pid_b=$!
-start c
+start_instance c
 pid_c=$!
 
 b_exited() { running $pid_a $pid_c && ! alive $pid_b; }
@@ -88,7 +77,7 @@ grep -q "^sluice: failpoint batch.after_commit fired: crash (hit 3)$" "$WORK/b.e
 has_parts b || fail "B owned no partition"
 echo "B crashed after its third commit"
 
-start d
+start_instance d
 pid_d=$!
 d_parts() { running $pid_a $pid_c $pid_d && has_parts d; }
 wait_for 120 d_parts

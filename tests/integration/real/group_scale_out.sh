@@ -14,12 +14,8 @@ PY=/usr/bin/python3
 CHECK="$SRC/tests/integration/real/check_eos.py"
 COUNT=24000
 tag=it-real-gso-$$
-create_topic "$tag-in" 12
+input_topic "$tag-in" 12 $COUNT 11
 create_topic "$tag-out" 12
-"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count $COUNT --seed 11 \
-  2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
-kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
-  fail "kcat could not read the input back"
 
 cat >"$WORK/job.yaml" <<YAML
 job: $tag
@@ -50,18 +46,12 @@ YAML
 "$SLUICE" validate "$WORK/job.yaml" >/dev/null 2>"$WORK/validate.err" ||
   fail "validate: $(cat "$WORK/validate.err")"
 
-start() { # NAME [ENV=VALUE]
-  local name=$1
-  shift
-  env "$@" "$SLUICE" run "$WORK/job.yaml" --set checkpoint.dir="$WORK/ckpt-$name" \
-    --progress none 2>"$WORK/$name.err" &
-}
 FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err $WORK/d.err"
-start a
+start_instance a
 pid_a=$!
-start b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
+start_instance b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
 pid_b=$!
-start c
+start_instance c
 pid_c=$!
 
 # B: SIGKILLed by its crash point after its third commit
@@ -76,7 +66,7 @@ grep -q "group: assigned [1-9][0-9]* partition" "$WORK/b.err" || fail "B owned n
 echo "B crashed after its third commit"
 
 # D joins later and takes partitions
-start d
+start_instance d
 pid_d=$!
 has_parts() { grep -q "group: assigned [1-9][0-9]* partition" "$WORK/$1.err"; }
 d_parts() { running $pid_a $pid_c $pid_d && has_parts d; }

@@ -17,12 +17,8 @@ PY=/usr/bin/python3
 CHECK="$SRC/tests/integration/real/check_eos.py"
 COUNT=12000
 tag=it-real-gzo-$$
-create_topic "$tag-in" 12
+input_topic "$tag-in" 12 $COUNT 5
 create_topic "$tag-out" 12
-"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count $COUNT --seed 5 \
-  2>"$WORK/produce.err" || fail "produce: $(cat "$WORK/produce.err")"
-kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
-  fail "kcat could not read the input back"
 
 cat >"$WORK/job.yaml" <<YAML
 job: $tag
@@ -51,11 +47,9 @@ workers: 1
 YAML
 
 FAIL_SHOW="$WORK/a.err $WORK/z.err"
-"$SLUICE" run "$WORK/job.yaml" --set checkpoint.dir="$WORK/ckpt-a" --progress none \
-  2>"$WORK/a.err" &
+start_instance a
 pid_a=$!
-SLUICE_FAILPOINTS="sink.kafka.after_produce=stop@3" "$SLUICE" run "$WORK/job.yaml" \
-  --set checkpoint.dir="$WORK/ckpt-z" --progress none 2>"$WORK/z.err" &
+start_instance z SLUICE_FAILPOINTS="sink.kafka.after_produce=stop@3"
 pid_z=$!
 
 wait_for 120 stopped $pid_z
