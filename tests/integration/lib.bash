@@ -128,6 +128,89 @@ start_instance() {
     --progress none 2>"$WORK/$name.err" &
 }
 
+# group_redis_job TAG COUNT BATCH: writes $WORK/job.yaml, a group-mode job
+# (group TAG-g, input topic TAG-in, session timeouts of 6 s) with a
+# windowed `output: merge` pipeline into the test's Redis: revenue and
+# orders per user per 10 s window (HINCRBYFLOAT, HINCRBY), the highest and
+# lowest amount (ZADD GT, LT); BATCH records per batch at most. Also
+# writes $WORK/expect.json, the final Redis content output.py computes
+# from $WORK/records.jsonl, and defines redis_at_end: the sink's
+# positions add up to COUNT (every partition at its end).
+group_redis_job() {
+  local tag=$1
+  GROUP_REDIS_TAG=$1
+  GROUP_REDIS_COUNT=$2
+  cat >"$WORK/job.yaml" <<YAML
+job: $tag
+source:
+  kafka:
+    brokers: $BROKERS
+    topics: [$tag-in]
+    max_records_per_batch: $3
+    group: { id: $tag-g }
+    properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" }
+pipeline:
+  - parse: json
+  - filter: 'event == "buy" && amount > 0'
+  - window:
+      tumbling: 10s
+      time: ts
+      group_by: [user]
+      aggregate: { revenue: sum(amount), orders: count(), hi: max(amount), lo: min(amount) }
+      output: merge
+sink:
+  redis:
+    url: $REDIS_URL
+    command:
+      - HINCRBYFLOAT t:w:{user}:{window_start} revenue {revenue}
+      - HINCRBY t:w:{user}:{window_start} orders {orders}
+      - ZADD t:hi:{window_start} GT {hi} {user}
+      - ZADD t:lo:{window_start} LT {lo} {user}
+trigger: { interval: 250ms }
+workers: 1
+YAML
+  "$SLUICE" validate "$WORK/job.yaml" >/dev/null 2>"$WORK/validate.err" ||
+    fail "validate: $(cat "$WORK/validate.err")"
+  /usr/bin/python3 "$SRC/tests/integration/crash/output.py" expect redis merge \
+    "$WORK/records.jsonl" >"$WORK/expect.json"
+}
+redis_at_end() {
+  local sum
+  sum=$(rcli HGETALL "sluice:$GROUP_REDIS_TAG:commit" |
+    awk 'NR % 2 == 1 { f = $0 } NR % 2 == 0 && f ~ /^o:/ { s += $0 } END { print s + 0 }')
+  [ "$sum" = "$GROUP_REDIS_COUNT" ]
+}
+# redis_exact: the final Redis content equals $WORK/expect.json.
+redis_exact() {
+  /usr/bin/python3 "$SRC/tests/integration/crash/output.py" final redis merge \
+    "$REDIS_PORT" >"$WORK/got.json"
+  cmp -s "$WORK/expect.json" "$WORK/got.json" || {
+    diff "$WORK/expect.json" "$WORK/got.json" | head -20 >&2
+    fail "the final Redis content differs from the one computed from the input"
+  }
+}
+# stop_all NAME...: SIGTERM to each named instance (pid_NAME), each must
+# exit 0.
+stop_all() {
+  local n p rc
+  for n in "$@"; do
+    eval "p=\$pid_$n"
+    kill -TERM "$p"
+  done
+  for n in "$@"; do
+    eval "p=\$pid_$n"
+    rc=0
+    wait "$p" || rc=$?
+    [ "$rc" = 0 ] || fail "$n exited $rc after SIGTERM, not 0"
+  done
+}
+# owned_lines NAME: how many "this instance owns N" lines NAME logged;
+# owns_now NAME: the N of its newest one.
+owned_lines() { grep -c "this instance owns [0-9]*$" "$WORK/$1.err" || true; }
+owns_now() { grep -o "this instance owns [0-9]*$" "$WORK/$1.err" | tail -1 | awk '{print $4}'; }
+# has_parts NAME: NAME was assigned a partition at least once.
+has_parts() { grep -q "group: assigned [1-9][0-9]* partition" "$WORK/$1.err"; }
+
 # expect_exit CODE CMD...: runs CMD, fails unless it exits with CODE.
 # Leaves its stdout in $WORK/out.txt and stderr in $WORK/err.txt.
 expect_exit() {
