@@ -7,7 +7,7 @@ pkgs=(build-essential cmake pkg-config python3
       libcjson-dev libsimdjson-dev libdouble-conversion-dev zlib1g-dev
       libhiredis-dev redis-server libmicrohttpd-dev python3-prometheus-client docker-compose
       python3-confluent-kafka python3-redis gnuplot-nox clang-format
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev curl)
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

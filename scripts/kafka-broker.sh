@@ -105,6 +105,8 @@ share.coordinator.state.topic.min.isr=1
 min.insync.replicas=1
 default.replication.factor=1
 group.initial.rebalance.delay.ms=0
+# Group tests run sessions of 3 s (the default floor is 6 s).
+group.min.session.timeout.ms=1000
 auto.create.topics.enable=true
 num.partitions=1
 # A broker restarted after SIGKILL registers again only once the controller

@@ -122,11 +122,14 @@ static int take_parts(struct engine *e, const struct sl_plan *parts, bool claim,
     const struct sl_range *at = sl_plan_find(&pos, p->topic, p->partition);
     if (at)
       sl_plan_add(&e->pos, p->topic, p->partition, at->end, at->end);
-    if (i < 8 && k < sizeof(line))
-      k += (size_t)snprintf(line + k, sizeof(line) - k, "%s%s[%d] at %s%lld",
+    if (i < 8 && k < sizeof(line) && at)
+      k += (size_t)snprintf(line + k, sizeof(line) - k, "%s%s[%d] at %lld",
                             i ? ", " : "", p->topic, p->partition,
-                            at ? "" : "starting offsets",
-                            at ? (long long)at->end : 0LL);
+                            (long long)at->end);
+    else if (i < 8 && k < sizeof(line))
+      k += (size_t)snprintf(line + k, sizeof(line) - k,
+                            "%s%s[%d] at the starting offsets", i ? ", " : "",
+                            p->topic, p->partition);
     else if (i == 8 && k < sizeof(line))
       k += (size_t)snprintf(line + k, sizeof(line) - k, ", and %zu more",
                             parts->n - 8);

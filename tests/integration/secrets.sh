@@ -104,6 +104,12 @@ done_all() {
   [ "$(rauth GET out 2>/dev/null)" = "$N" ]
 }
 wait_for 60 done_all
+# The counters move after the commit that wrote the output: wait for them.
+counted() {
+  kill -0 "$pid" 2>/dev/null || fail "sluice exited: $(tail -5 "$WORK/good.err")"
+  curl -sf "http://127.0.0.1:$MPORT/metrics" | grep -q "^sluice_sink_records_total{sink=\"redis\"} $N\$"
+}
+wait_for 10 counted
 for p in metrics progress health ready; do
   /usr/bin/python3 - "http://127.0.0.1:$MPORT/$p" >"$WORK/scrape.$p" <<'PY' || fail "GET /$p"
 import sys, urllib.request
