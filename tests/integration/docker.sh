@@ -34,10 +34,26 @@ for name, svc in cfg["services"].items():
     env = dict(os.environ)
     env.pop("KAFKA_BROKERS", None)
     env.update({k: str(v) for k, v in (svc.get("environment") or {}).items()})
+    host_job = host
     r = subprocess.run([sluice, "validate", host], env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"{name}: sluice validate {host}: {r.stderr}"
     r = subprocess.run([sluice, "validate", host, "--print"], env=env, capture_output=True, text=True)
     assert "kafka:9092" in r.stdout and "redis://redis:6379/0" in r.stdout, r.stdout
+    # `--scale sluice=3`: no fixed container name, a host port per
+    # container, a checkpoint per container (from HOSTNAME, which Docker
+    # sets), and a group-mode job
+    assert "container_name" not in svc, f"{name}: container_name forbids --scale"
+    for p in svc.get("ports", []):
+        hp = str(p).split(":")[-2] if isinstance(p, str) else str(p.get("published", ""))
+        lo, _, hi = hp.partition("-")
+        assert hi and int(hi) - int(lo) + 1 >= 3, f"{name}: port {p} has no host port per container of --scale 3"
+    dirs = set()
+    for h in ("a1", "b2"):
+        r = subprocess.run([sluice, "validate", host_job, "--print"], env=dict(env, HOSTNAME=h),
+                           capture_output=True, text=True)
+        dirs |= {l.strip() for l in r.stdout.splitlines() if l.strip().startswith("dir:")}
+        assert "group:" in r.stdout, f"{name}: the job is not in group mode"
+    assert len(dirs) == 2, f"{name}: two containers would share the checkpoint {dirs}"
     runs += 1
 assert runs >= 1, "no sluice run in the compose file"
 print(f"ok: {runs} job(s) of the compose file validate")
