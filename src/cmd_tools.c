@@ -39,6 +39,8 @@ static const char mock_help[] =
     "      error API CODE [COUNT] the next COUNT requests of API (Produce,\n"
     "                             EndTxn, ... or a number) fail with CODE\n"
     "                             (PRODUCER_FENCED, ... or a number)\n"
+    "      delay API MS [COUNT]   every broker answers the next COUNT\n"
+    "                             requests of API MS milliseconds late\n"
     "                           answers: \"ok ...\" or \"error: ...\"\n";
 
 static const char produce_help[] =

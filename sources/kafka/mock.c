@@ -21,6 +21,7 @@
 struct sl_mock {
   rd_kafka_t *rk;
   rd_kafka_mock_cluster_t *mc;
+  int brokers;
 };
 
 /* librdkafka's mock brokers leave Nagle's algorithm on. A broker's answer
@@ -73,6 +74,7 @@ struct sl_mock *sl_mock_new(int brokers, struct sl_error *err) {
     free(m);
     return NULL;
   }
+  m->brokers = brokers;
   m->mc = rd_kafka_mock_cluster_new(m->rk, brokers);
   if (!m->mc) {
     sl_error_set(err, SL_ERR_SOURCE,
@@ -187,9 +189,27 @@ int sl_mock_control(struct sl_mock *m, const char *line, char *reply,
     snprintf(reply, n, "ok error %s %s %d", a, rd_kafka_err2name(code), count);
     return 0;
   }
+  int ms;
+  if (got >= 3 && strcmp(verb, "delay") == 0 && count >= 1 &&
+      parse_api(a, &key) == 0 && sscanf(b, "%d", &ms) == 1 && ms >= 0) {
+    /* every broker's answers to the next COUNT requests of API: the
+     * request succeeds, its answer comes MS later */
+    for (int b_id = 1; b_id <= m->brokers; b_id++)
+      for (int i = 0; i < count; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_mock_broker_push_request_error_rtts(
+            m->mc, b_id, key, 1, RD_KAFKA_RESP_ERR_NO_ERROR, ms);
+        if (e) {
+          snprintf(reply, n, "error: delay %s on broker %d: %s", a, b_id,
+                   rd_kafka_err2str(e));
+          return -1;
+        }
+      }
+    snprintf(reply, n, "ok delay %s %d ms %d", a, ms, count);
+    return 0;
+  }
   snprintf(reply, n,
            "error: unknown command '%.60s' (down N | up N | error API CODE "
-           "[COUNT])",
+           "[COUNT] | delay API MS [COUNT])",
            line);
   return -1;
 }
