@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test soak asan tsan bench bench-peers bench-compare fuzz format clean
+.PHONY: all deps build demo test soak asan tsan bench bench-peers bench-compare bench-group fuzz format clean
 
 all: build
 
@@ -70,6 +70,19 @@ bench-compare: bench-peers
 	@nice /usr/bin/python3 tests/bench/peers/compare.py --build build-bench \
 	  --runs $(PEERS_RUNS) --records $(PEERS_RECORDS) --heap $(PEERS_HEAP) \
 	  --report docs/benchmarks.md --json build-bench/peers.json
+
+# W1 in group mode, 1, 2 and 3 instances of one consumer group on the
+# real broker (tests/bench/group.py, which starts one unless
+# GROUP_BROKERS_FILE names a running one): writes the "W1 in group mode"
+# table of docs/benchmarks.md.
+GROUP_RUNS ?= 5
+GROUP_RECORDS ?= 2000000
+bench-group: deps
+	@cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build-bench -j $(JOBS)
+	@/usr/bin/python3 tests/bench/group.py --build build-bench --runs $(GROUP_RUNS) \
+	  --records $(GROUP_RECORDS) $(if $(GROUP_BROKERS_FILE),--brokers-file $(GROUP_BROKERS_FILE)) \
+	  --report docs/benchmarks.md --json build-bench/group.json
 
 # Fuzzing (tests/fuzz, docs/fuzzing.md; not part of `make test`, whose
 # fuzz.* tests run each target for 30 s): every target of FUZZ_TARGETS for
