@@ -268,6 +268,23 @@ static int catch_up(struct engine *e, struct sl_error *err) {
   return rc;
 }
 
+int eng_streams_drain(struct engine *e, struct sl_error *err) {
+  if (!e->cont)
+    return 0;
+  struct eng_batch *b = NULL;
+  int rc = eng_streams_cut(e, true, &b, err);
+  if (!rc && b)
+    rc = run_batch(e, b, err);
+  if (!rc)
+    rc = eng_batch_finish(e, err);
+  eng_streams_halt(e);
+  if (rc == SL_ERR_FENCED && e->group) { /* abandoned (group.c) */
+    sl_error_clear(err);
+    rc = 0;
+  }
+  return rc;
+}
+
 /* The trigger loop: the same for every trigger (trigger.h asks the
  * policy), each batch driven through batch.h's machine. */
 static int loop_batches(struct engine *e, struct sl_error *err) {
@@ -300,10 +317,25 @@ static int loop_batches(struct engine *e, struct sl_error *err) {
     }
     int64_t t0 = sl_mono_ns();
     if (tr->cut) { /* continuous: the epoch the streams read */
+      /* group mode: a rebalance drains the streams (group.c); they start
+       * again over what the instance owns now */
+      int rc = eng_group_poll(e, err);
+      if (!rc && e->group && !e->cont && e->owned.n > 0)
+        rc = eng_streams_start(e, err);
+      if (rc == SL_ERR_STOPPED) /* while the source was out */
+        break;
+      if (rc)
+        return rc;
       struct eng_batch *b;
-      int rc = tr->cut(e, false, &b, err);
-      if (!rc)
+      rc = tr->cut(e, false, &b, err);
+      if (rc == SL_ERR_FENCED && e->group) /* a stream's write */
+        eng_group_streams_fenced(e, err->msg);
+      else if (!rc)
         rc = b ? run_batch(e, b, err) : eng_batch_finish(e, err);
+      if (rc == SL_ERR_FENCED && e->group) { /* abandoned: go on */
+        sl_error_clear(err);
+        rc = 0;
+      }
       if (rc)
         return rc;
       if ((rc = tr->after(e, b != NULL, t0, err)) <= 0)

@@ -205,6 +205,11 @@ int eng_streams_cut(struct engine *e, bool last, struct eng_batch **out,
                     struct sl_error *err);
 /* Ends the streams (if any) and frees them. */
 void eng_streams_halt(struct engine *e);
+/* Group mode, before a rebalance changes the partitions: the streams'
+ * last epoch is cut and committed (engine.c), then the streams end; the
+ * trigger loop starts them again over the partitions owned after the
+ * rebalance. A commit refused as fenced is abandoned (group.c). */
+int eng_streams_drain(struct engine *e, struct sl_error *err);
 /* Windowed: epoch `epoch`'s window phase is done; the streams reading the
  * next epoch judge lateness by the state's watermark now. */
 void eng_streams_watermark(struct engine *e, uint64_t epoch);
@@ -217,6 +222,10 @@ int eng_group_poll(struct engine *e, struct sl_error *err);
  * and read the sink's positions again at the next eng_group_poll. */
 void eng_group_batch_fenced(struct engine *e, const struct sl_plan *plan,
                             const char *why);
+/* Continuous: a stream's write was refused as fenced (why): the streams
+ * end, and every owned partition reads the sink's position again at the
+ * next eng_group_poll, before they start again. */
+void eng_group_streams_fenced(struct engine *e, const char *why);
 /* Closes logged batch `batch` in the checkpoint as abandoned. */
 void eng_group_abandon(struct engine *e, uint64_t batch, const char *why);
 void eng_group_committed(struct engine *e, const struct sl_plan *plan);

@@ -147,9 +147,17 @@ static int take_parts(struct engine *e, const struct sl_plan *parts, bool claim,
  * goes only once its commit is done. A fenced commit was abandoned by
  * eng_batch_finish; any other failure stops the job after the poll. */
 static void finish_in_flight(struct engine *e) {
+  struct sl_error ferr = {0};
+  if (e->cont) { /* continuous: the streams' epoch so far, then they end */
+    int rc = eng_streams_drain(e, &ferr);
+    if (rc && !e->group_rc) {
+      e->group_rc = rc;
+      e->group_err = ferr;
+    }
+    return;
+  }
   if (!e->fl)
     return;
-  struct sl_error ferr = {0};
   int rc = eng_batch_finish(e, &ferr);
   if (rc && rc != SL_ERR_FENCED && !e->group_rc) {
     e->group_rc = rc;
@@ -238,12 +246,27 @@ void eng_group_batch_fenced(struct engine *e, const struct sl_plan *plan,
           "sink's positions",
           plan->batch, why);
   eng_group_abandon(e, plan->batch, "fenced");
+  /* continuous: the streams read on past the epoch; what they read since
+   * is dropped with them, and they start again at the sink's positions */
+  eng_streams_halt(e);
   /* Back to where the batch started: it committed nothing (a batch read
    * beside it, planned from its ends, is dropped by the caller). */
   plan_remove(&e->pos, plan);
   for (size_t i = 0; i < plan->n; i++) {
     const struct sl_range *r = &plan->ranges[i];
     sl_plan_add(&e->pos, r->topic, r->partition, r->start, r->start);
+    if (!sl_plan_find(&e->refresh, r->topic, r->partition))
+      sl_plan_add(&e->refresh, r->topic, r->partition, 0, 0);
+  }
+}
+
+void eng_group_streams_fenced(struct engine *e, const char *why) {
+  sl_warn("group: the sink refused a stream's write (%s); the streams end "
+          "and start again at the sink's positions",
+          why);
+  eng_streams_halt(e);
+  for (size_t i = 0; i < e->owned.n; i++) {
+    const struct sl_range *r = &e->owned.ranges[i];
     if (!sl_plan_find(&e->refresh, r->topic, r->partition))
       sl_plan_add(&e->refresh, r->topic, r->partition, 0, 0);
   }

@@ -421,12 +421,6 @@ static int check_group(const struct sl_job *job, const struct sl_cfg_node *tn,
         "no state (the sink adds up every instance's contributions)",
         job->source_plugin->name, line);
   }
-  if (job->trigger.continuous_ns)
-    return sl_cfg_error(err, tn ? sl_cfg_get(tn, "continuous") : job->tree,
-                        "trigger continuous cannot run in group mode "
-                        "(source.%s.group, line %d) yet: its streams do not "
-                        "follow rebalances; use an interval trigger",
-                        job->source_plugin->name, line);
   if (job->trigger.available_now)
     return sl_cfg_error(err, tn ? sl_cfg_get(tn, "available_now") : job->tree,
                         "trigger available_now cannot run in group mode "

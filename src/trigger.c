@@ -121,9 +121,10 @@ static const struct eng_trigger available_now = {.name = "available-now",
 
 /* ---------------------------------------------------------- continuous */
 
-/* The streams start where the checkpoint left every partition. */
+/* The streams start where the checkpoint left every partition; in group
+ * mode once the group has assigned partitions (engine.c's loop). */
 static int cont_begin(struct engine *e, struct sl_error *err) {
-  return eng_streams_start(e, err);
+  return e->group ? 0 : eng_streams_start(e, err);
 }
 
 /* An epoch is cut every interval; an epoch whose commit overran is

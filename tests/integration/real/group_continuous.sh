@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Group mode with the continuous trigger on the real broker: the windowed
+# `output: merge` job of group_redis (lib.bash: group_redis_job), its
+# trigger continuous (epochs of 250 ms, records written into Redis as they
+# come, guarded by their partitions' positions and claims). Instances A and
+# B share 12 partitions while a producer writes; B crashes (SIGKILL by its
+# crash point) right after its third epoch's commit; once that is proven
+# and A owns all 12 (B's session timed out), C starts and must be assigned
+# partitions and run streams, and A's streams must start again over the
+# partitions A kept. Every rebalance drains an instance's streams: their
+# epoch is committed, then they start again over the partitions owned
+# now. When the
+# producer has stopped and the sink's positions reach the end of every
+# partition, A and C are stopped (SIGTERM, exit 0) and the final Redis
+# content must equal the one computed from the records (output.py).
+source "$(dirname "$0")/../lib.bash" "$@"
+use_real_broker
+start_redis
+tag=it-real-gct-$$
+create_topic "$tag-in" 12
+group_redis_job "$tag" 0 300 3000
+sed -i 's/^trigger: { interval: 250ms }$/trigger: { continuous: 250ms }/' "$WORK/job.yaml"
+grep -q "continuous: 250ms" "$WORK/job.yaml" || fail "the job's trigger is not continuous"
+"$SLUICE" validate "$WORK/job.yaml" >/dev/null 2>"$WORK/validate.err" ||
+  fail "validate: $(cat "$WORK/validate.err")"
+
+"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count 100000000 --rate 3000 \
+  --seed 41 2>"$WORK/produce.err" &
+pid_p=$!
+
+FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err"
+start_instance a
+pid_a=$!
+start_instance b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
+pid_b=$!
+
+b_exited() { running $pid_a $pid_p && ! alive $pid_b; }
+wait_for 180 b_exited
+rc=0
+wait $pid_b || rc=$?
+[ "$rc" = 137 ] || fail "B exited $rc, not 137 (its crash point)"
+grep -q "^sluice: failpoint batch.after_commit fired: crash (hit 3)$" "$WORK/b.err" ||
+  fail "B died, but not at its crash point"
+has_parts b || fail "B owned no partition"
+grep -q "continuous: [0-9]* streams over" "$WORK/b.err" || fail "B ran no streams"
+echo "B crashed after its third epoch"
+
+# A takes B's partitions once B's session has timed out
+a_all() { running $pid_a $pid_p && [ "$(owns_now a)" = 12 ]; }
+wait_for 120 a_all
+start_instance c
+pid_c=$!
+c_parts() { running $pid_a $pid_c $pid_p && has_parts c && grep -q "continuous: [0-9]* streams over" "$WORK/c.err"; }
+wait_for 120 c_parts
+echo "C was assigned partitions and runs streams"
+# A's streams follow the rebalance: they start again over what A owns now
+# (A owned all 12 before C joined, so that is a second start at least)
+a_follows() {
+  running $pid_a $pid_c $pid_p || return 1
+  local n k
+  n=$(grep -c "continuous: [0-9]* streams over" "$WORK/a.err")
+  k=$(grep -o "continuous: [0-9]* streams over [0-9]*" "$WORK/a.err" | tail -1 | awk '{print $5}')
+  [ "$n" -ge 2 ] && [ "$k" = "$(owns_now a)" ] && [ "$k" -lt 12 ]
+}
+wait_for 60 a_follows
+echo "A's streams run over its $(owns_now a) partitions now"
+
+running $pid_p
+kill -TERM $pid_p
+wait $pid_p || true
+kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
+  fail "kcat could not read the input back"
+GROUP_REDIS_COUNT=$(wc -l <"$WORK/records.jsonl")
+done_all() { running $pid_a $pid_c && redis_at_end; }
+wait_secs 300 done_all
+stop_all a c
+redis_exact
+echo "ok: group mode, continuous: 3 instances, one crashed after its third epoch, one joined later; $GROUP_REDIS_COUNT records, each counted once"

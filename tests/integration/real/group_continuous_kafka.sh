@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Group mode with the continuous trigger and the Kafka sink (exactly_once)
+# on the real broker: each epoch is one transaction that carries the
+# group's offsets with the membership's metadata. Instances A and B share
+# 12 partitions while a producer writes; B crashes (SIGKILL by its crash
+# point) right after its third epoch's commit; once that is proven, C
+# starts and must be assigned partitions and run streams. When the
+# producer has stopped and the group's offsets reach the end of every
+# partition, A and C are stopped (SIGTERM, exit 0) and a read_committed
+# consumer must find every row of the input exactly once.
+source "$(dirname "$0")/../lib.bash" "$@"
+use_real_broker
+PY=/usr/bin/python3
+CHECK="$SRC/tests/integration/real/check_eos.py"
+tag=it-real-gck-$$
+create_topic "$tag-in" 12
+create_topic "$tag-out" 12
+cat >"$WORK/job.yaml" <<YAML
+job: $tag
+source:
+  kafka:
+    brokers: $BROKERS
+    topics: [$tag-in]
+    group: { id: $tag-g }
+    properties: { session.timeout.ms: "3000", heartbeat.interval.ms: "500" }
+pipeline:
+  - parse: json
+  - filter: 'id % 10 != 7'
+  - map: { cents: 'to_int(amount * 100 + 0.5)' }
+  - select: [id, user, cents]
+sink:
+  kafka:
+    brokers: $BROKERS
+    topic: $tag-out
+    key: '{user}'
+    exactly_once: true
+    timeout: 30s
+    properties: { linger.ms: "0" }
+trigger: { continuous: 250ms }
+workers: 1
+YAML
+"$SLUICE" validate "$WORK/job.yaml" >/dev/null 2>"$WORK/validate.err" ||
+  fail "validate: $(cat "$WORK/validate.err")"
+
+"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count 100000000 --rate 3000 \
+  --seed 43 2>"$WORK/produce.err" &
+pid_p=$!
+FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err"
+start_instance a
+pid_a=$!
+start_instance b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
+pid_b=$!
+
+b_exited() { running $pid_a $pid_p && ! alive $pid_b; }
+wait_for 180 b_exited
+rc=0
+wait $pid_b || rc=$?
+[ "$rc" = 137 ] || fail "B exited $rc, not 137 (its crash point)"
+grep -q "^sluice: failpoint batch.after_commit fired: crash (hit 3)$" "$WORK/b.err" ||
+  fail "B died, but not at its crash point"
+has_parts b || fail "B owned no partition"
+echo "B crashed after its third epoch"
+
+a_all() { running $pid_a $pid_p && [ "$(owns_now a)" = 12 ]; }
+wait_for 120 a_all
+start_instance c
+pid_c=$!
+c_parts() { running $pid_a $pid_c $pid_p && has_parts c && grep -q "continuous: [0-9]* streams over" "$WORK/c.err"; }
+wait_for 120 c_parts
+echo "C was assigned partitions and runs streams"
+
+running $pid_p
+kill -TERM $pid_p
+wait $pid_p || true
+kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
+  fail "kcat could not read the input back"
+at_end() {
+  running $pid_a $pid_c && $PY "$CHECK" offsets "$BROKERS" "$tag-g" "$tag-in" >/dev/null 2>&1
+}
+wait_secs 300 at_end
+stop_all a c
+if grep -h "membership consumer was handed" "$WORK"/[abc].err; then
+  fail "a membership consumer fetched records"
+fi
+$PY "$CHECK" output "$BROKERS" "$tag-out" "$WORK/records.jsonl" || fail "output"
+echo "ok: group mode, continuous, Kafka sink: 3 instances, one crashed after its third epoch, one joined later; $(wc -l <"$WORK/records.jsonl") records, every row exactly once"
