@@ -427,12 +427,14 @@ static int check_group(const struct sl_job *job, const struct sl_cfg_node *tn,
                         "(source.%s.group, line %d): instances would stop at "
                         "different ends; use an interval trigger",
                         job->source_plugin->name, line);
-  if (job->dl_plugin)
+  if (job->dl_plugin && strcmp(job->dl_plugin->name, "kafka") != 0)
     return sl_cfg_error(err, job->dead_letter_raw,
-                        "dead_letter cannot be used in group mode "
-                        "(source.%s.group, line %d) yet: its commits are not "
-                        "fenced per partition",
-                        job->source_plugin->name, line);
+                        "dead_letter.%s cannot be shared by the instances "
+                        "of a group (source.%s.group, line %d): it keeps "
+                        "one record of its batches for one instance; use "
+                        "dead_letter.kafka (each instance writes with a "
+                        "transactional.id of its own)",
+                        job->dl_plugin->name, job->source_plugin->name, line);
   const struct sl_sink_plugin *sp = job->sink_plugin;
   unsigned flags = sp->conf_flags ? sp->conf_flags(job->sink_conf) : sp->flags;
   const struct sl_cfg_node *at =

@@ -485,7 +485,19 @@ static int ksink_init(struct sl_sink *sink, struct sl_error *err) {
   sl_ksink_default_id(ks->group, sizeof(ks->group), c->group, job_id,
                       dead_letters);
   const struct sl_source_info *si = sink->run ? sink->run->source : NULL;
-  if (c->exactly_once && si && si->group_metadata) {
+  if (c->exactly_once && si && si->group_metadata && dead_letters) {
+    /* Group mode, the dead letters: each instance writes them with a
+     * transactional.id and a record group of its own (its instance id
+     * appended), its batches numbered by its own checkpoint. They commit
+     * no offsets to the source's group: only the main sink moves those,
+     * with the membership's metadata. */
+    size_t n = strlen(ks->tid);
+    snprintf(ks->tid + n, sizeof(ks->tid) - n, "-%s",
+             si->instance ? si->instance : "0");
+    n = strlen(ks->group);
+    snprintf(ks->group + n, sizeof(ks->group) - n, "-%s",
+             si->instance ? si->instance : "0");
+  } else if (c->exactly_once && si && si->group_metadata) {
     /* Group mode: the offsets go to the group the instances share, with
      * the membership's metadata, so that the broker refuses the commit of
      * an instance the group has moved on from (KIP-447); each instance
@@ -522,6 +534,10 @@ static int ksink_init(struct sl_sink *sink, struct sl_error *err) {
   snprintf(sink->record, sizeof(sink->record),
            "the committed offsets of group '%.100s' at %.100s", ks->group,
            c->brokers);
+  if (dead_letters && si && si->group_metadata)
+    sl_info("Kafka dead letters: group mode, transactional.id %s, their "
+            "record in group '%s' (this instance's own)",
+            ks->tid, ks->group);
   if (ks->member) {
     /* The record's batch ids are every instance's; this one's own batches
      * are numbered by its checkpoint. Only the positions count. */

@@ -499,12 +499,24 @@ static void group_mode_refusals(void **state) {
                               &job, &err),
                    SL_ERR_CONFIG);
   assert_error_at(&err, 8, 27, "available_now cannot run in group mode");
-  /* dead letters */
+  /* dead letters: into Kafka only (a file sink's record is one
+   * instance's) */
   assert_int_equal(load_group("sink: { console: {} }\n"
                               "dead_letter: { file: { path: /tmp/dl } }\n",
                               &job, &err),
                    SL_ERR_CONFIG);
-  assert_error_at(&err, 8, 14, "dead_letter cannot be used in group mode");
+  assert_error_at(&err, 8, 14,
+                  "dead_letter.file cannot be shared by the instances");
+  assert_non_null(strstr(err.msg, "use dead_letter.kafka"));
+  if (sl_sink_find("kafka")) {
+    assert_int_equal(load_group("sink: { console: {} }\n"
+                                "dead_letter:\n"
+                                "  kafka: { brokers: b:1, topic: dl, "
+                                "exactly_once: true }\n",
+                                &job, &err),
+                     0);
+    sl_job_free(&job);
+  }
 }
 
 int main(void) {

@@ -4,7 +4,7 @@
 # (docker/jobs/revenue.yaml) with the environment compose gives each
 # container (KAFKA_BROKERS, REDIS_URL, METRICS_LISTEN, and HOSTNAME, which
 # Docker sets per container), against the real broker and a real Redis.
-# Only the topic, the group id and the checkpoint's parent folder are
+# Only the topics, the group id and the checkpoint's parent folder are
 # set here (--set): this test shares the broker. It checks what a scaled
 # deployment needs: each container's checkpoint is its own (the file
 # derives it from HOSTNAME), the three instances share the 8 partitions
@@ -34,7 +34,8 @@ for i in 1 2 3; do
   eval "mport_s$i=$port"
   KAFKA_BROKERS=$BROKERS REDIS_URL=$REDIS_URL HOSTNAME=sluice-$i METRICS_LISTEN=127.0.0.1:$port \
     "$SLUICE" run "$JOB" --set "source.kafka.topics=[$tag-in]" --set "source.kafka.group.id=$tag-g" \
-    --set checkpoint.dir="$WORK/ckpt-s$i" --progress none 2>"$WORK/s$i.err" &
+    --set "dead_letter.kafka.topic=$tag-dead" --set checkpoint.dir="$WORK/ckpt-s$i" \
+    --progress none 2>"$WORK/s$i.err" &
   eval "pid_s$i=\$!"
 done
 
