@@ -18,7 +18,7 @@ use_real_broker
 start_redis
 tag=it-real-gst-$$
 create_topic "$tag-in" 12
-group_redis_job "$tag" 0 200 3000
+group_redis_job "$tag" 0 2000 3000
 
 "$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count 100000000 --rate 2000 \
   --seed 23 2>"$WORK/produce.err" &
