@@ -76,7 +76,7 @@ bench-compare: bench-peers
 # GROUP_BROKERS_FILE names a running one): writes the "W1 in group mode"
 # table of docs/benchmarks.md.
 GROUP_RUNS ?= 5
-GROUP_RECORDS ?= 2000000
+GROUP_RECORDS ?= 6000000
 bench-group: deps
 	@cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build build-bench -j $(JOBS)

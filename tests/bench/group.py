@@ -7,8 +7,8 @@ Kafka broker, in one run.
              [--instances 1,2,3] [--brokers-file FILE] [--json FILE]
              [--report FILE.md]
 
-The input: `sluice produce --seed 1` (tests/bench/run.py's records) into a
-topic of P partitions (12 by default). A run of N instances starts them at
+The input: `sluice produce --seed 1` (tests/bench/run.py's records),
+6 million by default, into a topic of P partitions (12 by default). A run of N instances starts them at
 once, each with its own checkpoint and metrics port, the same group id
 (new for each run) and a new output topic; it follows the group's
 committed offsets (written inside the sink's transactions) every 10 ms,
@@ -18,7 +18,9 @@ partition, then reads each instance's CPU seconds from /proc, stops them
 The output topic must then hold, read_committed, as many records as
 sluice's W1 writes (the buys), exactly once.
 
-Per run: wall from spawn to the end of the input, records/s of the group
+Per run: wall from spawn to the end of the input, records/s of the
+whole run, the steady state (records/s while the group's offsets went
+from 20 % to 80 % of the input, which leaves the join out) of the group
 and per instance, CPU microseconds per record (all instances), the
 largest peak RSS, the time until the group had assigned every partition
 (the join: every instance's first rebalance, incremental and cooperative),
@@ -109,6 +111,7 @@ class Group(compare.Peers):
                 env=env, stdout=subprocess.DEVNULL, stderr=err)
             procs.append((p, port, out))
         joined = None
+        samples = []  # (seconds since spawn, the group's offsets)
         deadline = t0 + 600
         try:
             while True:
@@ -129,7 +132,9 @@ class Group(compare.Peers):
                     if all(o >= 1 for o in owned) and \
                             sum(owned) == self.a.partitions:
                         joined = now - t0
-                if self.group_offsets(group) >= self.total:
+                done = self.group_offsets(group)
+                samples.append((time.monotonic() - t0, done))
+                if done >= self.total:
                     wall = time.monotonic() - t0
                     break
                 time.sleep(0.01)
@@ -156,10 +161,17 @@ class Group(compare.Peers):
         if got != self.expected_out:
             raise SystemExit("bench: %d instances wrote %d records, W1 "
                              "writes %d" % (n, got, self.expected_out))
+        # the steady state: records/s while the group's offsets went from
+        # 20 % to 80 % of the input (after the join, in these runs)
+        a = next(x for x in samples if x[1] >= 0.2 * self.total)
+        b = next(x for x in samples if x[1] >= 0.8 * self.total)
+        steady = (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else None
         return {
             "instances": n,
             "wall_s": wall,
             "records_per_s": self.total / wall,
+            "steady_records_per_s": steady,
+            "steady_from_s": a[0],
             "per_instance_records_per_s": self.total / wall / n,
             "cpu_s": cpu,
             "cpu_us_per_record": cpu * 1e6 / self.total,
@@ -174,12 +186,15 @@ class Group(compare.Peers):
 
     def expected(self):
         """W1's output count: the buys among the records (one read of the
-        input with kcat)."""
+        input with kcat, counted by grep: the harness holds none of it, so
+        that the instances it forks do not start from a large RSS)."""
         p = subprocess.run(
-            ["kcat", "-b", self.brokers, "-C", "-t", self.topic, "-e", "-q",
-             "-f", "%s\n"], capture_output=True, timeout=600, check=True)
-        return sum(1 for line in p.stdout.splitlines()
-                   if json.loads(line).get("event") == "buy")
+            "kcat -b '%s' -C -t '%s' -e -q -f '%%s\n' | grep -c '\"event\":\"buy\"'"
+            % (self.brokers, self.topic), shell=True, capture_output=True,
+            text=True, timeout=600)
+        if not p.stdout.strip().isdigit():
+            raise SystemExit("bench: cannot count the buys: " + p.stderr)
+        return int(p.stdout)
 
     def main(self):
         a = self.a
@@ -242,24 +257,28 @@ def report(res, a, facts):
              "group started at once and followed until the group's offsets "
              "reach the end. Median of %d rounds (spread: max - min). %s" %
              (a.records, a.partitions, a.runs, facts), "",
-             "| run | wall s | records/s | per instance | vs 1 instance "
+             "| run | wall s | records/s (whole run) | steady records/s "
+             "| steady per instance | steady vs 1 instance "
              "| CPU µs/record | vs W0 CPU | peak RSS MB | join s "
              "| rebalance hooks s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     w0_cpu, _ = med([m["cpu_us_per_record"] for m in w0])
     w0_wall, w0_sp = med([m["wall_s"] for m in w0])
     w0_rate, _ = med([m["records_per_s"] for m in w0])
-    lines.append("| W0 (bare consumer, the floor) | %.2f ± %.2f | %.0f | – | – "
+    lines.append("| W0 (bare consumer, the floor) | %.2f ± %.2f | %.0f | – | – | – "
                  "| %.2f | 1.00 | %.0f | – | – |" %
                  (w0_wall, w0_sp, w0_rate, w0_cpu,
                   med([m["peak_rss_bytes"] for m in w0])[0] / 1e6))
-    one = [m["records_per_s"] for m in res.get("1", res.get(1, []))]
+    one = [m["steady_records_per_s"] for m in res.get("1", res.get(1, []))
+           if m.get("steady_records_per_s")]
     for n in sorted(k for k in res if k != "W0"):
         ms = res[n]
         wall, sp = med([m["wall_s"] for m in ms])
         rate, _ = med([m["records_per_s"] for m in ms])
-        per, _ = med([m["per_instance_records_per_s"] for m in ms])
-        ratio = "%.2f" % (rate / statistics.median(one)) if one else "–"
+        steady, ssp = med([m.get("steady_records_per_s") for m in ms])
+        per = steady / int(n) if steady else None
+        ratio = "%.2f" % (steady / statistics.median(one)) \
+            if one and steady else "–"
         cpu, _ = med([m["cpu_us_per_record"] for m in ms])
         rss, _ = med([m["peak_rss_bytes"] for m in ms])
         join, jsp = med([m["join_s"] for m in ms])
@@ -267,10 +286,13 @@ def report(res, a, facts):
         # no join figure when the input was done before every instance
         # had partitions (tiny inputs)
         join_s = "–" if join is None else "%.2f ± %.2f" % (join, jsp)
-        lines.append("| %d instance%s | %.2f ± %.2f | %.0f | %.0f | %s | %.2f "
-                     "| %.2f | %.0f | %s | %.3f |" %
-                     (int(n), "" if int(n) == 1 else "s", wall, sp, rate, per,
-                      ratio, cpu, cpu / w0_cpu, rss / 1e6, join_s, reb))
+        steady_s = "–" if steady is None else "%.0f ± %.0f" % (steady, ssp)
+        per_s = "–" if per is None else "%.0f" % per
+        lines.append("| %d instance%s | %.2f ± %.2f | %.0f | %s | %s | %s "
+                     "| %.2f | %.2f | %.0f | %s | %.3f |" %
+                     (int(n), "" if int(n) == 1 else "s", wall, sp, rate,
+                      steady_s, per_s, ratio, cpu, cpu / w0_cpu, rss / 1e6,
+                      join_s, reb))
     return "\n".join(lines) + "\n"
 
 
@@ -278,7 +300,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--build", required=True)
-    ap.add_argument("--records", type=int, default=2_000_000)
+    ap.add_argument("--records", type=int, default=6_000_000)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--instances", default="1,2,3")
