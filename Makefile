@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test soak asan tsan bench bench-peers bench-compare bench-group fuzz format clean
+.PHONY: all deps build demo test soak asan tsan bench bench-peers bench-compare bench-group bench-state fuzz format clean
 
 all: build
 
@@ -83,6 +83,18 @@ bench-group: deps
 	@/usr/bin/python3 tests/bench/group.py --build build-bench --runs $(GROUP_RUNS) \
 	  --records $(GROUP_RECORDS) $(if $(GROUP_BROKERS_FILE),--brokers-file $(GROUP_BROKERS_FILE)) \
 	  --report docs/benchmarks.md --json build-bench/group.json
+
+# Window state of 10 million keys: the snapshot and its restore on
+# restart, on the real broker (tests/bench/state.py; STATE_BROKERS_FILE as
+# GROUP_BROKERS_FILE above): writes its table in docs/benchmarks.md.
+STATE_RUNS ?= 3
+STATE_KEYS ?= 10000000
+bench-state: deps
+	@cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build-bench -j $(JOBS)
+	@/usr/bin/python3 tests/bench/state.py --build build-bench --runs $(STATE_RUNS) \
+	  --keys $(STATE_KEYS) $(if $(STATE_BROKERS_FILE),--brokers-file $(STATE_BROKERS_FILE)) \
+	  --report docs/benchmarks.md --json build-bench/state.json
 
 # Fuzzing (tests/fuzz, docs/fuzzing.md; not part of `make test`, whose
 # fuzz.* tests run each target for 30 s): every target of FUZZ_TARGETS for

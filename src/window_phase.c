@@ -151,6 +151,7 @@ int eng_load_state(struct engine *e, uint64_t batch, struct sl_error *err) {
   const struct sl_window_spec *spec = sl_wstate_spec(e->ws);
   if (batch == 0)
     return 0;
+  int64_t t0 = sl_mono_ns();
   struct sl_state_index x;
   int rc = sl_ckpt_state_read_index(e->ck, batch, &x, err);
   if (rc == SL_ERR_NOTFOUND)
@@ -197,8 +198,10 @@ int eng_load_state(struct engine *e, uint64_t batch, struct sl_error *err) {
   if (!rc) {
     sl_wstate_set_times(e->ws, x.max_event, x.watermark);
     sl_info("window state restored from batch %" PRIu64 ": %zu windows, "
-            "watermark %lld",
-            batch, sl_wstate_windows(e->ws), (long long)x.watermark);
+            "%.1f MB, watermark %lld, in %.1f ms",
+            batch, sl_wstate_windows(e->ws),
+            (double)sl_wstate_bytes(e->ws) / 1e6, (long long)x.watermark,
+            (double)(sl_mono_ns() - t0) / 1e6);
   }
   sl_state_index_free(&x);
   return rc;
