@@ -334,10 +334,37 @@ fail:
   return NULL;
 }
 
+/* The output topic's partitions and leaders, asked for once at start: a
+ * producer that meets a topic with its first record queues the records
+ * until its periodic scan of unknown topics (every second) has fetched the
+ * topic's metadata, so the first batch's commit waited about a second for
+ * it (measured: 995 ms of a first commit's 1018, 14 ms for the next ones).
+ * Best effort: a topic that does not exist yet (auto-created) or a
+ * templated topic is left to the producer. */
+static void warm_topic(struct ksink *ks) {
+  if (ks->topic_tpl)
+    return;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(ks->rk, ks->conf->topic, NULL);
+  if (!rkt)
+    return;
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t e =
+      rd_kafka_metadata(ks->rk, 0, rkt, &md, timeout_ms(ks));
+  if (e)
+    sl_debug("Kafka sink: metadata of topic '%s' at start: %s", ks->conf->topic,
+             rd_kafka_err2str(e));
+  if (md)
+    rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
+}
+
 static int make_producer(struct ksink *ks, struct sl_error *err) {
   ks->rk =
       new_producer(ks, false, ks, ks->conf->exactly_once ? NULL : dr_cb, err);
-  return ks->rk ? 0 : err->code;
+  if (!ks->rk)
+    return err->code;
+  warm_topic(ks);
+  return 0;
 }
 
 /* The consumer handle that reads (and with mirror_offsets writes) the

@@ -226,19 +226,6 @@ class Group(compare.Peers):
             if self.broker:
                 self.broker.stop()
 
-    def w0_real(self):
-        from run import measure
-        out = os.path.join(self.work, "w0.json")
-        with open(out, "w") as fh:
-            m = measure([self.consume, self.brokers, self.topic,
-                         str(self.total)], stdout=fh)
-        r = json.load(open(out))
-        if m["rc"] != 0 or r["records"] != self.total:
-            raise SystemExit("bench: W0 failed: %r" % r)
-        m["records_per_s"] = self.total / m["wall_s"]
-        m["cpu_us_per_record"] = m["cpu_s"] * 1e6 / self.total
-        return m
-
 
 def med(xs):
     xs = [x for x in xs if x is not None]

@@ -526,9 +526,25 @@ class Peers(benchrun.Bench):
         return self.finish(m, f, n, self.total)
 
     # --------------------------------------------------------- driver
+    def w0_real(self):
+        """W0, the bare consumer (tests/bench/consume.c), over the input on
+        the real broker: the floor of this run (also tests/bench/group.py's)."""
+        out = os.path.join(self.work, "w0.json")
+        with open(out, "w") as fh:
+            m = measure([self.consume, self.brokers, self.topic,
+                         str(self.total)], stdout=fh, helpers=(self.mock,))
+        r = json.load(open(out))
+        if m["rc"] != 0 or r["records"] != self.total:
+            raise SystemExit("bench: W0 failed: %r" % r)
+        m["records_per_s"] = self.total / m["wall_s"]
+        m["cpu_us_per_record"] = m["cpu_s"] * 1e6 / self.total
+        m["out"] = r["records"]
+        m["first_output_s"] = r.get("first_record_s")
+        return m
+
     def workloads(self):
-        w = [("W1", self.sluice_w1), ("W1-kafka", self.sluice_w1_kafka),
-             ("W2", self.sluice_w2)]
+        w = [("W0", self.w0_real), ("W1", self.sluice_w1),
+             ("W1-kafka", self.sluice_w1_kafka), ("W2", self.sluice_w2)]
         for peer in self.a.peers:
             if peer == "kstreams":
                 w += [("kstreams-W1-kafka", self.kstreams_w1_kafka),
@@ -582,7 +598,7 @@ class Peers(benchrun.Bench):
         error."""
         res = self.results
         for name, r in list(res.items()):
-            if name in ("W1", "W1-kafka", "W2", "latency"):
+            if name in ("W0", "W1", "W1-kafka", "W2", "latency"):
                 continue
             ref = res["W1-kafka" if name.endswith("W1-kafka") else
                       "W2" if name.endswith("W2") else "W1"]
@@ -694,6 +710,17 @@ def report(doc):
         return "%.2f" % (x[key] / ref[key])
 
     names = ["sluice"] + [p for p in f["peers"]]
+    w0, w1 = r.get("W0"), r.get("W1")
+    if w0 and w1:  # the floor, beside sluice's W1 (× sluice: W0 over W1)
+        rss = dict(w0, peak_mb=w0["peak_rss_bytes"] / 1e6,
+                   peak_mb_range=[v / 1e6 for v in w0["peak_rss_bytes_range"]])
+        add("| W0 (floor; × over W1) | bare consumer | - | - | %.0f | %s | %s | %s | %s "
+            "| %s | %s | %s |"
+            % (w0["records_per_s"], ratio(w0, w1, "records_per_s"),
+               cell(w0, "first_output_s", fmt="%.2f"),
+               ratio(w0, w1, "first_output_s"), cell(rss, "peak_mb"),
+               ratio(w0, w1, "peak_rss_bytes"), cell(w0, "cpu_s", fmt="%.2f"),
+               ratio(w0, w1, "cpu_s")))
     for job, ref_name, _ in ROWS:
         ref = r.get(ref_name)
         for proc in names:

@@ -24,6 +24,8 @@ assert not errs, errs
 for w in ("W1", "W1-kafka", "W2"):
     assert res[w]["out"] > 0 and res[w]["wall_s"] > 0, (w, res[w])
     assert res[w]["first_output_s"] is not None, (w, res[w])
+# W0, the floor on the same broker, read every record
+assert res["W0"]["out"] == 20004 and res["W0"]["cpu_s"] > 0, res["W0"]
 # 20000 records of which about a tenth are buys; W2: 1000 users' windows
 assert 1500 < res["W1"]["out"] < 2500, res["W1"]["out"]
 assert res["W1-kafka"]["out"] == res["W1"]["out"]
@@ -32,6 +34,7 @@ lat = res["latency"]["targets"]
 for t in ["kafka-alo"] + peers:
     assert lat[t]["measured"] > 0 and lat[t]["p50_ms"] > 0, (t, lat.get(t))
 text = open(work + "/report.md").read()
+assert "| W0 (floor; × over W1) | bare consumer |" in text, text
 assert "| sluice | %.2f |" % lat["kafka-alo"]["p50_ms"] in text, text
 for p in peers:
     jobs = ("W1-kafka", "W2") if p == "kstreams" else ("W1", "W2")
