@@ -178,6 +178,67 @@ redis_at_end() {
     awk 'NR % 2 == 1 { f = $0 } NR % 2 == 0 && f ~ /^o:/ { s += $0 } END { print s + 0 }')
   [ "$sum" = "$GROUP_REDIS_COUNT" ]
 }
+# group_kafka_job TAG BATCH SESSION_MS TRIGGER EOS [MORE]: writes
+# $WORK/job.yaml, the group-mode job of the Kafka group tests (group
+# TAG-g, input topic TAG-in): the stateless pipeline check_eos.py knows
+# (parse, filter id % 10 != 7, cents, select) into the topic TAG-out,
+# keyed by user, exactly once when EOS is true; at most BATCH records per
+# batch (0: the source's default), sessions of SESSION_MS, trigger
+# TRIGGER ("interval: 250ms", "continuous: 250ms"); MORE is appended
+# (YAML, e.g. a dead_letter section). Then validates it.
+group_kafka_job() {
+  local tag=$1 batch=$2 session=$3 trigger=$4 eos=$5 more=${6:-}
+  {
+    cat <<YAML
+job: $tag
+source:
+  kafka:
+    brokers: $BROKERS
+    topics: [$tag-in]
+YAML
+    [ "$batch" = 0 ] || echo "    max_records_per_batch: $batch"
+    cat <<YAML
+    group: { id: $tag-g }
+    properties: { session.timeout.ms: "$session", heartbeat.interval.ms: "500" }
+pipeline:
+  - parse: json
+  - filter: 'id % 10 != 7'
+  - map: { cents: 'to_int(amount * 100 + 0.5)' }
+  - select: [id, user, cents]
+sink:
+  kafka:
+    brokers: $BROKERS
+    topic: $tag-out
+    key: '{user}'
+YAML
+    if [ "$eos" = true ]; then
+      cat <<YAML
+    exactly_once: true
+    timeout: 30s
+    properties: { linger.ms: "0" }
+YAML
+    fi
+    echo "trigger: { $trigger }"
+    echo "workers: 1"
+    [ -z "$more" ] || echo "$more"
+  } >"$WORK/job.yaml"
+  "$SLUICE" validate "$WORK/job.yaml" >/dev/null 2>"$WORK/validate.err" ||
+    fail "validate: $(cat "$WORK/validate.err")"
+}
+
+# crashed NAME POINT HIT: instance NAME (pid_NAME, exited) was killed by
+# its crash point POINT at hit HIT (exit 137, the failpoint's line) after
+# it had been assigned partitions.
+crashed() {
+  local p rc=0
+  eval "p=\$pid_$1"
+  wait "$p" || rc=$?
+  [ "$rc" = 137 ] || fail "$1 exited $rc, not 137 (its crash point $2)"
+  grep -q "^sluice: failpoint $2 fired: crash (hit $3)$" "$WORK/$1.err" ||
+    fail "$1 died, but not at its crash point $2"
+  has_parts "$1" || fail "$1 owned no partition"
+}
+
 # redis_exact: the final Redis content equals the one output.py computes
 # from $WORK/records.jsonl (into $WORK/expect.json).
 redis_exact() {

@@ -16,28 +16,7 @@ tag=it-real-galo-$$
 input_topic "$tag-in" 12 $COUNT 3
 create_topic "$tag-out" 12
 
-cat >"$WORK/job.yaml" <<YAML
-job: $tag
-source:
-  kafka:
-    brokers: $BROKERS
-    topics: [$tag-in]
-    max_records_per_batch: 100
-    group: { id: $tag-g }
-    properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" }
-pipeline:
-  - parse: json
-  - filter: 'id % 10 != 7'
-  - map: { cents: 'to_int(amount * 100 + 0.5)' }
-  - select: [id, user, cents]
-sink:
-  kafka:
-    brokers: $BROKERS
-    topic: $tag-out
-    key: '{user}'
-trigger: { interval: 250ms }
-workers: 1
-YAML
+group_kafka_job "$tag" 100 6000 "interval: 250ms" false
 
 FAIL_SHOW="$WORK/a.err $WORK/b.err"
 start_instance a

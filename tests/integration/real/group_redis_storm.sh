@@ -61,12 +61,7 @@ for i in $(seq 1 20); do
   if [ -n "$point" ]; then
     gone() { running $pid_a $pid_p && ! alive $p; }
     wait_for 120 gone
-    rc=0
-    wait $p || rc=$?
-    [ "$rc" = 137 ] || fail "$n exited $rc, not 137 (its crash point $point)"
-    grep -q "^sluice: failpoint $point fired: crash (hit 1)$" "$WORK/$n.err" ||
-      fail "$n died, but not at its crash point $point"
-    has_parts $n || fail "$n crashed before it owned a partition"
+    crashed $n $point 1
     crashed=$((crashed + 1))
     echo "$n crashed at $point"
     prev=""

@@ -17,34 +17,7 @@ tag=it-real-gso-$$
 input_topic "$tag-in" 12 $COUNT 11
 create_topic "$tag-out" 12
 
-cat >"$WORK/job.yaml" <<YAML
-job: $tag
-source:
-  kafka:
-    brokers: $BROKERS
-    topics: [$tag-in]
-    max_records_per_batch: 200
-    group: { id: $tag-g }
-    properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" }
-pipeline:
-  - parse: json
-  - filter: 'id % 10 != 7'
-  - map: { cents: 'to_int(amount * 100 + 0.5)' }
-  - select: [id, user, cents]
-sink:
-  kafka:
-    brokers: $BROKERS
-    topic: $tag-out
-    key: '{user}'
-    exactly_once: true
-    timeout: 30s
-    properties: { linger.ms: "0" }
-trigger: { interval: 250ms }
-workers: 1
-YAML
-
-"$SLUICE" validate "$WORK/job.yaml" >/dev/null 2>"$WORK/validate.err" ||
-  fail "validate: $(cat "$WORK/validate.err")"
+group_kafka_job "$tag" 200 6000 "interval: 250ms" true
 
 FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err $WORK/d.err"
 start_instance a
@@ -57,12 +30,7 @@ pid_c=$!
 # B: SIGKILLed by its crash point after its third commit
 b_exited() { running $pid_a $pid_c && ! alive $pid_b; }
 wait_for 180 b_exited
-rc=0
-wait $pid_b || rc=$?
-[ "$rc" = 137 ] || fail "B exited $rc, not 137 (its crash point)"
-grep -q "^sluice: failpoint batch.after_commit fired: crash (hit 3)$" "$WORK/b.err" ||
-  fail "B died, but not at its crash point"
-has_parts b || fail "B owned no partition"
+crashed b batch.after_commit 3
 echo "B crashed after its third commit"
 
 # D joins later and takes partitions
