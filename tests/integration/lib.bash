@@ -118,6 +118,25 @@ input_topic() {
   [ "$(wc -l <"$WORK/records.jsonl")" = "$3" ] ||
     fail "kcat read $(wc -l <"$WORK/records.jsonl") records of $1, not $3"
 }
+# start_producer TOPIC RATE SEED: `sluice produce` writing RATE records/s
+# into TOPIC in the background until stop_producer (pid_p), for tests
+# whose input must keep arriving while instances come and go.
+start_producer() {
+  "$SLUICE" produce --brokers "$BROKERS" --topic "$1" --count 100000000 --rate "$2" \
+    --seed "$3" 2>"$WORK/produce.err" &
+  pid_p=$!
+}
+# stop_producer TOPIC: stops it (it must still be running) and reads TOPIC
+# back into $WORK/records.jsonl, the test's reference input; INPUT_COUNT is
+# its number of records.
+stop_producer() {
+  running $pid_p
+  kill -TERM $pid_p
+  wait $pid_p || true
+  kcat -b "$BROKERS" -C -t "$1" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
+    fail "kcat could not read the input back"
+  INPUT_COUNT=$(wc -l <"$WORK/records.jsonl")
+}
 # start_instance NAME [ENV=VALUE...]: one instance of $WORK/job.yaml in
 # the background (group mode), its checkpoint $WORK/ckpt-NAME, its stderr
 # $WORK/NAME.err; $! is its pid.

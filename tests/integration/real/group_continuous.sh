@@ -24,9 +24,7 @@ grep -q "continuous: 250ms" "$WORK/job.yaml" || fail "the job's trigger is not c
 "$SLUICE" validate "$WORK/job.yaml" >/dev/null 2>"$WORK/validate.err" ||
   fail "validate: $(cat "$WORK/validate.err")"
 
-"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count 100000000 --rate 3000 \
-  --seed 41 2>"$WORK/produce.err" &
-pid_p=$!
+start_producer "$tag-in" 3000 41
 
 FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err"
 start_instance a
@@ -60,12 +58,8 @@ a_follows() {
 wait_for 60 a_follows
 echo "A's streams run over its $(owns_now a) partitions now"
 
-running $pid_p
-kill -TERM $pid_p
-wait $pid_p || true
-kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
-  fail "kcat could not read the input back"
-GROUP_REDIS_COUNT=$(wc -l <"$WORK/records.jsonl")
+stop_producer "$tag-in"
+GROUP_REDIS_COUNT=$INPUT_COUNT
 done_all() { running $pid_a $pid_c && redis_at_end; }
 wait_secs 300 done_all
 stop_all a c

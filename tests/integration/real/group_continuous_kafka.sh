@@ -17,9 +17,7 @@ create_topic "$tag-in" 12
 create_topic "$tag-out" 12
 group_kafka_job "$tag" 0 3000 "continuous: 250ms" true
 
-"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count 100000000 --rate 3000 \
-  --seed 43 2>"$WORK/produce.err" &
-pid_p=$!
+start_producer "$tag-in" 3000 43
 FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err"
 start_instance a
 pid_a=$!
@@ -39,11 +37,7 @@ c_parts() { running $pid_a $pid_c $pid_p && has_parts c && grep -q "continuous: 
 wait_for 120 c_parts
 echo "C was assigned partitions and runs streams"
 
-running $pid_p
-kill -TERM $pid_p
-wait $pid_p || true
-kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
-  fail "kcat could not read the input back"
+stop_producer "$tag-in"
 at_end() {
   running $pid_a $pid_c && $PY "$CHECK" offsets "$BROKERS" "$tag-g" "$tag-in" >/dev/null 2>&1
 }

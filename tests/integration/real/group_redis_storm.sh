@@ -20,9 +20,7 @@ tag=it-real-gst-$$
 create_topic "$tag-in" 12
 group_redis_job "$tag" 0 2000 3000
 
-"$SLUICE" produce --brokers "$BROKERS" --topic "$tag-in" --count 100000000 --rate 2000 \
-  --seed 23 2>"$WORK/produce.err" &
-pid_p=$!
+start_producer "$tag-in" 2000 23
 
 FAIL_SHOW="$WORK/a.err"
 start_instance a
@@ -79,12 +77,8 @@ fi
 [ "$crashed" = 5 ] || fail "$crashed instances crashed, not 5"
 
 # the producer stops; the topic as written is the reference input
-running $pid_p
-kill -TERM $pid_p
-wait $pid_p || true
-kcat -b "$BROKERS" -C -t "$tag-in" -e -q -f '%s\n' >"$WORK/records.jsonl" 2>/dev/null ||
-  fail "kcat could not read the input back"
-GROUP_REDIS_COUNT=$(wc -l <"$WORK/records.jsonl")
+stop_producer "$tag-in"
+GROUP_REDIS_COUNT=$INPUT_COUNT
 echo "the producer wrote $GROUP_REDIS_COUNT records during the storm"
 
 FAIL_SHOW="$WORK/a.err"
