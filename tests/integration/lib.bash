@@ -137,6 +137,35 @@ stop_producer() {
     fail "kcat could not read the input back"
   INPUT_COUNT=$(wc -l <"$WORK/records.jsonl")
 }
+# continuous_crash_and_join: the skeleton of the continuous group tests,
+# with a producer running (pid_p): instances A and B of $WORK/job.yaml
+# share its 12 partitions; B crashes by its crash point right after its
+# third epoch's commit (proven: exit 137, the failpoint's line, streams
+# run); once A owns all 12, C starts and must be assigned partitions and
+# run streams. Leaves pid_a and pid_c set.
+continuous_crash_and_join() {
+  FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err"
+  start_instance a
+  pid_a=$!
+  start_instance b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
+  pid_b=$!
+  b_exited() { running $pid_a $pid_p && ! alive $pid_b; }
+  wait_for 180 b_exited
+  crashed b batch.after_commit 3
+  grep -q "continuous: [0-9]* streams over" "$WORK/b.err" || fail "B ran no streams"
+  echo "B crashed after its third epoch"
+  # A takes B's partitions once B's session has timed out
+  a_all() { running $pid_a $pid_p && [ "$(owns_now a)" = 12 ]; }
+  wait_for 120 a_all
+  start_instance c
+  pid_c=$!
+  c_parts() {
+    running $pid_a $pid_c $pid_p && has_parts c &&
+      grep -q "continuous: [0-9]* streams over" "$WORK/c.err"
+  }
+  wait_for 120 c_parts
+  echo "C was assigned partitions and runs streams"
+}
 # start_instance NAME [ENV=VALUE...]: one instance of $WORK/job.yaml in
 # the background (group mode), its checkpoint $WORK/ckpt-NAME, its stderr
 # $WORK/NAME.err; $! is its pid.

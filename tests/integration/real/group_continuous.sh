@@ -26,26 +26,7 @@ grep -q "continuous: 250ms" "$WORK/job.yaml" || fail "the job's trigger is not c
 
 start_producer "$tag-in" 3000 41
 
-FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err"
-start_instance a
-pid_a=$!
-start_instance b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
-pid_b=$!
-
-b_exited() { running $pid_a $pid_p && ! alive $pid_b; }
-wait_for 180 b_exited
-crashed b batch.after_commit 3
-grep -q "continuous: [0-9]* streams over" "$WORK/b.err" || fail "B ran no streams"
-echo "B crashed after its third epoch"
-
-# A takes B's partitions once B's session has timed out
-a_all() { running $pid_a $pid_p && [ "$(owns_now a)" = 12 ]; }
-wait_for 120 a_all
-start_instance c
-pid_c=$!
-c_parts() { running $pid_a $pid_c $pid_p && has_parts c && grep -q "continuous: [0-9]* streams over" "$WORK/c.err"; }
-wait_for 120 c_parts
-echo "C was assigned partitions and runs streams"
+continuous_crash_and_join
 # A's streams follow the rebalance: they start again over what A owns now
 # (A owned all 12 before C joined, so that is a second start at least)
 a_follows() {

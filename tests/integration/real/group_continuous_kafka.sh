@@ -18,24 +18,7 @@ create_topic "$tag-out" 12
 group_kafka_job "$tag" 0 3000 "continuous: 250ms" true
 
 start_producer "$tag-in" 3000 43
-FAIL_SHOW="$WORK/a.err $WORK/b.err $WORK/c.err"
-start_instance a
-pid_a=$!
-start_instance b SLUICE_FAILPOINTS="batch.after_commit=crash@3"
-pid_b=$!
-
-b_exited() { running $pid_a $pid_p && ! alive $pid_b; }
-wait_for 180 b_exited
-crashed b batch.after_commit 3
-echo "B crashed after its third epoch"
-
-a_all() { running $pid_a $pid_p && [ "$(owns_now a)" = 12 ]; }
-wait_for 120 a_all
-start_instance c
-pid_c=$!
-c_parts() { running $pid_a $pid_c $pid_p && has_parts c && grep -q "continuous: [0-9]* streams over" "$WORK/c.err"; }
-wait_for 120 c_parts
-echo "C was assigned partitions and runs streams"
+continuous_crash_and_join
 
 stop_producer "$tag-in"
 at_end() {
